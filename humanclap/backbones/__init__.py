@@ -1,0 +1,18 @@
+"""CLAP backbones: one interface (``Embedder``) over every checkpoint format."""
+
+from humanclap.backbones.clap import MAX_LOGIT_SCALE, ClapBackbone
+from humanclap.backbones.embedder import Embedder
+from humanclap.backbones.featurizer import ClapFeaturizer
+from humanclap.backbones.pretrained import CheckpointNotAvailable, from_pretrained
+from humanclap.backbones.tiny import build_tiny_clap, tiny_clap
+
+__all__ = [
+    "MAX_LOGIT_SCALE",
+    "CheckpointNotAvailable",
+    "ClapBackbone",
+    "ClapFeaturizer",
+    "Embedder",
+    "build_tiny_clap",
+    "from_pretrained",
+    "tiny_clap",
+]

@@ -1,0 +1,127 @@
+"""``ClapBackbone``: a transformers ``ClapModel`` plus its featurizer, behind the Embedder interface.
+
+Every supported checkpoint format ends up here: hub ids and local directories load directly,
+original LAION-CLAP ``.pt`` files are converted into this layout first
+(:mod:`humanclap.backbones.laion_checkpoint`), and the tiny test model is a saved directory.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import ClapModel, ClapProcessor
+
+from humanclap.backbones.embedder import Waveform
+from humanclap.backbones.featurizer import ClapFeaturizer
+
+MAX_LOGIT_SCALE = math.log(100.0)
+"""Upper bound of log(1/τ), as in CLIP/open_clip: the temperature never drops below 0.01."""
+
+
+class ClapBackbone(nn.Module):
+    """Audio and text towers of a CLAP model with their projections.
+
+    ``audio_embeddings``/``text_embeddings`` keep gradients (training); ``embed_audio``/
+    ``embed_text`` are the batched, gradient-free inference helpers probes use.
+    """
+
+    def __init__(self, model: ClapModel, featurizer: ClapFeaturizer, name: str = "clap") -> None:
+        super().__init__()
+        self.model = model
+        self.featurizer = featurizer
+        self.name = name
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.featurizer.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.logit_scale_a.device
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        """log(1/τ) of human-clap eq. (5); LAION-CLAP's ``logit_scale_a``, used for both directions."""
+        return self.model.logit_scale_a
+
+    # -- training path ------------------------------------------------------------------------
+    def audio_embeddings(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unit-norm audio embeddings e^audio from featurizer output (differentiable)."""
+        device = self.device
+        outputs = self.model.audio_model(
+            input_features=features["input_features"].to(device),
+            is_longer=features["is_longer"].to(device),
+        )
+        return F.normalize(self.model.audio_projection(outputs.pooler_output), dim=-1)
+
+    def text_embeddings(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unit-norm text embeddings e^text from token ids (differentiable)."""
+        device = self.device
+        outputs = self.model.text_model(
+            input_ids=tokens["input_ids"].to(device),
+            attention_mask=tokens["attention_mask"].to(device),
+        )
+        return F.normalize(self.model.text_projection(outputs.pooler_output), dim=-1)
+
+    # -- inference path (Embedder) ------------------------------------------------------------
+    def embed_audio(self, waves: Sequence[Waveform], batch_size: int = 32) -> torch.Tensor:
+        return self._embed(waves, batch_size, self.featurizer.audio, self.audio_embeddings)
+
+    def embed_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        return self._embed(texts, batch_size, self.featurizer.text, self.text_embeddings)
+
+    def _embed(self, items, batch_size, featurize, encode) -> torch.Tensor:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                chunks = [
+                    encode(featurize(items[start : start + batch_size])).float().cpu()
+                    for start in range(0, len(items), batch_size)
+                ]
+        finally:
+            self.train(was_training)
+        if not chunks:
+            return torch.empty(0, self.model.config.projection_dim)
+        return torch.cat(chunks)
+
+    # -- training utilities -------------------------------------------------------------------
+    def clamp_logit_scale(self, max_value: float = MAX_LOGIT_SCALE) -> None:
+        """Keep 0 <= log(1/τ) <= ln(100) for both of ClapModel's scales (it never clamps them)."""
+        with torch.no_grad():
+            self.model.logit_scale_a.clamp_(0.0, max_value)
+            self.model.logit_scale_t.clamp_(0.0, max_value)
+
+    def freeze(self, audio: bool = False, text: bool = False) -> None:
+        """Stop gradients into a tower (encoder and projection); the temperature stays trainable."""
+        for module, frozen in (
+            (self.model.audio_model, audio),
+            (self.model.audio_projection, audio),
+            (self.model.text_model, text),
+            (self.model.text_projection, text),
+        ):
+            for parameter in module.parameters():
+                parameter.requires_grad_(not frozen)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for p in self.parameters() if p.requires_grad)
+
+    # -- export -------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write a directory that ``ClapModel.from_pretrained`` and ``ClapProcessor`` load."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)
+        ClapProcessor(
+            feature_extractor=self.featurizer.feature_extractor,
+            tokenizer=self.featurizer.tokenizer,
+        ).save_pretrained(directory)
+        return directory

@@ -1,0 +1,115 @@
+"""Deterministic CLAP input features: log-mel spectrograms + ``is_longer``, and token ids.
+
+transformers' ``ClapFeatureExtractor`` has two sources of randomness that make a clip's CLAPScore
+depend on the batch it happens to sit in:
+
+* with ``truncation="fusion"`` it marks one *random* clip of a batch as ``is_longer`` whenever no
+  clip is longer than ``max_length_s`` (original LAION-CLAP only does this while training, to keep
+  the fusion branch in the graph);
+* clips longer than ``max_length_s`` are cropped at random positions (``rand_trunc``) or fused
+  from three random crops (``fusion``).
+
+``ClapFeaturizer`` featurises every clip on its own under a fixed NumPy seed (restoring the
+caller's global NumPy state afterwards) and computes ``is_longer`` from the clip length with the
+extractor's own framing rule, so each clip always gets the same features wherever it appears.
+The object is picklable and holds no model weights, so DataLoader workers can run it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from humanclap.backbones.embedder import Waveform
+
+TEXT_MAX_TOKENS = 77
+"""Token budget of every LAION-CLAP text tower (``CLAP_Module.tokenizer``: max_length=77)."""
+
+_CROP_SEED = 0
+
+
+@contextmanager
+def _fixed_numpy_seed(seed: int) -> Iterator[None]:
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def as_mono_array(wave: Waveform, what: str = "waveform") -> np.ndarray:
+    """A 1-D float32 NumPy copy of ``wave``; refuses multi-channel, empty or non-finite audio."""
+    if isinstance(wave, torch.Tensor):
+        wave = wave.detach().to("cpu", torch.float32).numpy()
+    array = np.asarray(wave, dtype=np.float32)
+    if array.ndim != 1:
+        raise ValueError(f"{what}: expected a mono 1-D waveform, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{what}: empty waveform")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what}: waveform contains NaN or infinite samples")
+    return array
+
+
+class ClapFeaturizer:
+    """Turns waveforms and texts into the tensors a transformers ``ClapModel`` consumes."""
+
+    def __init__(self, feature_extractor, tokenizer, enable_fusion: bool) -> None:
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
+        self.enable_fusion = enable_fusion
+        # The checkpoint decides the cropping mode, whatever the preprocessor file says: fused
+        # models were trained on 4-channel fusion inputs, unfused ones on a single crop.
+        self.truncation = "fusion" if enable_fusion else "rand_trunc"
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def max_samples(self) -> int:
+        return int(self.feature_extractor.nb_max_samples)
+
+    def is_longer(self, num_samples: int) -> bool:
+        """The extractor's own rule: longer iff the clip has more mel frames than one window."""
+        hop = self.feature_extractor.hop_length
+        return num_samples > self.max_samples and num_samples // hop != self.max_samples // hop
+
+    def audio(self, waves: Sequence[Waveform]) -> dict[str, torch.Tensor]:
+        if len(waves) == 0:
+            raise ValueError("featurize: no waveforms given")
+        mels, longer = [], []
+        for index, wave in enumerate(waves):
+            array = as_mono_array(wave, what=f"waveform {index}")
+            with _fixed_numpy_seed(_CROP_SEED):
+                out = self.feature_extractor(
+                    array,
+                    sampling_rate=self.sample_rate,
+                    truncation=self.truncation,
+                    return_tensors="np",
+                )
+            mels.append(out["input_features"][0])
+            longer.append(self.is_longer(array.shape[0]))
+        return {
+            "input_features": torch.from_numpy(np.stack(mels)).float(),
+            "is_longer": torch.tensor(longer, dtype=torch.bool).unsqueeze(1),
+        }
+
+    def text(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        if len(texts) == 0:
+            raise ValueError("tokenize: no texts given")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"text {index}: expected a non-empty string, got {text!r}")
+        tokens = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=TEXT_MAX_TOKENS,
+            return_tensors="pt",
+        )
+        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}

@@ -1,0 +1,121 @@
+"""Rated audio-text pairs: the unit of data for training and for the relevance probe.
+
+A ``RatedPair`` carries the human score a ∈ [0, 1] of human-clap §III-A ("we rescaled the
+subjective score to the range of 0 to 1"), already averaged over the listeners who rated the pair.
+Audio is referenced by a key that an ``AudioStore`` turns into a mono float32 waveform at the
+backbone's sample rate, so file-backed data (RELATE, manifests) and generated data (the synthetic
+default) look the same to datasets and probes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """A bad input file, row or value; the message names the file and the row."""
+
+
+@dataclass(frozen=True)
+class RatedPair:
+    audio: str
+    """Key of the clip in the pair set's ``AudioStore`` (a resolved path for file data)."""
+    text: str
+    score: float
+    """Mean human rating rescaled to [0, 1]."""
+    split: str | None = None
+    group: str | None = None
+    """Subset label for per-subset metrics, e.g. 'natural', 'audioldm2' (human-clap Table II)."""
+    num_ratings: int = 1
+
+
+class AudioStore(Protocol):
+    """Maps an audio key to a mono float32 waveform at ``sample_rate``."""
+
+    def load(self, key: str, sample_rate: int) -> np.ndarray: ...
+
+
+@dataclass
+class SkipReport:
+    """Rows left out on purpose, counted by reason, so nothing disappears silently."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, reason: str, where: str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, where)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __str__(self) -> str:
+        if not self.counts:
+            return "no rows skipped"
+        return "; ".join(f"{n} x {reason} (e.g. {self.examples[reason]})" for reason, n in self.counts.items())
+
+
+@dataclass
+class RatedPairs(Sequence[RatedPair]):
+    """An ordered set of rated pairs with the store that holds their audio."""
+
+    pairs: list[RatedPair]
+    audio_store: AudioStore
+    name: str = "pairs"
+    skipped: SkipReport = field(default_factory=SkipReport)
+
+    def __post_init__(self) -> None:
+        for index, pair in enumerate(self.pairs):
+            validate_pair(pair, f"{self.name}[{index}]")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.pairs[index]
+
+    def __iter__(self) -> Iterator[RatedPair]:
+        return iter(self.pairs)
+
+    def splits(self) -> list[str]:
+        return sorted({p.split for p in self.pairs if p.split is not None})
+
+    def select(self, split: str) -> "RatedPairs":
+        """The pairs of one split; an unknown split is an error that lists the known ones."""
+        chosen = [p for p in self.pairs if p.split == split]
+        if not chosen:
+            raise DataError(f"{self.name}: no pairs in split '{split}'; splits present: {self.splits() or 'none'}")
+        return RatedPairs(chosen, self.audio_store, name=f"{self.name}:{split}", skipped=self.skipped)
+
+    def load_audio(self, key: str, sample_rate: int) -> np.ndarray:
+        return self.audio_store.load(key, sample_rate)
+
+
+def validate_pair(pair: RatedPair, where: str) -> None:
+    if not isinstance(pair.text, str) or not pair.text.strip():
+        raise DataError(f"{where}: empty text")
+    if not isinstance(pair.audio, str) or not pair.audio:
+        raise DataError(f"{where}: empty audio reference")
+    if not (isinstance(pair.score, (int, float)) and math.isfinite(pair.score) and 0.0 <= pair.score <= 1.0):
+        raise DataError(f"{where}: score {pair.score!r} is not a finite number in [0, 1]")
+
+
+def rescale(score: float, low: float, high: float, where: str) -> float:
+    """Map a rating on the declared scale [low, high] to [0, 1]; refuse NaN and out-of-range."""
+    if not high > low:
+        raise DataError(f"{where}: score range [{low}, {high}] is empty")
+    if not math.isfinite(score):
+        raise DataError(f"{where}: score is {score!r}")
+    if not low <= score <= high:
+        raise DataError(f"{where}: score {score} outside the declared range [{low}, {high}]")
+    return (score - low) / (high - low)
+
+
+def unique_in_order(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,44 @@
+"""Shared test fixtures: everything offline, tiny models built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach the network: hub lookups fail fast instead of retrying for minutes.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tiny checkpoints are built into a per-session cache, never into the user's home."""
+    os.environ["HUMANCLAP_CACHE"] = str(tmp_path_factory.mktemp("humanclap-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    from humanclap.backbones import tiny_clap
+
+    return tiny_clap()
+
+
+@pytest.fixture(scope="session")
+def tiny_fused_backbone():
+    from humanclap.backbones import tiny_clap
+
+    return tiny_clap(enable_fusion=True)
+
+
+def shared_data(relative: str) -> Path:
+    """A file under ../shared/data, or skip: a user's fresh clone has no ../shared."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"reference data {path} not present (only in the development workspace)")
+    return path
