@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -92,6 +92,20 @@ class RatedPairs(Sequence[RatedPair]):
         if not chosen:
             raise DataError(f"{self.name}: no pairs in split '{split}'; splits present: {self.splits() or 'none'}")
         return RatedPairs(chosen, self.audio_store, name=f"{self.name}:{split}", skipped=self.skipped)
+
+    def split_by_audio(self, val_fraction: float, seed: int = 0) -> "RatedPairs":
+        """Assign 'train'/'validation' to pairs without a split, keeping all pairs of a clip together."""
+        if not 0 < val_fraction < 1:
+            raise DataError(f"{self.name}: val_fraction must be in (0, 1), got {val_fraction}")
+        clips = unique_in_order(p.audio for p in self.pairs if p.split is None)
+        if len(clips) < 2:
+            raise DataError(f"{self.name}: need at least 2 clips without a split to make a validation split")
+        order = np.random.default_rng(seed).permutation(len(clips))
+        n_val = min(len(clips) - 1, max(1, int(round(val_fraction * len(clips)))))
+        validation = {clips[i] for i in order[:n_val]}
+        pairs = [p if p.split is not None else replace(p, split="validation" if p.audio in validation else "train")
+                 for p in self.pairs]
+        return RatedPairs(pairs, self.audio_store, name=self.name, skipped=self.skipped)
 
     def load_audio(self, key: str, sample_rate: int) -> np.ndarray:
         return self.audio_store.load(key, sample_rate)

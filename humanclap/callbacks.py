@@ -1,0 +1,61 @@
+"""Run the configured probes once before training (baseline) and after every validation epoch."""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+from humanclap.probes.base import Probe, ProbeResult
+
+log = logging.getLogger(__name__)
+
+
+class ProbeCallback(L.Callback):
+    """Logs ``<probe>/<metric>`` each validation epoch and ``baseline/<probe>/<metric>`` once.
+
+    Every rank runs every probe (probes shard their inputs and gather), so logged values are the
+    same on all ranks and equal to a single-process run. ``history`` keeps (epoch, metrics) with
+    epoch -1 for the baseline, for the end-of-run summary.
+    """
+
+    def __init__(self, probes: Mapping[str, Probe], baseline: bool = True, every_n_epochs: int = 1) -> None:
+        super().__init__()
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.probes = dict(probes)
+        self.baseline = baseline
+        self.every_n_epochs = every_n_epochs
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def run(self, pl_module: L.LightningModule) -> tuple[dict[str, float], dict[str, ProbeResult]]:
+        results = {name: probe.run(pl_module.backbone) for name, probe in self.probes.items()}
+        metrics = {f"{name}/{key}": value for name, result in results.items() for key, value in result.metrics.items()}
+        return metrics, results
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.baseline or not self.probes:
+            return
+        metrics, results = self.run(pl_module)
+        self.history.append((-1, metrics))
+        for logger in trainer.loggers:
+            logger.log_metrics({f"baseline/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+        self._report("baseline (before training)", results)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not self.probes:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        metrics, results = self.run(pl_module)
+        self.history.append((trainer.current_epoch, metrics))
+        pl_module.log_dict(metrics, sync_dist=True)
+        self._report(f"epoch {trainer.current_epoch}", results)
+
+    @rank_zero_only
+    def _report(self, when: str, results: Mapping[str, ProbeResult]) -> None:
+        for name, result in results.items():
+            for title, table in result.tables.items():
+                log.info("%s — %s\n%s", title, when, table)

@@ -1,0 +1,205 @@
+"""Rated pairs from a user's own manifest: one human rating per CSV row or JSONL line.
+
+Columns (JSONL: keys): required ``audio, text, score``; optional ``split, group, listener``.
+Several ratings of one (audio, text) pair are averaged (``num_ratings`` counts them) and the mean
+is rescaled from ``score_range`` to [0, 1], as human-clap §III-A rescales its 0-10 ratings
+("we rescaled the subjective score to the range of 0 to 1").
+
+Error messages name the file and the *line number* in the file (1-based, the CSV header is
+line 1, so the first data row is line 2; for JSONL simply the line). For a CSV record whose quoted
+text spans several lines, the line where the record starts is given.
+
+The CSV helpers ``read_csv_table`` / ``require_columns`` are shared with the RELATE and timbre
+readers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+from humanclap.data.audio import FileAudioStore
+from humanclap.data.pairs import DataError, RatedPair, RatedPairs, SkipReport, rescale
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("audio", "text", "score")
+OPTIONAL_COLUMNS = ("split", "group", "listener")
+SKIP_MISSING_AUDIO = "audio file missing"
+
+Record = tuple[int, dict]
+"""(line number, column -> value) of one rating."""
+
+
+def read_csv_table(path: str | Path) -> tuple[list[str], list[Record]]:
+    """Header and records of a CSV file, each record with the line where it starts.
+
+    Values stay strings (ids such as RELATE's "0050" keep their zeros). Blank lines are skipped;
+    an empty file, a duplicate column name or a row with the wrong number of fields is an error.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            if not any(header):
+                raise DataError(f"{path}: empty file (no header row)")
+            duplicates = sorted({name for name in header if header.count(name) > 1})
+            if duplicates:
+                raise DataError(f"{path}: duplicate column(s) {duplicates} in the header")
+            records: list[Record] = []
+            start = reader.line_num + 1
+            for values in reader:
+                line, start = start, reader.line_num + 1
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    raise DataError(f"{path}, line {line}: {len(values)} fields, the header has {len(header)}")
+                records.append((line, dict(zip(header, values))))
+    except csv.Error as err:
+        raise DataError(f"{path}: malformed CSV ({err})") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err})") from err
+    return header, records
+
+
+def require_columns(path: str | Path, found, required, where: str = "") -> None:
+    """Error listing the missing columns and the columns found."""
+    missing = [name for name in required if name not in found]
+    if missing:
+        raise DataError(f"{path}{where}: missing required column(s) {missing}; columns found: {list(found)}")
+
+
+def _read_jsonl(path: Path) -> list[Record]:
+    records: list[Record] = []
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err})") from err
+    for line, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {line}: invalid JSON ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}")
+        require_columns(path, obj.keys(), REQUIRED_COLUMNS, f", line {line}")
+        records.append((line, obj))
+    return records
+
+
+def _string(value, where: str, column: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, bool)):
+        raise DataError(f"{where}: {column} must be a string, got {value!r}")
+    return str(value).strip()
+
+
+def _score(value, where: str) -> float:
+    if isinstance(value, bool) or value is None:
+        raise DataError(f"{where}: score {value!r} is not a number")
+    try:
+        score = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: score {value!r} is not a number") from None
+    if math.isnan(score):
+        raise DataError(f"{where}: score is NaN")
+    return score
+
+
+def _mean(scores: list[float], low: float, high: float) -> float:
+    """Mean of in-range ratings, clamped so float rounding cannot push it off the scale."""
+    return min(max(math.fsum(scores) / len(scores), low), high)
+
+
+def read_manifest(
+    path: str | Path,
+    score_range: tuple[float, float] = (0, 10),
+    audio_root: str | Path | None = None,
+    on_missing_audio: str = "error",
+    name: str | None = None,
+) -> RatedPairs:
+    """Read a ``.csv`` or ``.jsonl`` manifest of human ratings into averaged, rescaled pairs.
+
+    Relative audio paths resolve against ``audio_root`` (default: the manifest's directory).
+    ``on_missing_audio="skip"`` drops ratings whose audio file is missing, counts them in
+    ``RatedPairs.skipped`` and logs a warning with the count; the default ``"error"`` refuses.
+    """
+    path = Path(path)
+    if on_missing_audio not in ("error", "skip"):
+        raise ValueError(f"on_missing_audio must be 'error' or 'skip', got {on_missing_audio!r}")
+    low, high = score_range
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        header, records = read_csv_table(path)
+        require_columns(path, header, REQUIRED_COLUMNS)
+    elif suffix == ".jsonl":
+        records = _read_jsonl(path)
+    else:
+        raise DataError(f"{path}: unsupported manifest format {suffix or '(no extension)'!r}; use .csv or .jsonl")
+    if not records:
+        raise DataError(f"{path}: empty manifest (no ratings)")
+
+    root = Path(audio_root) if audio_root is not None else path.parent
+    skipped = SkipReport()
+    ratings: dict[tuple[str, str], list[float]] = {}
+    labels: dict[tuple[str, str], dict[str, tuple[str | None, int]]] = {}
+    exists: dict[str, bool] = {}
+    for line, row in records:
+        where = f"{path}, line {line}"
+        audio = _string(row.get("audio"), where, "audio")
+        text = _string(row.get("text"), where, "text")
+        if not audio:
+            raise DataError(f"{where}: empty audio path")
+        if not text:
+            raise DataError(f"{where}: empty text")
+        score = _score(row.get("score"), where)
+        rescale(score, low, high, where)  # refuses out-of-range ratings one by one
+        audio_path = os.path.normpath(Path(root, os.path.expanduser(audio)).absolute())
+        if audio_path not in exists:
+            exists[audio_path] = os.path.isfile(audio_path)
+        if not exists[audio_path]:
+            if on_missing_audio == "error":
+                raise DataError(f"{where}: audio file not found: {audio_path}")
+            skipped.add(SKIP_MISSING_AUDIO, f"{where}: {audio_path}")
+            continue
+        key = (audio_path, text)
+        ratings.setdefault(key, []).append(score)
+        seen = labels.setdefault(key, {})
+        for column in ("split", "group"):
+            value = _string(row.get(column), where, column) or None
+            if column not in seen:
+                seen[column] = (value, line)
+            elif seen[column][0] != value:
+                first, first_line = seen[column]
+                raise DataError(
+                    f"{where}: ratings of one pair carry different {column} values: "
+                    f"{first!r} (line {first_line}) and {value!r} ({audio!r}, {text!r})"
+                )
+        _string(row.get("listener"), where, "listener")  # optional; kept as a string, never a number
+
+    if skipped.total:
+        missing_files = sum(1 for ok in exists.values() if not ok)
+        log.warning("%s: skipped %d rating(s) whose audio is missing (%d file(s)); %s",
+                    path, skipped.total, missing_files, skipped)
+    if not ratings:
+        raise DataError(f"{path}: no ratings left ({skipped})")
+    pairs = [
+        RatedPair(
+            audio=audio,
+            text=text,
+            score=rescale(_mean(scores, low, high), low, high, f"{path}: mean of {audio!r}, {text!r}"),
+            split=labels[(audio, text)]["split"][0],
+            group=labels[(audio, text)]["group"][0],
+            num_ratings=len(scores),
+        )
+        for (audio, text), scores in ratings.items()
+    ]
+    return RatedPairs(pairs, FileAudioStore(), name=name or path.name, skipped=skipped)

@@ -1,0 +1,115 @@
+"""Fine-tune CLAP with the Human-CLAP losses: ``python -m humanclap.train recipe=wsce_mae``.
+
+Composes ``recipes/train.yaml``, builds backbone -> data -> loss -> module -> probes -> trainer,
+fits, exports the checkpoint with the lowest validation loss as a transformers directory
+(``ClapModel.from_pretrained(checkpoints/<run>)``) and returns ``optimized_metric`` for sweeps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from humanclap.callbacks import ProbeCallback
+from humanclap.lit.module import HumanClapModule
+
+log = logging.getLogger(__name__)
+
+
+def build_probes(probes_cfg: DictConfig, validation_pairs) -> dict[str, Any]:
+    """Instantiate each probe; one without its own ``pairs`` measures the validation split."""
+    probes = {}
+    for name, spec in (probes_cfg or {}).items():
+        if spec.get("pairs") is None:
+            # _partial_ then call: instantiate(spec, pairs=...) would merge the object into the config.
+            probes[name] = instantiate(spec, _partial_=True)(pairs=validation_pairs)
+        else:
+            probes[name] = instantiate(spec)
+    return probes
+
+
+def export_best(checkpoint: ModelCheckpoint, module: HumanClapModule, export_dir: Path) -> Path:
+    """Load the best Lightning checkpoint (weights_only) into ``module`` and save a ClapModel dir."""
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    if not best:
+        raise RuntimeError("no checkpoint was written; did validation run?")
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    return module.backbone.save_pretrained(export_dir)
+
+
+def summarize(history: list[tuple[int, dict[str, float]]], best_epoch: int | None, metric: str) -> dict[str, Any]:
+    by_epoch = dict(history)
+    baseline, final = by_epoch.get(-1, {}), history[-1][1] if history else {}
+    summary = {
+        "metric": metric,
+        "baseline": baseline.get(metric),
+        "final": final.get(metric),
+        "best_epoch": best_epoch,
+        "best": by_epoch.get(best_epoch, {}).get(metric) if best_epoch is not None else None,
+    }
+    if summary["baseline"] is not None and summary["final"] is not None:
+        summary["gain"] = summary["final"] - summary["baseline"]
+    return summary
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    L.seed_everything(cfg.seed, workers=True)
+    backbone = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data, _partial_=True)(featurizer=backbone.featurizer)
+    module = HumanClapModule(
+        backbone=backbone,
+        loss=instantiate(cfg.recipe),
+        optimizer=instantiate(cfg.optimizer),
+        freeze_audio=cfg.freeze_audio,
+        freeze_text=cfg.freeze_text,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    probes = ProbeCallback(build_probes(cfg.get("probes"), datamodule.val_pairs))
+    checkpoint = ModelCheckpoint(
+        dirpath=Path(cfg.paths.output_dir) / "checkpoints",
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=cfg.monitor,
+        mode=cfg.monitor_mode,
+        save_last=True,
+    )
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[probes, checkpoint], logger=logger)
+    trainer.fit(module, datamodule=datamodule)
+
+    best_epoch = None
+    if checkpoint.best_model_path:
+        best_epoch = int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
+    summary = summarize(probes.history, best_epoch, cfg.optimized_metric)
+    if trainer.is_global_zero:
+        export_dir = export_best(checkpoint, module, Path(cfg.paths.export_dir))
+        summary["export_dir"] = str(export_dir)
+        (export_dir / "humanclap_run.json").write_text(json.dumps(
+            {"summary": summary, "history": probes.history, "config": module.hparams["config"]}, indent=2))
+        log.info("exported the lowest-%s checkpoint (epoch %s) to %s", cfg.monitor, best_epoch, export_dir)
+        log.info("%s: baseline %s -> final %s (best epoch: %s)", summary["metric"],
+                 _fmt(summary["baseline"]), _fmt(summary["final"]), _fmt(summary["best"]))
+    return summary
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+@hydra.main(version_base="1.3", config_path="../recipes", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg).get("final")
+
+
+if __name__ == "__main__":
+    main()
