@@ -97,8 +97,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (export_dir / "humanclap_run.json").write_text(json.dumps(
             {"summary": summary, "history": probes.history, "config": module.hparams["config"]}, indent=2))
         log.info("exported the lowest-%s checkpoint (epoch %s) to %s", cfg.monitor, best_epoch, export_dir)
-        log.info("%s: baseline %s -> final %s (best epoch: %s)", summary["metric"],
-                 _fmt(summary["baseline"]), _fmt(summary["final"]), _fmt(summary["best"]))
+        log.info("%s: baseline %s -> final %s (exported epoch %s: %s)", summary["metric"],
+                 _fmt(summary["baseline"]), _fmt(summary["final"]), best_epoch, _fmt(summary["best"]))
     return summary
 
 

@@ -42,3 +42,29 @@ def shared_data(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data {path} not present (only in the development workspace)")
     return path
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """Compose recipes/train.yaml as `python -m humanclap.train <overrides>` would, writing under tmp_path."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(version_base="1.3", config_dir=str(RECIPES)):
+            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # as in a real run: the job config does not carry the hydra node
+            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.export_dir = str(tmp_path / "export")
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()

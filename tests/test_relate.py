@@ -72,6 +72,9 @@ def test_both_layouts_average_rescale_split_and_group(tmp_path, layout):
     }
     assert pairs.skipped.counts == {SKIP_EXCLUDED: 6}
     assert pairs.name == "REL.csv"
+    # Tables II/III's "synthesized" column = every generator but natural, kept through split selection.
+    assert pairs.group_sets == {"synthesized": ["audioldm2", "tango", "tango2"]}
+    assert pairs.select("train").group_sets == pairs.group_sets
 
 
 @pytest.mark.parametrize("layout", ["current", "older"])

@@ -3,6 +3,7 @@
 from humanclap.backbones.clap import MAX_LOGIT_SCALE, ClapBackbone
 from humanclap.backbones.embedder import Embedder
 from humanclap.backbones.featurizer import ClapFeaturizer
+from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
 from humanclap.backbones.pretrained import CheckpointNotAvailable, from_pretrained
 from humanclap.backbones.tiny import build_tiny_clap, tiny_clap
 
@@ -13,6 +14,7 @@ __all__ = [
     "ClapFeaturizer",
     "Embedder",
     "build_tiny_clap",
+    "from_laion_checkpoint",
     "from_pretrained",
     "tiny_clap",
 ]

@@ -35,6 +35,7 @@ class ClapBackbone(nn.Module):
         self.model = model
         self.featurizer = featurizer
         self.name = name
+        self.train(model.training)  # from_pretrained gives eval mode; keep the wrapper consistent
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -79,16 +80,19 @@ class ClapBackbone(nn.Module):
     def _embed(self, items, batch_size, featurize, encode) -> torch.Tensor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        was_training = self.training
+        if isinstance(items, (str, bytes)):
+            raise TypeError("expected a list of items, got a single string (wrap it in a list)")
+        modes = {module: module.training for module in self.modules()}
         self.eval()
         try:
             with torch.no_grad():
                 chunks = [
-                    encode(featurize(items[start : start + batch_size])).float().cpu()
+                    encode(featurize(items[start : start + batch_size], first_index=start)).float().cpu()
                     for start in range(0, len(items), batch_size)
                 ]
-        finally:
-            self.train(was_training)
+        finally:  # restore each submodule's own mode (they need not agree with the wrapper's)
+            for module, training in modes.items():
+                module.training = training
         if not chunks:
             return torch.empty(0, self.model.config.projection_dim)
         return torch.cat(chunks)

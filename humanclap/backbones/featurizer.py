@@ -79,11 +79,12 @@ class ClapFeaturizer:
         hop = self.feature_extractor.hop_length
         return num_samples > self.max_samples and num_samples // hop != self.max_samples // hop
 
-    def audio(self, waves: Sequence[Waveform]) -> dict[str, torch.Tensor]:
+    def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
+        """``first_index``: position of ``waves[0]`` in the caller's list, so errors name the real item."""
         if len(waves) == 0:
             raise ValueError("featurize: no waveforms given")
         mels, longer = [], []
-        for index, wave in enumerate(waves):
+        for index, wave in enumerate(waves, start=first_index):
             array = as_mono_array(wave, what=f"waveform {index}")
             with _fixed_numpy_seed(_CROP_SEED):
                 out = self.feature_extractor(
@@ -99,10 +100,10 @@ class ClapFeaturizer:
             "is_longer": torch.tensor(longer, dtype=torch.bool).unsqueeze(1),
         }
 
-    def text(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    def text(self, texts: Sequence[str], first_index: int = 0) -> dict[str, torch.Tensor]:
         if len(texts) == 0:
             raise ValueError("tokenize: no texts given")
-        for index, text in enumerate(texts):
+        for index, text in enumerate(texts, start=first_index):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text {index}: expected a non-empty string, got {text!r}")
         tokens = self.tokenizer(

@@ -69,6 +69,8 @@ class RatedPairs(Sequence[RatedPair]):
     audio_store: AudioStore
     name: str = "pairs"
     skipped: SkipReport = field(default_factory=SkipReport)
+    group_sets: dict[str, list[str]] = field(default_factory=dict)
+    """Named unions of groups the data defines, e.g. RELATE's ``synthesized`` = all generators."""
 
     def __post_init__(self) -> None:
         for index, pair in enumerate(self.pairs):
@@ -91,7 +93,7 @@ class RatedPairs(Sequence[RatedPair]):
         chosen = [p for p in self.pairs if p.split == split]
         if not chosen:
             raise DataError(f"{self.name}: no pairs in split '{split}'; splits present: {self.splits() or 'none'}")
-        return RatedPairs(chosen, self.audio_store, name=f"{self.name}:{split}", skipped=self.skipped)
+        return self._with(chosen, name=f"{self.name}:{split}")
 
     def split_by_audio(self, val_fraction: float, seed: int = 0) -> "RatedPairs":
         """Assign 'train'/'validation' to pairs without a split, keeping all pairs of a clip together."""
@@ -105,7 +107,10 @@ class RatedPairs(Sequence[RatedPair]):
         validation = {clips[i] for i in order[:n_val]}
         pairs = [p if p.split is not None else replace(p, split="validation" if p.audio in validation else "train")
                  for p in self.pairs]
-        return RatedPairs(pairs, self.audio_store, name=self.name, skipped=self.skipped)
+        return self._with(pairs, name=self.name)
+
+    def _with(self, pairs: list[RatedPair], name: str) -> "RatedPairs":
+        return RatedPairs(pairs, self.audio_store, name=name, skipped=self.skipped, group_sets=self.group_sets)
 
     def load_audio(self, key: str, sample_rate: int) -> np.ndarray:
         return self.audio_store.load(key, sample_rate)

@@ -22,6 +22,7 @@ Rules applied by ``read_relate``:
   score to the range of 0 to 1").
 * ``group`` is the generator, taken from the wav path's first component (``GENERATORS``): the
   ``audio type`` column folds audioldm2 into audioldm and tango2 into tango, so it is not used.
+* ``group_sets`` defines ``synthesized`` = every generator but natural (Tables II and III).
 * ``listener_id`` stays a string ("0050"): the CSV is read with the csv module, never parsed.
 
 Errors name the file and the line (the header is line 1, the first rating line 2).
@@ -58,8 +59,9 @@ ANCHOR_AUDIO_TYPE = "anchor"
 SCORE_MAX = 10
 ANCHOR_LIMIT = 2.0
 """Screening threshold of human-clap §II-B: a mean anchor score above it removes the listener."""
+NATURAL = "natural"
 GENERATORS = {
-    "audiocaps": "natural", "audioldm": "audioldm", "audioldm2": "audioldm2", "tango": "tango", "tango2": "tango2",
+    "audiocaps": NATURAL, "audioldm": "audioldm", "audioldm2": "audioldm2", "tango": "tango", "tango2": "tango2",
 }
 """First component of ``wavname`` -> group name."""
 
@@ -193,4 +195,6 @@ def read_relate(
                 f"{missing[0]} (line {lines[missing[0]]}). Pass check_audio=False to read the ratings only."
             )
     log.info("%s: %d pairs %s; skipped %s", path, len(pairs), dict(Counter(p.split for p in pairs)), skipped)
-    return RatedPairs(pairs, FileAudioStore(), name=path.name, skipped=skipped)
+    synthesized = sorted({p.group for p in pairs} - {NATURAL})
+    return RatedPairs(pairs, FileAudioStore(), name=path.name, skipped=skipped,
+                      group_sets={"synthesized": synthesized} if synthesized else {})

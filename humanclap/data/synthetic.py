@@ -126,6 +126,8 @@ def synthetic_pairs(
     """Rated pairs over ``n_sounds`` generated sounds, split by sound into train/validation/test."""
     if n_sounds < 2 or texts_per_sound < 1 or listeners < 1:
         raise ValueError("synthetic_pairs needs n_sounds >= 2, texts_per_sound >= 1, listeners >= 1")
+    if not duration_s > 0 or not rating_noise >= 0:
+        raise ValueError(f"synthetic_pairs needs duration_s > 0 and rating_noise >= 0, got {duration_s}, {rating_noise}")
     if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"bad split fractions: validation {val_fraction}, test {test_fraction}")
     rng = np.random.default_rng(seed)
@@ -133,6 +135,8 @@ def synthetic_pairs(
              for attribute in DESCRIPTORS for pole in (0, 1) for template in TEMPLATES]
     n_val = max(1, int(round(n_sounds * val_fraction)))
     n_test = int(round(n_sounds * test_fraction))
+    if n_val + n_test >= n_sounds:
+        raise ValueError(f"{n_sounds} sounds leave no training sounds with validation {val_fraction}, test {test_fraction}")
     split_of = ["validation"] * n_val + ["test"] * n_test + ["train"] * (n_sounds - n_val - n_test)
     split_of = [split_of[i] for i in rng.permutation(n_sounds)]
 

@@ -44,6 +44,9 @@ class HumanClapModule(L.LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         backbone.freeze(audio=freeze_audio, text=freeze_text)
+        # from_pretrained returns eval-mode modules and Lightning keeps whatever mode it is given:
+        # without this, dropout and BatchNorm batch statistics would be off during training.
+        self.train()
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         audio = self.backbone.audio_embeddings(batch["audio"])

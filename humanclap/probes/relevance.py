@@ -16,12 +16,8 @@ import warnings
 from typing import Sequence
 
 import torch
-from torchmetrics.functional import (
-    kendall_rank_corrcoef,
-    mean_squared_error,
-    pearson_corrcoef,
-    spearman_corrcoef,
-)
+from scipy.stats import rankdata
+from torchmetrics.functional import kendall_rank_corrcoef, mean_squared_error, pearson_corrcoef
 
 from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import RatedPairs, unique_in_order
@@ -36,6 +32,11 @@ def clap_scores(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return (audio * text).sum(dim=-1).clamp(min=0.0)
 
 
+def _average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks with ties sharing their mean rank, as in Spearman's definition."""
+    return torch.from_numpy(rankdata(values.cpu().numpy())).to(values.dtype)
+
+
 def agreement(predicted: torch.Tensor, human: torch.Tensor) -> dict[str, float]:
     """SRCC, LCC, MSE and Kendall τ between model scores and human scores (torchmetrics)."""
     predicted, human = predicted.double(), human.double()
@@ -43,7 +44,9 @@ def agreement(predicted: torch.Tensor, human: torch.Tensor) -> dict[str, float]:
         # Constant inputs give NaN correlations; torchmetrics warns about it, we report NaN.
         warnings.filterwarnings("ignore", message=".*(constant|variance).*")
         return {
-            "srcc": float(spearman_corrcoef(predicted, human)),
+            # SRCC = Pearson of average ranks. torchmetrics' spearman_corrcoef adds 1e-6 to the
+            # denominator, so constant inputs came out as 0.0 instead of NaN (and n=2 as 0.999996).
+            "srcc": float(pearson_corrcoef(_average_ranks(predicted), _average_ranks(human))),
             "lcc": float(pearson_corrcoef(predicted, human)),
             "mse": float(mean_squared_error(predicted, human)),
             "ktau": float(kendall_rank_corrcoef(predicted, human)),
@@ -56,7 +59,8 @@ class RelevanceProbe:
     Args:
         pairs: the rated pairs (in training: the validation split of the training data).
         group_sets: extra subsets made of several groups, e.g.
-            ``{"synthesized": ["audioldm", "audioldm2", "tango", "tango2"]}`` for RELATE.
+            ``{"synthesized": ["audioldm", "audioldm2", "tango", "tango2"]}``; added to the ones
+            the data defines itself (``RatedPairs.group_sets``, e.g. RELATE's ``synthesized``).
         high_score_threshold: pairs with a > threshold form the "high" subset (Table III).
         min_subset_size: smallest subset for which correlations are reported.
     """
@@ -74,13 +78,15 @@ class RelevanceProbe:
         if len(pairs) < 2:
             raise ValueError(f"relevance probe needs at least 2 rated pairs, got {len(pairs)} in {pairs.name}")
         self.pairs = pairs
-        self.group_sets = {name: list(groups) for name, groups in (group_sets or {}).items()}
         known = {p.group for p in pairs}
-        for name, groups in self.group_sets.items():
+        for name, groups in (group_sets or {}).items():
             unknown = sorted(set(groups) - known)
             if unknown:
                 raise ValueError(f"group set '{name}' names groups {unknown} not in {pairs.name}; "
                                  f"groups present: {sorted(g for g in known if g)}")
+        # The data's own sets may name groups a split happens not to contain.
+        own = {name: [g for g in groups if g in known] for name, groups in pairs.group_sets.items()}
+        self.group_sets = {**own, **{name: list(groups) for name, groups in (group_sets or {}).items()}}
         self.high_score_threshold = high_score_threshold
         self.min_subset_size = min_subset_size
         self.batch_size = batch_size
@@ -106,7 +112,9 @@ class RelevanceProbe:
     def subsets(self) -> dict[str, torch.Tensor]:
         """Boolean masks over the pairs, keyed by subset name ('' = all pairs)."""
         groups = [p.group for p in self.pairs]
-        scores = torch.tensor([p.score for p in self.pairs])
+        # float64 like the scores themselves: in float32, scores within ~3e-8 of the threshold fall
+        # into the wrong band.
+        scores = torch.tensor([p.score for p in self.pairs], dtype=torch.float64)
         by_group = {g: torch.tensor([x == g for x in groups]) for g in unique_in_order(groups) if g is not None}
         by_group.update({name: torch.tensor([x in members for x in groups])
                          for name, members in self.group_sets.items()})

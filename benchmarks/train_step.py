@@ -1,0 +1,102 @@
+"""Framework overhead: a Lightning training step vs a bare PyTorch loop on the same work.
+
+Both sides train the same backbone (same initial weights) with the same loss, optimiser and
+pre-featurised batches (featurisation is identical in both and excluded), including the
+logit-scale clamp. Prints seconds per step for each and their ratio (target: <= 1.05).
+
+    python benchmarks/train_step.py [--steps 60] [--warmup 10] [--repeats 3] [--batch-size 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from humanclap.backbones import tiny_clap
+from humanclap.data.dataset import RatedPairCollator, RatedPairDataset
+from humanclap.data.synthetic import synthetic_pairs
+from humanclap.lit.module import HumanClapModule
+from humanclap.losses import HumanClapLoss
+
+
+def make_batches(backbone, n: int, batch_size: int) -> list[dict]:
+    # 4 texts per sound, 80 % of sounds in train: enough pairs for n full batches.
+    pairs = synthetic_pairs(n_sounds=n * batch_size // 3 + 8, texts_per_sound=4).select("train")
+    loader = DataLoader(RatedPairDataset(pairs, backbone.sample_rate), batch_size=batch_size,
+                        collate_fn=RatedPairCollator(backbone.featurizer), drop_last=True)
+    batches = [batch for _, batch in zip(range(n), loader)]
+    if len(batches) < n:
+        raise SystemExit(f"only {len(batches)} batches available, asked for {n}")
+    return batches
+
+
+def bare_loop(backbone, batches, lr: float) -> float:
+    loss_fn = HumanClapLoss({"wsce": 0.1, "mae": 1.0})
+    optimizer = torch.optim.AdamW(backbone.trainable_parameters(), lr=lr)
+    backbone.train()
+    start = time.perf_counter()
+    for batch in batches:
+        audio = backbone.audio_embeddings(batch["audio"])
+        text = backbone.text_embeddings(batch["text"])
+        loss = loss_fn(audio, text, batch["score"], backbone.logit_scale)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        backbone.clamp_logit_scale()
+    return time.perf_counter() - start
+
+
+class _Timer(L.Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end = warmup, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.end = time.perf_counter()
+
+
+def lightning_loop(backbone, batches, warmup: int, lr: float) -> float:
+    module = HumanClapModule(backbone, HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
+                             lambda params: torch.optim.AdamW(params, lr=lr))
+    timer = _Timer(warmup)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, callbacks=[timer])
+    # batch_size=None: the loader yields the pre-built batches unchanged.
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+    return timer.end - timer.start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    initial = tiny_clap()
+    batches = make_batches(initial, args.warmup + args.steps, args.batch_size)
+    bare, light = [], []
+    for _ in range(args.repeats):  # interleaved, so drift in machine load hits both sides alike
+        backbone = copy.deepcopy(initial)
+        bare_loop(backbone, batches[: args.warmup], 1e-3)
+        bare.append(bare_loop(backbone, batches[args.warmup :], 1e-3) / args.steps)
+        light.append(lightning_loop(copy.deepcopy(initial), batches, args.warmup, 1e-3) / args.steps)
+    b, l = statistics.median(bare), statistics.median(light)
+    print(f"bare PyTorch step : {b * 1e3:8.2f} ms  (median of {args.repeats} runs of {args.steps} steps)")
+    print(f"Lightning step    : {l * 1e3:8.2f} ms")
+    print(f"ratio Lightning / bare = {l / b:.3f}  (target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""End to end: the training entry point fits, logs probes, exports a loadable ClapModel directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from transformers import ClapModel
+
+from humanclap.backbones import from_pretrained, tiny_clap
+from humanclap.data.synthetic import synthetic_pairs
+from humanclap.lit.datamodule import RatedPairDataModule
+from humanclap.lit.module import HumanClapModule
+from humanclap.losses import HumanClapLoss
+from humanclap.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_DATA = ["data.pairs.n_sounds=16", "data.pairs.texts_per_sound=2", "data.batch_size=4"]
+
+
+def test_train_exports_the_best_checkpoint(compose_train):
+    cfg = compose_train("logger=csv", "trainer.max_epochs=2", *SMALL_DATA)
+    summary = train(cfg)
+
+    export = Path(cfg.paths.export_dir)
+    record = json.loads((export / "humanclap_run.json").read_text())
+    assert record["summary"] == summary
+    epochs = [epoch for epoch, _ in record["history"]]
+    assert epochs == [-1, 0, 1]  # baseline, then every validation epoch
+    assert summary["baseline"] == record["history"][0][1]["relevance/srcc"]
+    assert summary["final"] == record["history"][-1][1]["relevance/srcc"]
+    assert math.isclose(summary["gain"], summary["final"] - summary["baseline"])
+
+    # The export is a plain transformers directory holding the lowest-val/loss weights.
+    best = Path(cfg.paths.output_dir) / "checkpoints"
+    checkpoints = {int(torch.load(p, weights_only=True)["epoch"]): p for p in best.glob("epoch*.ckpt")}
+    state = torch.load(checkpoints[summary["best_epoch"]], map_location="cpu", weights_only=True)
+    assert isinstance(state["hyper_parameters"]["config"], dict)  # plain containers only
+    exported = ClapModel.from_pretrained(export)
+    for name, value in exported.state_dict().items():
+        torch.testing.assert_close(value, state["state_dict"][f"backbone.model.{name}"], msg=name)
+    reloaded = from_pretrained(str(export))
+    assert reloaded.embed_text(["a bright sound"]).shape == (1, 32)
+
+
+def _module(**kwargs) -> tuple[HumanClapModule, RatedPairDataModule]:
+    backbone = tiny_clap()
+    data = RatedPairDataModule(synthetic_pairs(n_sounds=10, texts_per_sound=2), backbone.featurizer, batch_size=4)
+    loss = HumanClapLoss({"wsce": 0.1, "mae": 1.0})
+    module = HumanClapModule(backbone, loss, lambda p: torch.optim.AdamW(p, lr=1e-3), **kwargs)
+    return module, data
+
+
+def _fit(module, data, steps=2):
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, datamodule=data)
+
+
+def test_logit_scale_is_clamped_after_each_step():
+    module, data = _module()
+    with torch.no_grad():
+        module.backbone.model.logit_scale_a.fill_(10.0)
+        module.backbone.model.logit_scale_t.fill_(-3.0)
+    _fit(module, data)
+    assert module.backbone.model.logit_scale_a.item() <= math.log(100) + 1e-6
+    assert module.backbone.model.logit_scale_t.item() >= 0.0
+
+
+def test_frozen_audio_tower_does_not_move():
+    module, data = _module(freeze_audio=True)
+    before = {k: v.clone() for k, v in module.backbone.model.audio_model.state_dict().items()}
+    text_before = module.backbone.model.text_projection.linear1.weight.clone()
+    _fit(module, data)
+    for name, value in module.backbone.model.audio_model.state_dict().items():
+        if "running" in name or "num_batches" in name:
+            continue  # BatchNorm statistics follow the data even when weights are frozen
+        torch.testing.assert_close(value, before[name], msg=name)
+    assert not torch.equal(module.backbone.model.text_projection.linear1.weight, text_before)
+
+
+def test_both_towers_frozen_is_refused():
+    with pytest.raises(ValueError, match="nothing to train"):
+        module, _ = _module(freeze_audio=True, freeze_text=True)
+        with torch.no_grad():
+            module.backbone.model.logit_scale_a.requires_grad_(False)
+            module.backbone.model.logit_scale_t.requires_grad_(False)
+        module.configure_optimizers()
+
+
+@pytest.mark.slow
+def test_cli_one_epoch(tmp_path):
+    """`python -m humanclap.train` as a user runs it (1 epoch, small synthetic set, wandb offline)."""
+    export = tmp_path / "export"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+           "HUMANCLAP_CACHE": os.environ["HUMANCLAP_CACHE"]}
+    result = subprocess.run(
+        [sys.executable, "-m", "humanclap.train", "recipe=wsce_mae", "trainer.max_epochs=1",
+         f"hydra.run.dir={tmp_path / 'run'}", f"paths.export_dir={export}", *SMALL_DATA],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "relevance/srcc: baseline" in result.stdout + result.stderr
+    assert ClapModel.from_pretrained(export).config.projection_dim == 32
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "wandb should log offline by default"
