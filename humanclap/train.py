@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def summarize(history: list[tuple[int, dict[str, float]]], best_epoch: int | Non
         "best": by_epoch.get(best_epoch, {}).get(metric) if best_epoch is not None else None,
     }
     if summary["baseline"] is not None and summary["final"] is not None:
-        summary["gain"] = summary["final"] - summary["baseline"]
+        summary["gain"] = summary["final"] - summary["baseline"]  # NaN if either is undefined
     return summary
 
 
@@ -103,7 +104,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    if value is None:
+        return "n/a"
+    return "undefined (constant CLAPScores)" if math.isnan(value) else f"{value:.3f}"
 
 
 @hydra.main(version_base="1.3", config_path="../recipes", config_name="train")

@@ -13,8 +13,6 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
@@ -34,14 +32,6 @@ def tiny_fused_backbone():
     from humanclap.backbones import tiny_clap
 
     return tiny_clap(enable_fusion=True)
-
-
-def shared_data(relative: str) -> Path:
-    """A file under ../shared/data, or skip: a user's fresh clone has no ../shared."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"reference data {path} not present (only in the development workspace)")
-    return path
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

@@ -15,7 +15,7 @@ from humanclap.data.relate import (
 )
 
 REAL_REL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "relate" / "REL.csv"
-"""Same place as ``shared_data`` in conftest (tests/ is not a package, so it cannot be imported)."""
+"""The real file in the development workspace (../shared/data); absent in a user's clone."""
 
 CURRENT = ["wavname", "text", "score", "listener_id", "audio type", "anchor label", "in RELATE dataset", "in AudioCaps"]
 OLDER = [c for c in CURRENT if c != "anchor label"]

@@ -208,6 +208,17 @@ def test_constant_predictions_give_nan_correlations():
     assert metrics["clapscore_min"] == metrics["clapscore_max"] == 0.0
 
 
+def test_cosine_srcc_ranks_the_unclamped_cosines():
+    # cosines -0.342, -0.866, -0.940 (no ties): CLAPScore is constant 0, the cosines are not.
+    rows = [("c0", "t3", 0.2, "g"), ("c1", "t3", 0.7, "g"), ("c3", "t0", 0.4, "g")]
+    pairs, store = make_pairs(rows)
+    embedder = FakeEmbedder(store, clip_angles={key: CLIP_ANGLES[key] for key in store.codes})
+    metrics = RelevanceProbe(pairs).run(embedder).metrics
+    raw = [math.cos(math.radians(CLIP_ANGLES[c] - TEXT_ANGLES[t])) for c, t, *_ in rows]
+    assert math.isnan(metrics["srcc"])
+    assert metrics["cosine_srcc"] == pytest.approx(scipy.stats.spearmanr(raw, [0.2, 0.7, 0.4]).statistic)  # -0.5
+
+
 # -- embedding once, in batches ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("batch_size", [1, 3, 64])

@@ -8,6 +8,8 @@ per subset of the ``group`` column (Table II: natural vs each TTA generator), pe
 groups (e.g. all synthesized audio), and split by human score > 0.5 vs <= 0.5 (Table III: "Sub.
 score > 5" on the 0-10 scale), crossed with the groups. Subsets with fewer than
 ``min_subset_size`` pairs are left out and their number is reported as ``skipped_subsets``.
+Correlations of a constant CLAPScore (e.g. every cosine <= 0) are NaN; ``cosine_srcc`` ranks the
+unclamped cosines instead.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ METRIC_NAMES = ("srcc", "lcc", "mse", "ktau")
 
 def clap_scores(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """Eq. (1) for row-aligned unit-norm embeddings."""
-    return (audio * text).sum(dim=-1).clamp(min=0.0)
+    return cosines(audio, text).clamp(min=0.0)
+
+
+def cosines(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """Eq. (3): cosine of row-aligned unit-norm embeddings."""
+    return (audio * text).sum(dim=-1)
 
 
 def _average_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -92,7 +99,11 @@ class RelevanceProbe:
         self.batch_size = batch_size
 
     def clap_scores(self, embedder: Embedder) -> torch.Tensor:
-        """CLAPScore of every pair, embedding each unique clip and text once."""
+        """CLAPScore (eq. 1) of every pair."""
+        return self.cosines(embedder).clamp(min=0.0)
+
+    def cosines(self, embedder: Embedder) -> torch.Tensor:
+        """Cosine (eq. 3) of every pair, embedding each unique clip and text once."""
         audio_keys = unique_in_order(p.audio for p in self.pairs)
         texts = unique_in_order(p.text for p in self.pairs)
         audio = embed_sharded(
@@ -107,7 +118,7 @@ class RelevanceProbe:
         text_row = {t: i for i, t in enumerate(texts)}
         a = audio[[audio_row[p.audio] for p in self.pairs]]
         t = text[[text_row[p.text] for p in self.pairs]]
-        return clap_scores(a, t)
+        return cosines(a, t)
 
     def subsets(self) -> dict[str, torch.Tensor]:
         """Boolean masks over the pairs, keyed by subset name ('' = all pairs)."""
@@ -126,11 +137,15 @@ class RelevanceProbe:
         return masks
 
     def run(self, embedder: Embedder) -> ProbeResult:
-        predicted = self.clap_scores(embedder)
+        cosine = self.cosines(embedder)
+        predicted = cosine.clamp(min=0.0)
         human = torch.tensor([p.score for p in self.pairs], dtype=torch.float64)
         metrics: dict[str, float] = {
             "clapscore_min": float(predicted.min()),
             "clapscore_max": float(predicted.max()),
+            # Without eq. (1)'s clamp: still defined when every cosine is negative (an untrained
+            # model often puts all pairs on one side), where CLAPScore is constant and SRCC NaN.
+            "cosine_srcc": agreement(cosine, human)["srcc"],
         }
         rows, skipped = [], 0
         for subset, mask in self.subsets().items():
