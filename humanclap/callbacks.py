@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from humanclap.probes.base import Probe, ProbeResult
+from humanclap.probes.cache import run_probes
 
 log = logging.getLogger(__name__)
 
@@ -16,22 +17,26 @@ log = logging.getLogger(__name__)
 class ProbeCallback(L.Callback):
     """Logs ``<probe>/<metric>`` each validation epoch and ``baseline/<probe>/<metric>`` once.
 
-    Every rank runs every probe (probes shard their inputs and gather), so logged values are the
-    same on all ranks and equal to a single-process run. ``history`` keeps (epoch, metrics) with
+    All probes share one embedding cache per run (each clip and text is embedded once, sharded
+    over the DDP ranks and gathered), so logged values are the same on all ranks and equal to a
+    single-process run. ``history`` keeps (epoch, metrics) with
     epoch -1 for the baseline, for the end-of-run summary.
     """
 
-    def __init__(self, probes: Mapping[str, Probe], baseline: bool = True, every_n_epochs: int = 1) -> None:
+    def __init__(self, probes: Mapping[str, Probe], baseline: bool = True, every_n_epochs: int = 1,
+                 batch_size: int = 32) -> None:
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.probes = dict(probes)
         self.baseline = baseline
         self.every_n_epochs = every_n_epochs
+        self.batch_size = batch_size
         self.history: list[tuple[int, dict[str, float]]] = []
 
     def run(self, pl_module: L.LightningModule) -> tuple[dict[str, float], dict[str, ProbeResult]]:
-        results = {name: probe.run(pl_module.backbone) for name, probe in self.probes.items()}
+        # A fresh cache each time: the weights changed since the last run.
+        results, _ = run_probes(self.probes, pl_module.backbone, batch_size=self.batch_size)
         metrics = {f"{name}/{key}": value for name, result in results.items() for key, value in result.metrics.items()}
         return metrics, results
 
@@ -58,4 +63,4 @@ class ProbeCallback(L.Callback):
     def _report(self, when: str, results: Mapping[str, ProbeResult]) -> None:
         for name, result in results.items():
             for title, table in result.tables.items():
-                log.info("%s — %s\n%s", title, when, table)
+                log.info("%s — %s\n%s", title, when, table.render({"model": result.metrics}))

@@ -22,20 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from humanclap.callbacks import ProbeCallback
 from humanclap.lit.module import HumanClapModule
+from humanclap.probes.build import build_probes
 
 log = logging.getLogger(__name__)
-
-
-def build_probes(probes_cfg: DictConfig, validation_pairs) -> dict[str, Any]:
-    """Instantiate each probe; one without its own ``pairs`` measures the validation split."""
-    probes = {}
-    for name, spec in (probes_cfg or {}).items():
-        if spec.get("pairs") is None:
-            # _partial_ then call: instantiate(spec, pairs=...) would merge the object into the config.
-            probes[name] = instantiate(spec, _partial_=True)(pairs=validation_pairs)
-        else:
-            probes[name] = instantiate(spec)
-    return probes
 
 
 def export_best(checkpoint: ModelCheckpoint, module: HumanClapModule, export_dir: Path) -> Path:

@@ -37,9 +37,8 @@ def tiny_fused_backbone():
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
-@pytest.fixture
-def compose_train(tmp_path):
-    """Compose recipes/train.yaml as `python -m humanclap.train <overrides>` would, writing under tmp_path."""
+def _composer(config_name: str, tmp_path: Path, paths: dict[str, str]):
+    """Compose recipes/<config_name>.yaml as `python -m humanclap.<config_name> <overrides>` would."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -48,13 +47,30 @@ def compose_train(tmp_path):
     def _compose(*overrides: str):
         GlobalHydra.instance().clear()
         with initialize_config_dir(version_base="1.3", config_dir=str(RECIPES)):
-            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg["hydra"]  # as in a real run: the job config does not carry the hydra node
-            cfg.paths.output_dir = str(tmp_path / "run")
-            cfg.paths.export_dir = str(tmp_path / "export")
+            for key, relative in paths.items():
+                cfg.paths[key] = str(tmp_path / relative)
         return cfg
 
-    yield _compose
+    return _compose
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """Compose recipes/train.yaml, writing under tmp_path."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    yield _composer("train", tmp_path, {"output_dir": "run", "export_dir": "export"})
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def compose_evaluate(tmp_path):
+    """Compose recipes/evaluate.yaml, writing under tmp_path/evaluation."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    yield _composer("evaluate", tmp_path, {"output_dir": "evaluation"})
     GlobalHydra.instance().clear()

@@ -400,3 +400,52 @@ def test_unsupported_branches(unfused_weights, change, message):
 def test_unreachable_tokenizer_explains_offline_use(laion):
     with pytest.raises(CheckpointNotAvailable, match="huggingface-cli download FacebookAI/roberta-base"):
         from_laion_checkpoint(laion.files[False])  # default 'roberta-base', no network here
+
+
+# -- the evaluate CLI on a LAION .pt next to a transformers directory ---------------------------------
+
+def test_evaluate_laion_pt_and_transformers_dir_side_by_side(laion, compose_evaluate, tmp_path):
+    """metrics.json, report and PNGs for both checkpoints; the LAION model's relevance numbers equal
+    those computed from laion_clap's own CLAP_Module embeddings (scipy, no humanclap code)."""
+    import json
+
+    import scipy.stats
+    from matplotlib.image import imread
+
+    from humanclap.backbones import tiny_clap
+    from humanclap.data.synthetic import synthetic_pairs
+    from humanclap.evaluate import evaluate
+
+    tiny_dir = tiny_clap(seed=3).save_pretrained(tmp_path / "tiny-hf")
+    cfg = compose_evaluate(f"models=[{tiny_dir},{laion.files[False]}]", f"laion_tokenizer={laion.tokenizer}",
+                           "data.pairs.n_sounds=20", "data.pairs.texts_per_sound=2", "progress=false")
+    evaluate(cfg)
+    out = Path(cfg.paths.output_dir)
+    document = json.loads((out / "metrics.json").read_text())
+    assert list(document["models"]) == ["tiny-hf", "unfused.pt"]
+    assert document["models"]["unfused.pt"]["kind"] == "laion_pt"
+    assert document["models"]["tiny-hf"]["kind"] == "transformers_dir"
+    report = (out / "report.md").read_text()
+    for name in ("tiny-hf", "unfused.pt"):
+        assert f"| {name} |" in report
+        pngs = sorted((out / "figures" / name).glob("*.png"))
+        assert [p.name for p in pngs] == ["relevance-clapscore_range.png", "relevance-relevance_scatter.png"]
+        assert all(imread(p).std() > 0 for p in pngs)
+
+    pairs = synthetic_pairs(n_sounds=20, texts_per_sound=2, test_fraction=0.2, seed=0).select("test")
+    clips = sorted({p.audio for p in pairs})
+    texts = sorted({p.text for p in pairs})
+    module = laion.modules[False]
+    audio = dict(zip(clips, module.get_audio_embedding_from_data([pairs.load_audio(c, SR) for c in clips])))
+    text = dict(zip(texts, module.get_text_embedding(texts)))
+    clapscore = np.array([max(float(np.dot(audio[p.audio], text[p.text])), 0.0) for p in pairs])
+    human = np.array([p.score for p in pairs])
+    metrics = document["models"]["unfused.pt"]["metrics"]["relevance"]
+    assert metrics["n"] == len(pairs) == 8
+    assert metrics["mse"] == pytest.approx(np.mean((clapscore - human) ** 2), abs=1e-5)
+    if clapscore.std() > 0:
+        assert metrics["lcc"] == pytest.approx(scipy.stats.pearsonr(clapscore, human).statistic, abs=1e-4)
+        assert metrics["srcc"] == pytest.approx(scipy.stats.spearmanr(clapscore, human).statistic, abs=1e-6)
+    else:
+        assert metrics["srcc"] is None  # constant CLAPScores: undefined, written as null
+    print("LAION relevance on 8 synthetic pairs:", {k: metrics[k] for k in ("srcc", "lcc", "mse")})

@@ -38,7 +38,7 @@ def test_defaults_are_tiny_and_synthetic_with_their_own_schedule(compose_train):
 
 
 def test_real_backbones_keep_the_paper_schedule(compose_train):
-    cfg = compose_train("model=clap_htsat_fused")
+    cfg = compose_train("model=laion_htsat_fused")
     assert cfg.optimizer._target_ == "torch.optim.AdamW"
     assert cfg.optimizer.lr == pytest.approx(1e-5)
     assert cfg.trainer.max_epochs == 50
@@ -56,12 +56,21 @@ def test_every_group_config_instantiates_one_thing():
     """Configs mirror code: each recipes/<group>/<x>.yaml names a _target_ (tiny: under model)."""
     for path in sorted(RECIPES.glob("*/*.yaml")):
         spec = yaml.safe_load(path.read_text())
-        if path.parent.name == "probes":
-            assert all("_target_" in probe for probe in spec.values()), path
+        if path.parent.name == "probes":  # one probe per file, keyed by its name; combine with probes=[a,b]
+            assert list(spec) == [path.stem] and "_target_" in spec[path.stem], path
         elif path.read_text().startswith("# @package _global_"):
             assert "_target_" in spec[path.parent.name], path
         else:
             assert "_target_" in spec, path
+
+
+def test_train_and_evaluate_run_every_probe_by_default(compose_train, compose_evaluate):
+    expected = {"relevance", "retrieval"}
+    assert set(compose_train().probes) == expected
+    evaluate_cfg = compose_evaluate()
+    assert set(evaluate_cfg.probes) == expected
+    assert list(evaluate_cfg.models) == ["tiny"] and evaluate_cfg.split == "test"
+    assert set(compose_train("probes=relevance").probes) == {"relevance"}
 
 
 def test_unknown_recipe_lists_the_available_ones(compose_train):

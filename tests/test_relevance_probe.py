@@ -153,6 +153,9 @@ def test_metrics_equal_scipy_overall_and_per_subset(min_subset_size):
     assert metrics["skipped_subsets"] == skipped
     assert metrics["clapscore_min"] == 0.0
     assert metrics["clapscore_max"] == pytest.approx(math.cos(math.radians(10)), abs=1e-6)
+    assert metrics["clapscore_zero_fraction"] == pytest.approx(7 / 13)
+    assert metrics["clapscore_median"] == 0.0  # 7 of 13 are clamped
+    assert metrics["clapscore_p95"] == pytest.approx(np.quantile(predicted, 0.95), abs=1e-6)
 
     for name, idx in subsets.items():
         prefix = f"{name}/" if name else ""
@@ -164,16 +167,24 @@ def test_metrics_equal_scipy_overall_and_per_subset(min_subset_size):
         for key, value in expected.items():
             assert metrics[f"{prefix}{key}"] == pytest.approx(value, rel=1e-6, abs=1e-7), (name, key)
 
-    # One table row per reported subset, with the same numbers.
-    lines = result.tables["relevance"].splitlines()
-    assert lines[0].startswith("| subset | n | SRCC")
-    rows = [line.strip("|").split("|") for line in lines[2:]]
-    assert len(rows) == len(reported)
-    assert [r[0].strip() for r in rows] == [name or "all" for name in reported]
-    for (name, idx), row in zip(reported.items(), rows):
-        assert int(row[1]) == len(idx)
-        prefix = f"{name}/" if name else ""
-        assert [c.strip() for c in row[2:]] == [f"{metrics[prefix + k]:.3f}" for k in ("srcc", "lcc", "mse", "ktau")]
+    # Tables I-III and the range table show only numbers that are in metrics ("–" where skipped).
+    tables = result.tables
+    assert list(tables) == ["Table I — agreement with human scores", "Table II — SRCC by group",
+                            "Table III — SRCC by human score", "CLAPScore range — eq. (1)"]
+    table_2 = tables["Table II — SRCC by group"]
+    assert [h for h, _ in table_2.columns] == ["all", "natural", "tta_a", "tta_b", "synthesized"]
+    lines = table_2.render({"toy": metrics}).splitlines()
+    assert lines[0] == "| model | all | natural | tta_a | tta_b | synthesized |"
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[0] == "toy"
+    for cell, (_, key) in zip(cells[1:], table_2.columns):
+        assert cell == (f"{metrics[key]:.3f}" if key in metrics else "–"), key
+    table_3 = tables["Table III — SRCC by human score"]
+    assert [h for h, _ in table_3.columns][:2] == ["> 0.5 all", "> 0.5 natural"]
+    assert [k for _, k in table_3.columns][-1] == "low/synthesized/srcc"
+    for table in tables.values():
+        for _, key in table.columns:
+            assert key in metrics or key.endswith("srcc") and key.rsplit("/", 1)[0] not in reported, key
 
 
 def test_overall_numbers_by_hand():

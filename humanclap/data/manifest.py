@@ -41,7 +41,7 @@ def read_csv_table(path: str | Path) -> tuple[list[str], list[Record]]:
     Values stay strings (ids such as RELATE's "0050" keep their zeros). Blank lines are skipped;
     an empty file, a duplicate column name or a row with the wrong number of fields is an error.
     """
-    path = Path(path)
+    path = require_file(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -74,10 +74,18 @@ def require_columns(path: str | Path, found, required, where: str = "") -> None:
         raise DataError(f"{path}{where}: missing required column(s) {missing}; columns found: {list(found)}")
 
 
+def require_file(path: str | Path) -> Path:
+    """``path`` as a Path, or a DataError naming it if it is not a readable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" + (" (it is a directory)" if path.is_dir() else ""))
+    return path
+
+
 def _read_jsonl(path: Path) -> list[Record]:
     records: list[Record] = []
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = require_file(path).read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err})") from err
     for line, text in enumerate(lines, start=1):

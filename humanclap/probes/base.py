@@ -3,23 +3,71 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
-from humanclap.backbones.embedder import Embedder
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from humanclap.probes.cache import EmbeddingCache, ProbeInputs
+
+
+@dataclass
+class Table:
+    """A table laid out like the papers': one row per model, one column per metric.
+
+    ``columns`` are (header, metric key); cells are looked up in each model's metrics, so a table
+    never shows a number that is not also in ``metrics.json``. A metric a model lacks (e.g. a
+    subset too small to report) is shown as "–".
+    """
+
+    columns: list[tuple[str, str]]
+    note: str = ""
+
+    def render(self, rows: Mapping[str, Mapping[str, float]], digits: int = 3) -> str:
+        header = "| model | " + " | ".join(h for h, _ in self.columns) + " |"
+        rule = "|---|" + "---:|" * len(self.columns)
+        lines = [header, rule]
+        for name, metrics in rows.items():
+            cells = [_cell(key, metrics.get(key), digits) for _, key in self.columns]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return "\n".join(lines + ([f"\n{self.note}"] if self.note else []))
+
+
+def _cell(key: str, value: float | None, digits: int) -> str:
+    if value is None:
+        return "–"
+    name = key.rsplit("/", 1)[-1]
+    if (name == "n" or name.startswith("n_")) and float(value).is_integer():  # counts
+        return str(int(value))
+    return f"{value:.{digits}f}"
 
 
 @dataclass
 class ProbeResult:
-    """Named scalar metrics plus human-readable tables (Markdown) for logs and reports."""
+    """What one probe measured on one model.
+
+    ``metrics`` are named scalars (logged, written to ``metrics.json``); ``tables`` lay some of
+    them out as in the papers (rendered side by side for several models);
+    ``figures`` build matplotlib figures on demand, so training epochs that do not save them pay
+    nothing.
+    """
 
     metrics: dict[str, float]
-    tables: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, Table] = field(default_factory=dict)
+    figures: dict[str, Callable[[], "Figure"]] = field(default_factory=dict)
 
 
 class Probe(Protocol):
-    """Runs identically in the epoch-end callback and in ``humanclap.evaluate``; under DDP every
-    rank calls ``run`` and gets the same result (probes shard their own inputs)."""
+    """Runs identically in the epoch-end callback and in ``humanclap.evaluate``.
+
+    ``inputs`` lists every clip and text the probe will ask for, so an evaluation embeds the
+    union of all probes' inputs once; ``run`` takes its rows from the shared cache (an
+    ``Embedder`` is wrapped in a fresh cache). Under DDP every rank calls ``run`` with the same
+    requests and gets the same result.
+    """
 
     name: str
 
-    def run(self, embedder: Embedder) -> ProbeResult: ...
+    def inputs(self) -> "ProbeInputs": ...
+
+    def run(self, cache: "EmbeddingCache") -> ProbeResult: ...

@@ -18,15 +18,27 @@ import warnings
 from typing import Sequence
 
 import torch
-from scipy.stats import rankdata
-from torchmetrics.functional import kendall_rank_corrcoef, mean_squared_error, pearson_corrcoef
+from scipy.stats import kendalltau, rankdata
+from torchmetrics.functional import mean_squared_error, pearson_corrcoef
 
 from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import RatedPairs, unique_in_order
-from humanclap.probes.base import ProbeResult
-from humanclap.probes.sharded import embed_sharded
+from humanclap.probes.base import ProbeResult, Table
+from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
+from humanclap.probes.relevance_figures import range_figure, scatter_figure
 
 METRIC_NAMES = ("srcc", "lcc", "mse", "ktau")
+RANGE_LABELS = {"clapscore_min": "min", "clapscore_p05": "5 %", "clapscore_median": "median",
+                "clapscore_p95": "95 %", "clapscore_max": "max", "clapscore_zero_fraction": "share at 0"}
+
+
+def score_range(predicted: torch.Tensor) -> dict[str, float]:
+    """The range of CLAPScores actually used (human-clap Fig. 3), incl. the share clamped to 0."""
+    q = torch.quantile(predicted.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
+    return {"clapscore_min": float(predicted.min()), "clapscore_p05": float(q[0]),
+            "clapscore_median": float(q[1]), "clapscore_p95": float(q[2]),
+            "clapscore_max": float(predicted.max()),
+            "clapscore_zero_fraction": float((predicted == 0).double().mean())}
 
 
 def clap_scores(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -56,7 +68,8 @@ def agreement(predicted: torch.Tensor, human: torch.Tensor) -> dict[str, float]:
             "srcc": float(pearson_corrcoef(_average_ranks(predicted), _average_ranks(human))),
             "lcc": float(pearson_corrcoef(predicted, human)),
             "mse": float(mean_squared_error(predicted, human)),
-            "ktau": float(kendall_rank_corrcoef(predicted, human)),
+            # scipy's tau-b is O(n log n); torchmetrics' loops over the pairs in Python (~60x slower).
+            "ktau": float(kendalltau(predicted.numpy(), human.numpy()).statistic),
         }
 
 
@@ -98,27 +111,21 @@ class RelevanceProbe:
         self.min_subset_size = min_subset_size
         self.batch_size = batch_size
 
-    def clap_scores(self, embedder: Embedder) -> torch.Tensor:
-        """CLAPScore (eq. 1) of every pair."""
-        return self.cosines(embedder).clamp(min=0.0)
+    def inputs(self) -> ProbeInputs:
+        """Every clip and text of the pairs, once each."""
+        return ProbeInputs(audio=[AudioRef(self.pairs.audio_store, key) for key in unique_in_order(p.audio for p in self.pairs)],
+                           texts=unique_in_order(p.text for p in self.pairs))
 
-    def cosines(self, embedder: Embedder) -> torch.Tensor:
-        """Cosine (eq. 3) of every pair, embedding each unique clip and text once."""
-        audio_keys = unique_in_order(p.audio for p in self.pairs)
-        texts = unique_in_order(p.text for p in self.pairs)
-        audio = embed_sharded(
-            audio_keys,
-            lambda keys: embedder.embed_audio(
-                [self.pairs.load_audio(k, embedder.sample_rate) for k in keys], batch_size=self.batch_size),
-            self.batch_size,
-        )
-        text = embed_sharded(texts, lambda batch: embedder.embed_text(batch, batch_size=self.batch_size),
-                             self.batch_size)
-        audio_row = {key: i for i, key in enumerate(audio_keys)}
-        text_row = {t: i for i, t in enumerate(texts)}
-        a = audio[[audio_row[p.audio] for p in self.pairs]]
-        t = text[[text_row[p.text] for p in self.pairs]]
-        return cosines(a, t)
+    def clap_scores(self, source: EmbeddingCache | Embedder) -> torch.Tensor:
+        """CLAPScore (eq. 1) of every pair."""
+        return self.cosines(source).clamp(min=0.0)
+
+    def cosines(self, source: EmbeddingCache | Embedder) -> torch.Tensor:
+        """Cosine (eq. 3) of every pair; each unique clip and text is embedded once."""
+        cache = as_cache(source, self.batch_size)
+        audio = cache.audio([AudioRef(self.pairs.audio_store, p.audio) for p in self.pairs])
+        text = cache.text([p.text for p in self.pairs])
+        return cosines(audio, text)
 
     def subsets(self) -> dict[str, torch.Tensor]:
         """Boolean masks over the pairs, keyed by subset name ('' = all pairs)."""
@@ -136,34 +143,54 @@ class RelevanceProbe:
                 masks[f"{band}/{group}"] = band_mask & group_mask
         return masks
 
-    def run(self, embedder: Embedder) -> ProbeResult:
-        cosine = self.cosines(embedder)
+    def run(self, source: EmbeddingCache | Embedder) -> ProbeResult:
+        cosine = self.cosines(source)
         predicted = cosine.clamp(min=0.0)
         human = torch.tensor([p.score for p in self.pairs], dtype=torch.float64)
         metrics: dict[str, float] = {
-            "clapscore_min": float(predicted.min()),
-            "clapscore_max": float(predicted.max()),
+            **score_range(predicted),
             # Without eq. (1)'s clamp: still defined when every cosine is negative (an untrained
             # model often puts all pairs on one side), where CLAPScore is constant and SRCC NaN.
             "cosine_srcc": agreement(cosine, human)["srcc"],
         }
-        rows, skipped = [], 0
-        for subset, mask in self.subsets().items():
+        skipped = 0
+        masks = self.subsets()
+        for subset, mask in masks.items():
             n = int(mask.sum())
             if n < self.min_subset_size:
                 skipped += 1
                 continue
-            values = agreement(predicted[mask], human[mask])
             prefix = f"{subset}/" if subset else ""
             metrics[f"{prefix}n"] = float(n)
-            metrics.update({f"{prefix}{k}": v for k, v in values.items()})
-            rows.append((subset or "all", n, values))
+            metrics.update({f"{prefix}{k}": v for k, v in agreement(predicted[mask], human[mask]).items()})
         metrics["skipped_subsets"] = float(skipped)
-        return ProbeResult(metrics, {"relevance": markdown_table(rows)})
+        groups = [p.group for p in self.pairs]
+        return ProbeResult(
+            metrics,
+            tables=self.tables(masks),
+            figures={
+                "relevance_scatter": lambda: scatter_figure(predicted, human, groups, metrics),
+                "clapscore_range": lambda: range_figure(predicted, metrics),
+            },
+        )
 
-
-def markdown_table(rows: list[tuple[str, int, dict[str, float]]]) -> str:
-    header = "| subset | n | SRCC | LCC | MSE | Kendall τ |\n|---|---:|---:|---:|---:|---:|"
-    lines = [f"| {name} | {n} | " + " | ".join(f"{values[k]:.3f}" for k in METRIC_NAMES) + " |"
-             for name, n, values in rows]
-    return "\n".join([header, *lines])
+    def tables(self, masks: dict[str, torch.Tensor]) -> dict[str, Table]:
+        """Table I (overall), II (by group), III (by human-score band) and the CLAPScore range."""
+        groups = [name for name in masks if name and "/" not in name and name not in ("high", "low")]
+        t = self.high_score_threshold
+        bands = [("high", f"> {t:g}"), ("low", f"≤ {t:g}")]
+        return {
+            "Table I — agreement with human scores": Table(
+                [("n", "n"), ("SRCC", "srcc"), ("LCC", "lcc"), ("MSE", "mse"), ("Kendall τ", "ktau"),
+                 ("SRCC of cosines", "cosine_srcc")]),
+            "Table II — SRCC by group": Table(
+                [("all", "srcc"), *[(g, f"{g}/srcc") for g in groups]],
+                note="Subset sizes are the `<group>/n` metrics."),
+            "Table III — SRCC by human score": Table(
+                [(f"{label} {g or 'all'}", f"{band}/{g + '/' if g else ''}srcc")
+                 for band, label in bands for g in ["", *groups]],
+                note=f"Human scores rescaled to [0, 1]; {t:g} corresponds to the paper's 5 of 10."),
+            "CLAPScore range — eq. (1)": Table(
+                [(label, key) for key, label in RANGE_LABELS.items()],
+                note="Fig. 3 (a): MSE + MAE fine-tuning compresses CLAPScores into about 0.2-1.0."),
+        }

@@ -1,0 +1,129 @@
+"""Turn what a user types after ``model=`` into a backbone: the evaluate CLI's model argument.
+
+One string names any checkpoint, tried in this order:
+
+1. a model config in ``recipes/model/`` (``laion_htsat_fused``, ``human_clap_wsce_mae``, ``tiny``),
+2. a local path: a transformers ``ClapModel`` directory (has ``config.json``), an original
+   LAION-CLAP ``.pt``/``.pth`` file, or a Lightning ``.ckpt`` written by ``humanclap.train``,
+3. a Hugging Face hub id ``org/name`` (``laion/clap-htsat-fused``).
+
+Anything else is an error that lists the accepted kinds and the config names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from humanclap.backbones.clap import ClapBackbone
+from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
+from humanclap.backbones.pretrained import from_pretrained, looks_like_hub_id
+
+MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "model"
+LAION_SUFFIXES = (".pt", ".pth")
+LIGHTNING_SUFFIX = ".ckpt"
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")  # transformers >= 5, older
+
+
+class UnknownModel(ValueError):
+    """A model argument that names no config, no checkpoint on disk and no hub id."""
+
+
+@dataclass
+class ResolvedModel:
+    """A loaded backbone and where it came from (written to ``metrics.json``)."""
+
+    name: str
+    kind: str
+    source: str
+    backbone: ClapBackbone
+
+
+def model_config_names() -> list[str]:
+    return sorted(path.stem for path in MODEL_CONFIGS.glob("*.yaml"))
+
+
+def model_config(name: str) -> DictConfig:
+    """The ``_target_`` node of ``recipes/model/<name>.yaml`` (global-package configs: its ``model``)."""
+    config = OmegaConf.load(MODEL_CONFIGS / f"{name}.yaml")
+    return config.model if "model" in config and "_target_" not in config else config
+
+
+def resolve_model(spec: str | Mapping[str, Any], name: str | None = None, seed: int = 0,
+                  laion_tokenizer: str = "roberta-base", processor: str | None = None) -> ResolvedModel:
+    """Load the backbone ``spec`` names (see the module docstring); a mapping is a ``_target_`` config.
+
+    ``laion_tokenizer`` is the RoBERTa tokenizer (hub id or directory) for LAION ``.pt`` files,
+    which do not contain one. ``processor`` (hub id or directory) serves transformers directories
+    that hold weights only, such as a downloaded ``sarulab-speech/human-clap-*`` release;
+    directories with their own ``preprocessor_config.json`` always use their own.
+    """
+    if isinstance(spec, Mapping) or OmegaConf.is_dict(spec):
+        config = OmegaConf.create(dict(spec)) if not OmegaConf.is_dict(spec) else spec
+        target = str(config.get("_target_", "?"))
+        label = name or str(config.get("source") or config.get("path") or target.rsplit(".", 1)[-1])
+        return ResolvedModel(label, "config", target, _instantiate(config, seed))
+    spec = str(spec)
+    label = name or spec.rstrip("/").split("/")[-1]
+    if spec in model_config_names():
+        return ResolvedModel(label, "config", f"recipes/model/{spec}.yaml", _instantiate(model_config(spec), seed))
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UnknownModel(f"model directory '{spec}' has no config.json, so it is not a transformers "
+                               f"ClapModel checkpoint. {_accepted()}")
+        has_processor = any((path / name).is_file() for name in PROCESSOR_FILES)
+        if not has_processor and processor is None:
+            raise UnknownModel(f"model directory '{spec}' has weights but no processor (processor_config.json or preprocessor_config.json); "
+                               f"pass the processor it was trained with, e.g. processor=laion/clap-htsat-fused "
+                               f"(or a local copy of it) for the Human-CLAP releases")
+        return ResolvedModel(label, "transformers_dir", str(path), from_pretrained(str(path), processor=None if has_processor else processor))
+    if path.is_file():
+        if path.suffix in LAION_SUFFIXES:
+            return ResolvedModel(label, "laion_pt", str(path), from_laion_checkpoint(str(path), tokenizer=laion_tokenizer))
+        if path.suffix == LIGHTNING_SUFFIX:
+            return ResolvedModel(label, "lightning_ckpt", str(path), from_lightning_checkpoint(path))
+        raise UnknownModel(f"model file '{spec}' has an unknown kind (suffix '{path.suffix}'). {_accepted()}")
+    if looks_like_hub_id(spec):
+        return ResolvedModel(label, "hub", spec, from_pretrained(spec))  # released weights-only repos: PROCESSOR_FOR
+    raise UnknownModel(f"model '{spec}' does not exist: it is not a config name, a file or directory, "
+                       f"or a hub id 'org/name'. {_accepted()}")
+
+
+def from_lightning_checkpoint(path: str | Path) -> ClapBackbone:
+    """The backbone of a ``humanclap.train`` Lightning checkpoint.
+
+    The backbone is rebuilt from the model config stored in the checkpoint's hyper-parameters,
+    then every ``backbone.*`` weight is loaded (strictly) from the checkpoint.
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a corrupt or foreign file
+        raise UnknownModel(f"'{path}' cannot be read as a Lightning checkpoint: {error}") from error
+    config = (checkpoint.get("hyper_parameters") or {}).get("config", {}).get("model")
+    state = checkpoint.get("state_dict")
+    if not config or state is None:
+        raise UnknownModel(f"'{path}' is not a humanclap.train checkpoint (no hyper_parameters.config.model "
+                           f"or state_dict); export a transformers directory or pass the model config instead")
+    backbone = instantiate(OmegaConf.create(config))
+    weights = {key.removeprefix("backbone."): value for key, value in state.items() if key.startswith("backbone.")}
+    backbone.load_state_dict(weights, strict=True)
+    return backbone
+
+
+def _instantiate(config: DictConfig, seed: int) -> ClapBackbone:
+    # Model configs may interpolate ${seed} (tiny.yaml); outside a composed run, give them one.
+    root = OmegaConf.create({"seed": seed, "model": config})
+    return instantiate(root.model)
+
+
+def _accepted() -> str:
+    return ("A model is one of: a config name in recipes/model/ (" + ", ".join(model_config_names())
+            + "); a transformers ClapModel directory (with config.json); a LAION-CLAP .pt/.pth file; a "
+            "Lightning .ckpt from humanclap.train; or a Hugging Face hub id 'org/name'.")

@@ -1,0 +1,187 @@
+"""Measure checkpoints with every probe: ``python -m humanclap.evaluate model=<checkpoint>``.
+
+``model`` is a config name from ``recipes/model/``, a transformers ClapModel directory, a LAION-CLAP
+``.pt``, a Lightning ``.ckpt`` from ``humanclap.train`` or a hub id (see
+:mod:`humanclap.backbones.resolve`); ``models=[a,b,...]`` evaluates several side by side. The
+probes (``probes=[relevance,retrieval]``) measure the ``split`` of ``data``; every unique clip and
+text is embedded once per model and shared by all probes. Under ``torchrun`` the embedding is
+sharded over the processes and every process computes the same metrics; rank 0 writes
+``metrics.json``, ``report.md`` and ``figures/`` to the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+import torch.distributed as dist
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from humanclap.backbones.resolve import resolve_model
+from humanclap.data.pairs import DataError, RatedPairs
+from humanclap.distributed import rank_and_world
+from humanclap.probes.build import build_probes
+from humanclap.probes.cache import run_probes
+from humanclap.reports.provenance import pairs_fingerprint, versions, weights_fingerprint
+from humanclap.reports.report import ModelReport, write_evaluation
+
+log = logging.getLogger(__name__)
+
+
+def evaluation_pairs(data_cfg: DictConfig, split: str | None) -> RatedPairs:
+    """The pairs of ``data`` (a datamodule config or a bare pairs config) in ``split`` (None: all)."""
+    pairs_cfg = data_cfg.pairs if "pairs" in data_cfg else data_cfg
+    try:
+        pairs: RatedPairs = instantiate(pairs_cfg)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, (DataError, ValueError, OSError)):
+            raise error.__cause__ from None  # the reader's own message names the file and line
+        raise
+    if split is None:
+        return pairs
+    if split not in pairs.splits():
+        raise DataError(f"{pairs.name} has no split '{split}'; splits present: {pairs.splits()} "
+                        f"(choose one with split=<name>, or split=null for all pairs)")
+    return pairs.select(split)
+
+
+def model_specs(cfg: DictConfig) -> list[Any]:
+    """The ``models`` list; each entry a string (see resolve_model) or a ``_target_`` mapping."""
+    specs = cfg.get("models")
+    if isinstance(specs, (str, DictConfig)):
+        specs = [specs]
+    if not isinstance(specs, (list, ListConfig)) or not specs:
+        raise ValueError("no model to evaluate: pass model=<name|path|hub id> or models=[a,b]")
+    return list(specs)
+
+
+def unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    return torch.device(choice)
+
+
+def init_distributed(device: torch.device) -> bool:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); True if this call created it."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or dist.is_initialized():
+        return False
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run every probe on every model; returns {model name: {probe: metrics}} on every rank."""
+    device = pick_device(cfg.device)
+    created_group = init_distributed(device)
+    try:
+        return _evaluate(cfg, device)
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    rank, world = rank_and_world()
+    specs = model_specs(cfg)
+    pairs = evaluation_pairs(cfg.data, cfg.split)
+    probes = build_probes(cfg.probes, pairs)
+    if not probes:
+        raise ValueError("no probes configured: pass probes=[relevance,retrieval] (see recipes/probes/)")
+    labels = list(cfg.get("names") or [None] * len(specs))
+    if len(labels) != len(specs):
+        raise ValueError(f"names has {len(labels)} entries for {len(specs)} models")
+    reports: list[ModelReport] = []
+    for spec, name in zip(specs, labels):
+        resolved = resolve_model(spec, name=name, seed=cfg.seed, laion_tokenizer=cfg.laion_tokenizer,
+                                 processor=cfg.processor)
+        backbone = resolved.backbone.to(device)
+        log.info("[%s] %s (%s) on %s, %d process(es)", resolved.name, resolved.source, resolved.kind, device, world)
+        start = time.perf_counter()
+        results, cache = run_probes(probes, backbone, batch_size=cfg.batch_size, progress=cfg.progress and rank == 0)
+        seconds = time.perf_counter() - start
+        embedded = dict(cache.embedded)
+        if world > 1:  # each rank counted its own share; report the whole evaluation's
+            counts = torch.tensor([embedded["audio"], embedded["text"]], device=device)
+            dist.all_reduce(counts)
+            embedded = {"audio": int(counts[0]), "text": int(counts[1])}
+        reports.append(ModelReport(resolved.name, resolved.kind, resolved.source,
+                                   weights_fingerprint(backbone) if rank == 0 else "", results,
+                                   embedded=embedded, seconds=seconds))
+        del backbone, resolved, cache
+    for report, unique in zip(reports, unique_names([r.name for r in reports])):
+        report.name = unique
+    if rank == 0:
+        data = {name: pairs_fingerprint(probe.pairs) for name, probe in probes.items() if hasattr(probe, "pairs")}
+        provenance = {"versions": versions(), "world_size": world,
+                      "config": OmegaConf.to_container(cfg, resolve=True)}
+        paths = write_evaluation(cfg.paths.output_dir, reports, data, provenance, figures=cfg.figures)
+        for report in reports:
+            for probe, result in report.results.items():
+                for title, table in result.tables.items():
+                    log.info("[%s] %s\n%s", report.name, title, table.render({report.name: result.metrics}))
+        log.info("wrote %s and %s", paths["metrics"], paths["report"])
+    return {r.name: {probe: result.metrics for probe, result in r.results.items()} for r in reports}
+
+
+def model_override_as_list(argv: list[str]) -> list[str]:
+    """Rewrite ``model=X`` as ``models=[X]``.
+
+    ``model`` is also the name of the training config group (``recipes/model/``), so Hydra would
+    read ``model=/path/to/ckpt`` as a config choice and fail; as a list entry it is a plain string
+    that :func:`humanclap.backbones.resolve.resolve_model` interprets.
+    """
+    out = []
+    for arg in argv:
+        if arg.startswith("model="):
+            value = arg.removeprefix("model=")
+            arg = f"models={value}" if value.startswith("[") else f"models=[{value}]"
+        out.append(arg)
+    return out
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def check_probe_names(argv: list[str]) -> None:
+    """Refuse ``probes=[...]`` entries with no ``recipes/probes/<name>.yaml``, listing the ones there are.
+
+    (Hydra reports an unknown entry of a config-group *list* without the available options.)
+    """
+    available = sorted(path.stem for path in (RECIPES / "probes").glob("*.yaml"))
+    for arg in argv:
+        if arg.startswith("probes="):
+            names = [n.strip() for n in arg.removeprefix("probes=").strip("[]").split(",") if n.strip()]
+            unknown = [n for n in names if n not in available]
+            if unknown:
+                raise SystemExit(f"unknown probe(s) {unknown} in '{arg}'; available probes: {available} "
+                                 f"(recipes/probes/<name>.yaml)")
+
+
+@hydra.main(version_base="1.3", config_path="../recipes", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    sys.argv = model_override_as_list(sys.argv)
+    check_probe_names(sys.argv)
+    main()

@@ -1,0 +1,34 @@
+"""Build the probes a config names (``recipes/probes/*.yaml``) for a given set of pairs."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from humanclap.data.pairs import RatedPairs
+
+
+class ProbeConfigError(ValueError):
+    """A probe that cannot be built from its config and data."""
+
+
+def build_probes(probes_cfg: Mapping[str, Any] | None, default_pairs: RatedPairs) -> dict[str, Any]:
+    """Instantiate each probe; one without its own ``pairs`` measures ``default_pairs``.
+
+    In training ``default_pairs`` is the validation split, in ``humanclap.evaluate`` the chosen
+    evaluation split. Errors name the probe and say what went wrong with its data or config.
+    """
+    probes = {}
+    for name, spec in (probes_cfg or {}).items():
+        try:
+            if spec.get("pairs") is None:
+                # _partial_ then call: instantiate(spec, pairs=...) would merge the object into the config.
+                probes[name] = instantiate(spec, _partial_=True)(pairs=default_pairs)
+            else:
+                probes[name] = instantiate(spec)
+        except (InstantiationException, ValueError, FileNotFoundError) as error:
+            cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+            raise ProbeConfigError(f"probe '{name}' cannot be built: {cause}") from error
+    return probes

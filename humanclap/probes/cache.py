@@ -1,0 +1,144 @@
+"""One embedding per unique clip and per unique text, shared by all probes of an evaluation.
+
+Probes ask the cache for rows (``audio(refs)``, ``text(texts)``) instead of calling the model. The
+cache embeds only what it has not seen, in batches, and under DDP splits those new inputs across
+ranks (rank r loads and embeds items r, r+W, ...), gathers the rows and stores them on every rank,
+so every rank holds the same matrix a single process would and each input is embedded once.
+Every rank must make the same requests in the same order (probes are deterministic, so they do).
+
+Audio is referenced lazily (``AudioRef``: a store and a key) so nothing is loaded twice and ranks
+only load their own share. Generated audio (manipulated or synthesised clips) can be passed with
+``waves`` under a content key of the caller's choosing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from humanclap.backbones.embedder import Embedder
+from humanclap.data.pairs import AudioStore
+from humanclap.distributed import rank_and_world
+from humanclap.probes.sharded import embed_sharded
+
+if TYPE_CHECKING:
+    from humanclap.probes.base import Probe, ProbeResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AudioRef:
+    """A clip to embed: ``store.load(key, sample_rate)``. Equal refs are embedded once."""
+
+    store: AudioStore
+    key: str
+
+
+@dataclass
+class ProbeInputs:
+    """What a probe will ask for, so an evaluation can embed everything in one pass up front."""
+
+    audio: list[AudioRef]
+    texts: list[str]
+
+
+class EmbeddingCache:
+    """Embedder with memory: rows are computed once per evaluation and reused by every probe.
+
+    Args:
+        embedder: the model (``embed_audio`` / ``embed_text``).
+        batch_size: inputs per model call.
+        progress: show tqdm bars (rank 0) when embedding more than a batch.
+    """
+
+    def __init__(self, embedder: Embedder, batch_size: int = 32, progress: bool = False) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self.progress = progress
+        self._audio: dict[Hashable, torch.Tensor] = {}
+        self._text: dict[str, torch.Tensor] = {}
+        self.embedded = {"audio": 0, "text": 0}
+        """How many inputs this process's model calls covered (all ranks together: the sum)."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.embedder.sample_rate
+
+    # -- public requests ----------------------------------------------------------------------
+    def audio(self, refs: Sequence[AudioRef]) -> torch.Tensor:
+        """Rows for ``refs`` (in order), embedding the ones not seen yet."""
+        sample_rate = self.sample_rate
+        return self._rows(self._audio, refs, "audio",
+                          lambda batch: self._embed_audio([ref.store.load(ref.key, sample_rate) for ref in batch]))
+
+    def waves(self, keys: Sequence[Hashable], make: Callable[[Hashable], np.ndarray]) -> torch.Tensor:
+        """Rows for generated audio: ``make(key)`` builds the waveform of a key not seen yet."""
+        return self._rows(self._audio, keys, "audio", lambda batch: self._embed_audio([make(k) for k in batch]))
+
+    def text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Rows for ``texts`` (in order), embedding the ones not seen yet."""
+        return self._rows(self._text, texts, "text",
+                          lambda batch: self.embedder.embed_text(list(batch), batch_size=self.batch_size))
+
+    def prefetch(self, inputs: Iterable[ProbeInputs]) -> None:
+        """Embed the union of several probes' inputs in one pass."""
+        inputs = list(inputs)
+        audio = [ref for item in inputs for ref in item.audio]
+        texts = [text for item in inputs for text in item.texts]
+        if audio:
+            self.audio(audio)
+        if texts:
+            self.text(texts)
+
+    # -- machinery ----------------------------------------------------------------------------
+    def _embed_audio(self, waves: list[np.ndarray]) -> torch.Tensor:
+        return self.embedder.embed_audio(waves, batch_size=self.batch_size)
+
+    def _rows(self, table: dict, keys: Sequence[Hashable], kind: str, embed_batch) -> torch.Tensor:
+        if len(keys) == 0:
+            raise ValueError(f"no {kind} inputs requested")
+        missing = [key for key in dict.fromkeys(keys) if key not in table]
+        if missing:
+            rows = embed_sharded(missing, self._counted(embed_batch, kind, len(missing)), self.batch_size)
+            table.update(zip(missing, rows))
+        return torch.stack([table[key] for key in keys])
+
+    def _counted(self, embed_batch, kind: str, total: int):
+        rank, world = rank_and_world()
+        bar = tqdm(total=total, desc=f"embedding {kind}", unit=kind == "audio" and "clip" or "text",
+                   disable=not self.progress or rank != 0 or total <= self.batch_size, leave=False)
+
+        def counted(batch):
+            rows = embed_batch(batch)
+            self.embedded[kind] += len(batch)
+            bar.update(len(batch) * world)  # rank 0 sees its share; the others advance alike
+            if bar.n >= total:
+                bar.close()
+            return rows
+
+        return counted
+
+
+def as_cache(source: "EmbeddingCache | Embedder", batch_size: int = 32) -> EmbeddingCache:
+    """``source`` itself if it is a cache, else a fresh cache over the embedder."""
+    return source if isinstance(source, EmbeddingCache) else EmbeddingCache(source, batch_size=batch_size)
+
+
+def run_probes(probes: Mapping[str, "Probe"], embedder: Embedder, batch_size: int = 32,
+               progress: bool = False) -> tuple[dict[str, "ProbeResult"], EmbeddingCache]:
+    """Run several probes on one model through one cache: ({name: ProbeResult}, cache).
+
+    The union of all probes' inputs is embedded first in one pass (one progress bar per kind),
+    then each probe computes its metrics from cached rows.
+    """
+    cache = EmbeddingCache(embedder, batch_size=batch_size, progress=progress)
+    cache.prefetch(probe.inputs() for probe in probes.values())
+    return {name: probe.run(cache) for name, probe in probes.items()}, cache
