@@ -93,7 +93,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(cfg.device)
     created_group = init_distributed(device)
     try:
-        return _evaluate(cfg, device)
+        results = _evaluate(cfg, device)
+        if created_group:
+            dist.barrier()  # rank 0 may still be writing; leave together
+        return results
     finally:
         if created_group:
             dist.destroy_process_group()
@@ -134,10 +137,9 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         provenance = {"versions": versions(), "world_size": world,
                       "config": OmegaConf.to_container(cfg, resolve=True)}
         paths = write_evaluation(cfg.paths.output_dir, reports, data, provenance, figures=cfg.figures)
-        for report in reports:
-            for probe, result in report.results.items():
-                for title, table in result.tables.items():
-                    log.info("[%s] %s\n%s", report.name, title, table.render({report.name: result.metrics}))
+        for probe, result in reports[0].results.items():
+            for title, table in result.tables.items():
+                log.info("%s\n%s", title, table.render({r.name: r.results[probe].metrics for r in reports}))
         log.info("wrote %s and %s", paths["metrics"], paths["report"])
     return {r.name: {probe: result.metrics for probe, result in r.results.items()} for r in reports}
 

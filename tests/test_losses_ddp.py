@@ -115,6 +115,11 @@ def worker(rank, split, store_path, out_dir):
         except ValueError as error:
             results["bad_score_error"] = str(error)
         torch.save(results, f"{out_dir}/rank{rank}.pt")
+        # Release DDP's reducer and let both ranks arrive before the group goes away: tearing gloo
+        # down while the peer still holds a reducer occasionally aborted a rank ("terminate called
+        # without an active exception", SIGABRT) on a loaded machine.
+        del model
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

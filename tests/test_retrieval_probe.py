@@ -5,7 +5,6 @@ known cosines (with and without ties), a plain-numpy cross-check on random data,
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 
 import numpy as np
@@ -297,21 +296,6 @@ def test_random_data_with_many_ties_matches_numpy(seed):
                 key = f"{prefix}/{name}{'' if name == 'n_queries' else suffix}"
                 assert metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
         assert metrics[f"{prefix}/MRR"] < metrics[f"{prefix}/MRR_optimistic"]
-
-
-def test_speed_5000_texts_by_1000_clips():
-    generator = torch.Generator().manual_seed(0)
-    audio = torch.nn.functional.normalize(torch.randn(1000, 64, generator=generator), dim=1)
-    text = torch.nn.functional.normalize(audio.repeat(5, 1) + torch.randn(5000, 64, generator=generator), dim=1)
-    matches = torch.eye(1000, dtype=torch.bool).repeat(5, 1)  # 5 captions per clip
-    sim = text.double() @ audio.double().T
-    start = time.perf_counter()
-    t2a = retrieval_metrics(sim, matches)
-    a2t = retrieval_metrics(sim.T, matches.T)
-    elapsed = time.perf_counter() - start
-    assert t2a["n_queries"] == 5000 and a2t["n_queries"] == 1000 and a2t["n_gallery"] == 5000
-    assert 0 < t2a["R@1"] < t2a["R@10"] < 1
-    assert elapsed < 5.0, f"{elapsed:.2f} s"  # about 0.5 s on a 2-core CPU
 
 
 # -- 5. plumbing ------------------------------------------------------------------------------------------
