@@ -17,6 +17,7 @@ from humanclap.data.pairs import RatedPair, RatedPairs
 from humanclap.data.synthetic import synthetic_pairs
 from humanclap.probes.relevance import RelevanceProbe
 from humanclap.probes.sharded import embed_sharded
+from fakes import MemoryStore, unit
 
 # Clips and texts are 2-D unit vectors at these angles (degrees): cos(audio, text) = cos(θ - φ).
 CLIP_ANGLES = {"c0": 0.0, "c1": 40.0, "c2": 100.0, "c3": 170.0}
@@ -40,22 +41,7 @@ PAIRS = [
 GROUP_SETS = {"synthesized": ["tta_a", "tta_b"]}
 
 
-def _unit(degrees: float) -> list[float]:
-    return [math.cos(math.radians(degrees)), math.sin(math.radians(degrees))]
 
-
-class MemoryStore:
-    """Clip key -> a short waveform whose first sample encodes the clip; counts loads."""
-
-    def __init__(self, keys):
-        self.codes = {key: float(i + 1) for i, key in enumerate(sorted(keys))}
-        self.loads: Counter = Counter()
-        self.rates: set[int] = set()
-
-    def load(self, key: str, sample_rate: int) -> np.ndarray:
-        self.loads[key] += 1
-        self.rates.add(sample_rate)
-        return np.full(8, self.codes[key], dtype=np.float32)
 
 
 class FakeEmbedder:
@@ -64,8 +50,8 @@ class FakeEmbedder:
     sample_rate = 16_000
 
     def __init__(self, store: MemoryStore, clip_angles=CLIP_ANGLES, text_angles=TEXT_ANGLES):
-        self.audio_by_code = {store.codes[k]: _unit(a) for k, a in clip_angles.items()}
-        self.text_vectors = {t: _unit(a) for t, a in text_angles.items()}
+        self.audio_by_code = {store.codes[k]: unit(a) for k, a in clip_angles.items()}
+        self.text_vectors = {t: unit(a) for t, a in text_angles.items()}
         self.code_to_key = {code: key for key, code in store.codes.items()}
         self.audio_calls: list[tuple[int, int]] = []  # (number of waves, batch_size)
         self.text_calls: list[tuple[int, int]] = []

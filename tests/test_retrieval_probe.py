@@ -4,7 +4,6 @@ known cosines (with and without ties), a plain-numpy cross-check on random data,
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
@@ -15,20 +14,11 @@ from torchmetrics.functional.retrieval import retrieval_reciprocal_rank
 from humanclap.data.pairs import RatedPair, RatedPairs
 from humanclap.probes.cache import EmbeddingCache
 from humanclap.probes.retrieval import RetrievalProbe, retrieval_metrics
+from fakes import MemoryStore, unit
 
 METRICS = ("R@1", "R@5", "R@10", "MRR", "mAP@10")
 
 
-class MemoryStore:
-    """Clip key -> a short waveform whose first sample encodes the clip; counts loads."""
-
-    def __init__(self, keys):
-        self.codes = {key: float(i + 1) for i, key in enumerate(sorted(keys))}
-        self.loads: Counter = Counter()
-
-    def load(self, key: str, sample_rate: int) -> np.ndarray:
-        self.loads[key] += 1
-        return np.full(8, self.codes[key], dtype=np.float32)
 
 
 class VectorEmbedder:
@@ -53,9 +43,6 @@ class VectorEmbedder:
         return torch.tensor(np.array([self.text_vectors[t] for t in texts]), dtype=torch.float32)
 
 
-def _unit(degrees: float) -> list[float]:
-    return [math.cos(math.radians(degrees)), math.sin(math.radians(degrees))]
-
 
 def make_probe(rows, clip_vectors, text_vectors, **kwargs):
     """rows: (clip, text, score); returns the probe and an embedder for it."""
@@ -77,8 +64,8 @@ def check(metrics: dict, prefix: str, expected: dict, optimistic: dict | None = 
 # Clips and texts are 2-D unit vectors at these angles (degrees): cos = cos(θ_clip - θ_text).
 ANGLES_CLIPS = {"c0": 0.0, "c1": 40.0, "c2": 100.0, "c3": 170.0}
 ANGLES_TEXTS = {"t0": 10.0, "t1": 60.0, "t2": 140.0, "t3": 320.0}
-CLIPS = {k: _unit(a) for k, a in ANGLES_CLIPS.items()}
-TEXTS = {k: _unit(a) for k, a in ANGLES_TEXTS.items()}
+CLIPS = {k: unit(a) for k, a in ANGLES_CLIPS.items()}
+TEXTS = {k: unit(a) for k, a in ANGLES_TEXTS.items()}
 # Text rows, best clip first (cosines):
 #   t0: c0 .985, c1 .866, c2 0, c3 -.940     match c1 -> rank 2
 #   t1: c1 .940, c2 .766, c0 .5, c3 -.342    match c0 -> rank 3
@@ -132,7 +119,7 @@ def test_a_match_with_a_negative_cosine_still_counts():
     # Both clips are on the far side of the text x (115°): c0 (0°) -.423 is its match and best,
     # c1 (250°) -.707.
     probe, embedder, _ = make_probe([("c0", "x", 1.0), ("c1", "y", 0.0)],
-                                    {"c0": _unit(0), "c1": _unit(250)}, {"x": _unit(115), "y": _unit(190)})
+                                    {"c0": unit(0), "c1": unit(250)}, {"x": unit(115), "y": unit(190)})
     metrics = probe.run(embedder).metrics
     check(metrics, "t2a", {"R@1": 1.0, "MRR": 1.0, "mAP@10": 1.0, "n_queries": 1, "n_gallery": 2})
 
@@ -197,8 +184,8 @@ def test_ties_closer_than_float32_are_kept_apart():
 
 def test_several_captions_per_clip():
     # Clip c0 has captions a and b, c1 has d, c2 has e.
-    clips = {"c0": _unit(0), "c1": _unit(100), "c2": _unit(200)}
-    texts = {"a": _unit(5), "b": _unit(140), "d": _unit(120), "e": _unit(250)}
+    clips = {"c0": unit(0), "c1": unit(100), "c2": unit(200)}
+    texts = {"a": unit(5), "b": unit(140), "d": unit(120), "e": unit(250)}
     rows = [("c0", "a", 1.0), ("c0", "b", 1.0), ("c1", "d", 1.0), ("c2", "e", 1.0)]
     probe, embedder, _ = make_probe(rows, clips, texts)
     metrics = probe.run(embedder).metrics
@@ -214,8 +201,8 @@ def test_several_captions_per_clip():
 
 def test_a_caption_matching_two_clips():
     # "x" describes both c0 and c1 (AudioCaps repeats captions across clips); y describes c2.
-    clips = {"c0": _unit(0), "c1": _unit(60), "c2": _unit(200)}
-    texts = {"x": _unit(115), "y": _unit(190)}
+    clips = {"c0": unit(0), "c1": unit(60), "c2": unit(200)}
+    texts = {"x": unit(115), "y": unit(190)}
     rows = [("c0", "x", 1.0), ("c1", "x", 1.0), ("c2", "y", 1.0)]
     probe, embedder, _ = make_probe(rows, clips, texts)
     metrics = probe.run(embedder).metrics
@@ -302,8 +289,8 @@ def test_random_data_with_many_ties_matches_numpy(seed):
 
 def test_inputs_list_each_clip_and_text_once_and_cache_and_embedder_agree():
     rows = [("c0", "t0", 1.0), ("c1", "t0", 1.0), ("c0", "t1", 0.2), ("c2", "t2", 0.9), ("c1", "t1", 0.7)]
-    clips = {"c0": _unit(0), "c1": _unit(50), "c2": _unit(200)}
-    texts = {"t0": _unit(20), "t1": _unit(70), "t2": _unit(180)}
+    clips = {"c0": unit(0), "c1": unit(50), "c2": unit(200)}
+    texts = {"t0": unit(20), "t1": unit(70), "t2": unit(180)}
     probe, embedder, store = make_probe(rows, clips, texts, batch_size=2)
     inputs = probe.inputs()
     assert [ref.key for ref in inputs.audio] == ["c0", "c1", "c2"]  # order of first appearance

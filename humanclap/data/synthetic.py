@@ -122,6 +122,19 @@ class SyntheticAudioStore:
         return self.recipes[key].render(self.duration_s, sample_rate)
 
 
+def assign_splits(n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator,
+                  what: str) -> list[str]:
+    """A random train/validation/test label for each of ``n`` items (at least one validation item)."""
+    if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"bad split fractions: validation {val_fraction}, test {test_fraction}")
+    n_val = max(1, int(round(n * val_fraction)))
+    n_test = int(round(n * test_fraction))
+    if n_val + n_test >= n:
+        raise ValueError(f"{n} {what} leave no training {what} with validation {val_fraction}, test {test_fraction}")
+    labels = ["validation"] * n_val + ["test"] * n_test + ["train"] * (n - n_val - n_test)
+    return [labels[i] for i in rng.permutation(n)]
+
+
 def synthetic_pairs(
     n_sounds: int = 240,
     texts_per_sound: int = 4,
@@ -137,17 +150,10 @@ def synthetic_pairs(
         raise ValueError("synthetic_pairs needs n_sounds >= 2, texts_per_sound >= 1, listeners >= 1")
     if not duration_s > 0 or not rating_noise >= 0:
         raise ValueError(f"synthetic_pairs needs duration_s > 0 and rating_noise >= 0, got {duration_s}, {rating_noise}")
-    if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"bad split fractions: validation {val_fraction}, test {test_fraction}")
     rng = np.random.default_rng(seed)
     texts = [(attribute, pole, template.format(d=DESCRIPTORS[attribute][pole]))
              for attribute in DESCRIPTORS for pole in (0, 1) for template in TEMPLATES]
-    n_val = max(1, int(round(n_sounds * val_fraction)))
-    n_test = int(round(n_sounds * test_fraction))
-    if n_val + n_test >= n_sounds:
-        raise ValueError(f"{n_sounds} sounds leave no training sounds with validation {val_fraction}, test {test_fraction}")
-    split_of = ["validation"] * n_val + ["test"] * n_test + ["train"] * (n_sounds - n_val - n_test)
-    split_of = [split_of[i] for i in rng.permutation(n_sounds)]
+    split_of = assign_splits(n_sounds, val_fraction, test_fraction, rng, "sounds")
 
     recipes = {
         f"synthetic/{index:05d}": SoundRecipe(

@@ -8,6 +8,11 @@ scale, hence ``scale=(1, 9)``). Every cell becomes one pair
 ``group = instrument_name``, so the same losses and probes as for RELATE (human-clap §III-A)
 apply. The table holds means whose listener count is unknown, so ``num_ratings`` is 1.
 
+An optional column ``instrument_group`` (e.g. "Chinese" / "Western", the two halves of the
+CCMusic data in timbre-semantics §2.2) is not a descriptor: it becomes
+``RatedPairs.group_sets = {group: [instrument names]}``, which the timbre-correlation probe
+reports separately (and the relevance probe as unions of instruments).
+
 Errors name the file, the line (header = line 1) and the column.
 """
 
@@ -24,10 +29,11 @@ from humanclap.data.pairs import DataError, RatedPair, RatedPairs, rescale
 
 INSTRUMENT_ID = "instrument_id"
 INSTRUMENT_NAME = "instrument_name"
+INSTRUMENT_GROUP = "instrument_group"
 AUDIO = "audio"
 
 
-def _check_template(template: str) -> None:
+def check_template(template: str) -> None:
     try:
         fields = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
     except ValueError as err:
@@ -71,16 +77,19 @@ def read_timbre_ratings(
     ``recordings`` maps instrument_id -> audio path (a dict, or a CSV with columns
     ``instrument_id,audio``). Relative paths resolve against ``audio_root``, else the recordings
     CSV's directory (for a dict: the ratings CSV's directory). Every rated instrument needs an
-    existing recording; recordings of unrated instruments are ignored.
+    existing recording; recordings of unrated instruments are ignored. An ``instrument_group``
+    column, if present, fills ``group_sets`` (group -> instrument names, in table order).
     """
-    _check_template(template)
+    check_template(template)
     path = Path(ratings_csv)
     header, records = read_csv_table(path)
     require_columns(path, header, (INSTRUMENT_ID, INSTRUMENT_NAME))
-    descriptors = [c for c in header if c and c not in (INSTRUMENT_ID, INSTRUMENT_NAME)]
+    has_groups = INSTRUMENT_GROUP in header
+    descriptors = [c for c in header if c and c not in (INSTRUMENT_ID, INSTRUMENT_NAME, INSTRUMENT_GROUP)]
     if not descriptors:
         raise DataError(
-            f"{path}: no descriptor columns besides {INSTRUMENT_ID}, {INSTRUMENT_NAME}; columns found: {header}"
+            f"{path}: no descriptor columns besides {INSTRUMENT_ID}, {INSTRUMENT_NAME}"
+            f"{', ' + INSTRUMENT_GROUP if has_groups else ''}; columns found: {header}"
         )
     if not records:
         raise DataError(f"{path}: no instruments")
@@ -88,6 +97,7 @@ def read_timbre_ratings(
     low, high = scale
     seen: dict[str, int] = {}
     pairs = []
+    group_sets: dict[str, list[str]] = {}
     for line, row in records:
         instrument, name = row[INSTRUMENT_ID].strip(), row[INSTRUMENT_NAME].strip()
         where = f"{path}, line {line}"
@@ -96,6 +106,13 @@ def read_timbre_ratings(
         if instrument in seen:
             raise DataError(f"{where}: duplicate {INSTRUMENT_ID} {instrument!r} (first at line {seen[instrument]})")
         seen[instrument] = line
+        if has_groups:
+            group = row[INSTRUMENT_GROUP].strip()
+            if not group:
+                raise DataError(f"{where}: empty {INSTRUMENT_GROUP} for instrument {instrument!r} ({name})")
+            members = group_sets.setdefault(group, [])
+            if name not in members:
+                members.append(name)
         if instrument not in audio:
             raise DataError(f"{where}: no recording for instrument {instrument!r} ({name})")
         if not os.path.isfile(audio[instrument]):
@@ -113,4 +130,4 @@ def read_timbre_ratings(
                 score=rescale(value, low, high, cell),
                 group=name,
             ))
-    return RatedPairs(pairs, FileAudioStore(), name=path.name)
+    return RatedPairs(pairs, FileAudioStore(), name=path.name, group_sets=group_sets)

@@ -18,19 +18,32 @@ class Table:
     ``columns`` are (header, metric key); cells are looked up in each model's metrics, so a table
     never shows a number that is not also in ``metrics.json``. A metric a model lacks (e.g. a
     subset too small to report) is shown as "–".
+
+    ``formats`` (optional) renders the cells of some metrics differently: it maps a metric-key
+    suffix (the key itself or its last ``/``-separated part(s), e.g. ``"class"`` matches
+    ``eq/warm/class``) to a function of the value returning the cell text, e.g. a trend code
+    shown as an arrow. The first matching suffix wins; a missing metric is still "–".
     """
 
     columns: list[tuple[str, str]]
     note: str = ""
+    formats: dict[str, Callable[[float], str]] = field(default_factory=dict)
 
     def render(self, rows: Mapping[str, Mapping[str, float]], digits: int = 3) -> str:
         header = "| model | " + " | ".join(h for h, _ in self.columns) + " |"
         rule = "|---|" + "---:|" * len(self.columns)
         lines = [header, rule]
         for name, metrics in rows.items():
-            cells = [_cell(key, metrics.get(key), digits) for _, key in self.columns]
+            cells = [self._format(key, metrics.get(key), digits) for _, key in self.columns]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         return "\n".join(lines + ([f"\n{self.note}"] if self.note else []))
+
+    def _format(self, key: str, value: float | None, digits: int) -> str:
+        if value is not None:
+            for suffix, format_value in self.formats.items():
+                if key == suffix or key.endswith("/" + suffix):
+                    return format_value(value)
+        return _cell(key, value, digits)
 
 
 def _cell(key: str, value: float | None, digits: int) -> str:
