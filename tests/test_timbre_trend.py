@@ -460,6 +460,26 @@ def test_reference_validation(tmp_path):
     assert probe.references["x"].key == str((tmp_path / "x.wav").resolve())
 
 
+def test_generated_reference_arguments_are_validated():
+    bad = [("reference_seconds", 0), ("reference_seconds", math.nan), ("reference_seconds", "4"),
+           ("reference_seed", 1.5), ("include_origin", "no")]
+    for name, value in bad:
+        with pytest.raises(ValueError, match=name):
+            TimbreTrendProbe({"eq": [descriptor("warm", "eq")]}, {"eq": CodeEffect("eq")}, **{name: value})
+
+
+def test_cache_keys_follow_the_effect_configuration_not_its_identity():
+    words = {"eq": ["warm"]}
+    first, _, _ = make_probe(words)
+    # another process / DDP rank builds its own, equally configured effect
+    second = TimbreTrendProbe(first.descriptors, {"eq": CodeEffect("eq")}, references=first.references)
+    assert first.keys("eq", "r1") == second.keys("eq", "r1")
+    first.run(ChosenCosines(words, {1: {"warm": 0.2}}, DELTA))  # the fake's recorded calls are state, not configuration
+    assert first.keys("eq", "r1") == second.keys("eq", "r1")
+    second.effects["eq"] = CodeEffect("eq", sample_rate=24_000)
+    assert set(first.keys("eq", "r1")).isdisjoint(second.keys("eq", "r1"))
+
+
 def test_bad_effect_output_is_reported():
     class Wrong(CodeEffect):
         def __init__(self, result):
@@ -544,6 +564,10 @@ def test_from_files_checks_the_file_matches_the_effect(monkeypatch):
         TimbreTrendProbe.from_files(eq_descriptors=DEMO_REVERB_FILE, effects=["eq"])
     with pytest.raises(ValueError, match="effects must be"):
         TimbreTrendProbe.from_files(effects=["chorus"])
+    with pytest.raises(ValueError, match="eq_words selects no descriptors"):
+        TimbreTrendProbe.from_files(eq_words=[], top_n=None, effects=["eq"])
+    with pytest.raises(ValueError, match="effects must be"):
+        TimbreTrendProbe.from_files(effects="eq")
     probe = TimbreTrendProbe.from_files(eq_words=["thin", "warm"], top_n=None, effects=["eq"], pairs=object())
     assert [d.word for d in probe.descriptors["eq"]] == ["warm", "thin"]
 

@@ -33,13 +33,24 @@ INSTRUMENT_GROUP = "instrument_group"
 AUDIO = "audio"
 
 
-def check_template(template: str) -> None:
+def check_template(template: str, *, exactly_once: bool = False) -> str:
+    """``template`` if it is a format string whose only field is ``{descriptor}``; else a DataError.
+
+    ``exactly_once``: the field must also occur only once (for prompts like ``"a {descriptor} sound"``).
+    """
+    if not isinstance(template, str):
+        raise DataError(f"template must be a string, got {template!r}")
     try:
-        fields = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
     except ValueError as err:
         raise DataError(f"template {template!r} is not a format string ({err})") from err
-    if fields != {"descriptor"}:
-        raise DataError(f"template {template!r} must contain {{descriptor}} and no other field (found {sorted(fields)})")
+    if set(fields) != {"descriptor"}:
+        raise DataError(f"template {template!r} must contain {{descriptor}} and no other field "
+                        f"(found {sorted(set(fields))})")
+    if exactly_once and len(fields) > 1:
+        raise DataError(f"template {template!r} must contain {{descriptor}} exactly once "
+                        f"(found it {len(fields)} times)")
+    return template
 
 
 def _recordings(

@@ -1,0 +1,121 @@
+"""The trend of one descriptor's Δ sequence: up, down, peak or flat (timbre-semantics §2.3).
+
+The paper classifies Δ_d(a) across intensity levels as "monotonic increase, monotonic decrease,
+or peaking at a specific intensity", and calls the rest "flat or inconsistent". Made exact:
+
+The sequence is ``0, Δ(a_1), ..., Δ(a_L)`` when ``include_origin`` (the unmanipulated clip is the
+point a = 0, Δ = 0 by definition), else ``Δ(a_1), ..., Δ(a_L)``. Walk it with a reference value r
+(initially the first value); for each next value v:
+
+* ``v − r > tolerance``: a *rise*, and r ← v;
+* ``r − v > tolerance``: a *fall*, and r ← v;
+* otherwise (``|v − r| <= tolerance``): no change, r is kept (so changes of at most
+  ``tolerance`` are ignored, but several small steps in one direction add up).
+
+Then, from the list of rises and falls: none → ``flat``; only rises → ``up``; only falls →
+``down``; one or more rises followed by one or more falls → ``peak`` (an interior maximum);
+anything else (a fall then a rise = a valley, or several reversals) → ``flat`` ("inconsistent").
+With the default ``tolerance = 0`` every non-zero step counts. A non-finite Δ (NaN embeddings)
+makes the sequence ``flat`` with a ``RuntimeWarning``.
+
+:func:`trend_statistics` adds the least-squares ``slope`` of Δ against a and the ``spearman``
+rank correlation (scipy) of Δ with a, both over the same points as the classification (with
+(0, 0) when ``include_origin``); Spearman is NaN for a constant Δ.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.stats import ConstantInputWarning, spearmanr
+
+TRENDS = ("up", "down", "peak", "flat")
+TREND_CODES: dict[str, float] = {"up": 1.0, "down": -1.0, "peak": 2.0, "flat": 0.0}
+"""Numeric code of each class in the ``<effect>/<word>/class`` metrics."""
+TREND_SYMBOLS: dict[str, str] = {"up": "↑", "down": "↓", "peak": "∧", "flat": "–"}
+"""The paper's legend (↑ monotonic up, ↓ monotonic down, – flat or inconsistent) plus ∧ for a peak."""
+
+_TREND_OF_MOVES = {(): "flat", (1,): "up", (-1,): "down", (1, -1): "peak"}
+
+
+def check_tolerance(tolerance: float) -> float:
+    """``tolerance`` as a float; ValueError unless it is a finite number >= 0."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not math.isfinite(tolerance) \
+            or tolerance < 0:
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    return float(tolerance)
+
+
+def trend_points(amounts: Sequence[float] | None, deltas: Sequence[float],
+                 include_origin: bool) -> tuple[list[float] | None, list[float]]:
+    """(amounts, Δ) of the classified sequence, with (0, 0) prepended when ``include_origin``."""
+    values = [float(v) for v in deltas]
+    xs = None if amounts is None else [float(a) for a in amounts]
+    if include_origin:
+        values = [0.0, *values]
+        xs = None if xs is None else [0.0, *xs]
+    return xs, values
+
+
+def classify_trend(deltas: Sequence[float], tolerance: float = 0.0, include_origin: bool = True) -> str:
+    """``"up"``, ``"down"``, ``"peak"`` or ``"flat"`` for Δ at increasing amounts (rule: module docstring).
+
+    Non-finite Δ: ``"flat"`` with a ``RuntimeWarning``.
+    """
+    tolerance = check_tolerance(tolerance)
+    if len(deltas) == 0:
+        raise ValueError("no Δ values to classify")
+    _, values = trend_points(None, deltas, include_origin)
+    if not all(math.isfinite(v) for v in values):
+        warnings.warn(f"non-finite Δ {list(deltas)} (NaN embeddings?); classified as flat", RuntimeWarning,
+                      stacklevel=2)
+        return "flat"
+    moves: list[int] = []
+    anchor = values[0]
+    for value in values[1:]:
+        if value - anchor > tolerance:
+            step = 1
+        elif anchor - value > tolerance:
+            step = -1
+        else:
+            continue
+        anchor = value
+        if not moves or moves[-1] != step:  # keep runs collapsed: [1, -1] etc.
+            moves.append(step)
+    return _TREND_OF_MOVES.get(tuple(moves), "flat")
+
+
+def least_squares_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Slope of the least-squares line through (xs, ys); NaN if any y is NaN or xs are constant."""
+    x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    dx = x - x.mean()
+    denominator = float((dx * dx).sum())
+    return float((dx * (y - y.mean())).sum() / denominator) if denominator > 0 else math.nan
+
+
+def trend_statistics(amounts: Sequence[float], deltas: Sequence[float], tolerance: float = 0.0,
+                     include_origin: bool = True) -> dict[str, Any]:
+    """Δ at each amount, least-squares slope, Spearman ρ and trend class of one descriptor.
+
+    Returns ``{"deltas": [...], "slope": float, "spearman": float, "trend": str}``.
+    """
+    if len(amounts) != len(deltas):
+        raise ValueError(f"{len(amounts)} amounts but {len(deltas)} Δ values")
+    xs, ys = trend_points(amounts, deltas, include_origin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)  # constant Δ: ρ is NaN, reported as such
+        rho = float(spearmanr(xs, ys).statistic) if len(xs) >= 2 else math.nan
+    return {"deltas": [float(d) for d in deltas], "slope": least_squares_slope(xs, ys), "spearman": rho,
+            "trend": classify_trend(deltas, tolerance, include_origin)}
+
+
+def trend_symbol(code: float) -> str:
+    """Table cell of a ``class`` code: ↑ ↓ ∧ – (an unknown code as a number)."""
+    for trend, value in TREND_CODES.items():
+        if code == value:
+            return TREND_SYMBOLS[trend]
+    return f"{code:g}"
