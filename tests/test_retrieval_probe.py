@@ -14,34 +14,9 @@ from torchmetrics.functional.retrieval import retrieval_reciprocal_rank
 from humanclap.data.pairs import RatedPair, RatedPairs
 from humanclap.probes.cache import EmbeddingCache
 from humanclap.probes.retrieval import RetrievalProbe, retrieval_metrics
-from fakes import MemoryStore, unit
+from fakes import MemoryStore, VectorEmbedder, unit
 
 METRICS = ("R@1", "R@5", "R@10", "MRR", "mAP@10")
-
-
-
-
-class VectorEmbedder:
-    """Fixed float32 vectors per clip and per text; counts what it embeds."""
-
-    sample_rate = 16_000
-
-    def __init__(self, store: MemoryStore, clip_vectors: dict, text_vectors: dict):
-        self.audio_by_code = {store.codes[k]: v for k, v in clip_vectors.items() if k in store.codes}
-        self.text_vectors = text_vectors
-        self.audio_items: Counter = Counter()
-        self.text_items: Counter = Counter()
-        self.code_to_key = {code: key for key, code in store.codes.items()}
-
-    def embed_audio(self, waves, batch_size=32):
-        codes = [float(w[0]) for w in waves]
-        self.audio_items.update(self.code_to_key[c] for c in codes)
-        return torch.tensor(np.array([self.audio_by_code[c] for c in codes]), dtype=torch.float32)
-
-    def embed_text(self, texts, batch_size=64):
-        self.text_items.update(texts)
-        return torch.tensor(np.array([self.text_vectors[t] for t in texts]), dtype=torch.float32)
-
 
 
 def make_probe(rows, clip_vectors, text_vectors, **kwargs):

@@ -93,4 +93,11 @@ def from_pretrained(source: str, processor: str | None = None, name: str | None 
             f"'{source}' expects {audio_config.num_mel_bins}; pass the processor that belongs to it"
         )
     featurizer = ClapFeaturizer(extractor, clap_processor.tokenizer, bool(audio_config.enable_fusion))
-    return ClapBackbone(model, featurizer, name=name or source)
+    backbone = ClapBackbone(model, featurizer, name=name or source)
+    # A directory exported with Transformer aggregation heads (humanclap.backbones.aggregation)
+    # also restores them; any other checkpoint loads exactly as before.
+    from humanclap.backbones.aggregation import has_transformer_heads, load_transformer_heads
+
+    if Path(source).expanduser().is_dir() and has_transformer_heads(source):
+        return load_transformer_heads(backbone, source)
+    return backbone

@@ -1,0 +1,427 @@
+"""Transformer aggregation heads (event-ordering paper §2.1), as an optional CLAP backbone variant.
+
+CLAP summarises each modality by pooling (HTSAT's average pool over time, RoBERTa's first token)
+and an MLP projection. Pooling over time cannot tell "A then B" from "B then A". The paper
+replaces these "Agg/Proj layers with a 2-layer 2-head Transformer with positional encoding, one for
+the text branch and one for the audio branch [...] We use the output from the first position (i.e.
+the [CLS] token) as the final representation. On the text branch the Transformer takes the word
+(token) embeddings from the language encoder as input, and on the audio branch we apply the audio
+encoder to consecutive 1 s chunks to produce a sequence of audio embeddings".
+
+Here that is:
+
+* :class:`TransformerAggregator` - (B, T, input_dim) sequence + validity mask -> (B, output_dim).
+* :class:`ChunkedClapFeaturizer` - a :class:`ClapFeaturizer` whose ``audio`` cuts every clip into
+  consecutive 1 s chunks and featurises each chunk on its own; ``input_features`` is
+  (B * C, ...) plus ``chunk_mask`` (B, C). ``RatedPairCollator`` needs no change.
+* :class:`TransformerHeadBackbone` - a :class:`ClapBackbone` whose audio side is
+  chunks -> ``ClapAudioModel`` pooled chunk embedding (before ``audio_projection``) -> audio head,
+  and whose text side is ``ClapTextModel.last_hidden_state`` (all tokens) -> text head. The heads
+  *replace* ``audio_projection`` / ``text_projection`` (and the text pooler), which stay in the
+  exported ClapModel files untouched but unused and frozen.
+* :func:`with_transformer_heads` - wraps any backbone (Hydra target, see
+  ``recipes/model/tiny_transformer_head.yaml``).
+
+Design decisions
+----------------
+[CLS]: the audio head prepends a learned [CLS] vector (a chunk embedding is no summary of the
+clip, so position 0 must be a dedicated query). The text head, by default, uses the first input
+position as the paper says: that is the text encoder's own [CLS] (RoBERTa ``<s>``, also what
+``ClapTextPooler`` reads), which is always a real token. ``text_cls_token=True`` gives the text
+head a learned [CLS] as well.
+
+Positional encoding: fixed sinusoidal (Vaswani et al.), added after the input projection. It has
+no parameters to learn from the small rated-pair sets this project fine-tunes on, so even a fresh
+head is order-sensitive from its first step, and nothing about it has to be persisted.
+
+Masking: padded chunks / tokens are excluded as attention keys (``src_key_padding_mask``), and the
+head reads only position 0, which is never padding - so padded values cannot reach the output.
+Padded chunks are also never run through the audio encoder (only the valid rows of
+``input_features`` are encoded), so they do not enter BatchNorm statistics either.
+
+Chunking: consecutive ``chunk_seconds`` (1 s) windows from the start of the clip; the last partial
+window is kept (and padded by the feature extractor's own rule, ``repeatpad`` for LAION-CLAP, as
+CLAP pads any short clip) unless it is shorter than ``min_last_chunk_seconds`` and not the only
+chunk; at most ``max_chunks`` (10) chunks, i.e. the first 10 s are used. Each chunk is a full
+forward pass of the audio encoder, so a clip costs up to ``max_chunks`` times more than with
+``ClapBackbone`` (HTSAT always sees its fixed window, e.g. 10 s with the chunk repeat-padded).
+
+Freezing: ``freeze(audio=True)`` freezes the audio *encoder*; its head stays trainable (it is new
+and randomly initialised - freezing it would fix a random projection). Pass
+``freeze_heads_with_towers=True`` to freeze a tower's head with its encoder (then a frozen tower
+gives constant embeddings, as with ``ClapBackbone``).
+
+Persistence: ``save_pretrained`` writes the usual ClapModel + processor files plus
+``aggregation_heads.safetensors`` (``audio_head.*`` / ``text_head.*`` tensors) and
+``aggregation_config.json`` (head hyper-parameters and the chunking). ``from_pretrained`` on such a
+directory (hence ``humanclap.evaluate model=<dir>``) returns a ``TransformerHeadBackbone``; plain
+transformers still loads the directory as an ordinary ClapModel (without the heads).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from humanclap.backbones.clap import ClapBackbone
+from humanclap.backbones.embedder import Waveform
+from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer, as_mono_array
+
+HEADS_WEIGHTS = "aggregation_heads.safetensors"
+HEADS_CONFIG = "aggregation_config.json"
+HEADS_FORMAT = "humanclap.transformer_heads"
+HEADS_FORMAT_VERSION = 1
+
+
+# -- the head -----------------------------------------------------------------------------------
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    """(length, dim) fixed positional encoding: PE[p, 2i] = sin(p / 10000^(2i/dim)), PE[p, 2i+1] = cos."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10_000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+def masked_mean(sequence: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Temporal mean pooling over the valid positions: (B, T, D), mask (B, T) True = valid -> (B, D).
+
+    The order-blind aggregation the Transformer head replaces (used as the comparison in tests).
+    """
+    if mask is None:
+        return sequence.mean(dim=1)
+    weights = mask.to(sequence.dtype).unsqueeze(-1)
+    return (sequence * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class TransformerAggregator(nn.Module):
+    """Sequence -> one vector: input projection, [CLS], sinusoidal positions, Transformer, position 0.
+
+    Args:
+        input_dim: width of the encoder states (chunk embeddings or token states).
+        output_dim: width of the result (the joint embedding space, CLAP's ``projection_dim``).
+        num_layers / num_heads: of the ``nn.TransformerEncoder`` (paper: 2 and 2).
+        max_positions: longest sequence accepted, [CLS] included.
+        dropout: inside the Transformer and on its input.
+        model_dim: Transformer width (default ``output_dim``); must be divisible by ``num_heads``.
+        feedforward_dim: width of the feed-forward blocks (default ``4 * model_dim``).
+        cls_token: prepend a learned [CLS] vector (True) or read the first input position (False;
+            that position must then be valid in every row).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        max_positions: int = 512,
+        dropout: float = 0.1,
+        model_dim: int | None = None,
+        feedforward_dim: int | None = None,
+        cls_token: bool = True,
+    ) -> None:
+        super().__init__()
+        model_dim = int(model_dim or output_dim)
+        feedforward_dim = int(feedforward_dim or 4 * model_dim)
+        if min(input_dim, output_dim, num_layers, num_heads, max_positions) < 1:
+            raise ValueError("TransformerAggregator: dimensions, layers, heads and max_positions must be >= 1")
+        if model_dim % num_heads:
+            raise ValueError(f"TransformerAggregator: model_dim {model_dim} is not divisible by num_heads {num_heads}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"TransformerAggregator: dropout must be in [0, 1), got {dropout}")
+        self._config = {
+            "input_dim": int(input_dim), "output_dim": int(output_dim), "num_layers": int(num_layers),
+            "num_heads": int(num_heads), "max_positions": int(max_positions), "dropout": float(dropout),
+            "model_dim": model_dim, "feedforward_dim": feedforward_dim, "cls_token": bool(cls_token),
+        }
+        self.input_projection = nn.Linear(input_dim, model_dim)
+        self.cls = nn.Parameter(0.02 * torch.randn(model_dim)) if cls_token else None
+        self.register_buffer("positions", sinusoidal_positions(max_positions, model_dim), persistent=False)
+        self.input_dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(model_dim, num_heads, feedforward_dim, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(model_dim),
+                                             enable_nested_tensor=False)
+        self.output_projection = nn.Linear(model_dim, output_dim)
+
+    @property
+    def output_dim(self) -> int:
+        return self._config["output_dim"]
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments: ``TransformerAggregator(**head.config())`` rebuilds the architecture."""
+        return dict(self._config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self._config.items())
+
+    def forward(self, sequence: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``sequence`` (B, T, input_dim), ``mask`` (B, T) True/1 = valid -> (B, output_dim)."""
+        if sequence.dim() != 3 or sequence.shape[-1] != self._config["input_dim"]:
+            raise ValueError(f"TransformerAggregator: expected (B, T, {self._config['input_dim']}), "
+                             f"got {tuple(sequence.shape)}")
+        batch, length, _ = sequence.shape
+        valid = (torch.ones(batch, length, dtype=torch.bool, device=sequence.device) if mask is None
+                 else mask.to(device=sequence.device).bool())
+        if valid.shape != (batch, length):
+            raise ValueError(f"TransformerAggregator: mask {tuple(valid.shape)} does not match sequence {(batch, length)}")
+        hidden = self.input_projection(sequence)
+        if self.cls is not None:
+            hidden = torch.cat([self.cls.to(hidden.dtype).expand(batch, 1, -1), hidden], dim=1)
+            valid = torch.cat([valid.new_ones(batch, 1), valid], dim=1)
+        elif length == 0 or not bool(valid[:, 0].all()):
+            raise ValueError("TransformerAggregator without a [CLS] token reads position 0, which is padding "
+                             "in some row (left padding?); pad on the right")
+        total = hidden.shape[1]
+        if total > self.positions.shape[0]:
+            raise ValueError(f"TransformerAggregator: sequence of {total} positions exceeds max_positions "
+                             f"{self.positions.shape[0]}")
+        hidden = self.input_dropout(hidden + self.positions[:total].to(hidden.dtype))
+        hidden = self.encoder(hidden, src_key_padding_mask=~valid)
+        return self.output_projection(hidden[:, 0])
+
+
+# -- chunked featurisation ----------------------------------------------------------------------
+class ChunkedClapFeaturizer(ClapFeaturizer):
+    """``audio`` -> per-chunk CLAP features: ``input_features`` (B * C, ...), ``is_longer`` (B * C, 1),
+    ``chunk_mask`` (B, C) with C the most chunks of any clip in the batch; rows of padded chunks are
+    zeros. Every chunk is featurised on its own under the fixed seed, so a clip's features do not
+    depend on its batch. ``text`` is unchanged.
+    """
+
+    def __init__(self, feature_extractor, tokenizer, enable_fusion: bool, chunk_seconds: float = 1.0,
+                 max_chunks: int = 10, min_last_chunk_seconds: float = 0.1) -> None:
+        super().__init__(feature_extractor, tokenizer, enable_fusion)
+        if not chunk_seconds > 0 or max_chunks < 1 or min_last_chunk_seconds < 0:
+            raise ValueError(f"ChunkedClapFeaturizer needs chunk_seconds > 0, max_chunks >= 1 and "
+                             f"min_last_chunk_seconds >= 0, got {chunk_seconds}, {max_chunks}, {min_last_chunk_seconds}")
+        self.chunk_seconds = float(chunk_seconds)
+        self.max_chunks = int(max_chunks)
+        self.min_last_chunk_seconds = float(min_last_chunk_seconds)
+
+    @classmethod
+    def from_featurizer(cls, featurizer: ClapFeaturizer, **chunking: Any) -> "ChunkedClapFeaturizer":
+        return cls(featurizer.feature_extractor, featurizer.tokenizer, featurizer.enable_fusion, **chunking)
+
+    def chunking(self) -> dict[str, Any]:
+        return {"chunk_seconds": self.chunk_seconds, "max_chunks": self.max_chunks,
+                "min_last_chunk_seconds": self.min_last_chunk_seconds}
+
+    @property
+    def chunk_samples(self) -> int:
+        return max(1, int(round(self.chunk_seconds * self.sample_rate)))
+
+    def split(self, wave: Waveform, what: str = "waveform") -> list[np.ndarray]:
+        """Consecutive chunks of one clip (see the module docstring for the rules)."""
+        array = as_mono_array(wave, what=what)
+        size = self.chunk_samples
+        chunks = [array[start : start + size] for start in range(0, array.shape[0], size)]
+        if len(chunks) > 1 and chunks[-1].shape[0] < self.min_last_chunk_seconds * self.sample_rate:
+            chunks.pop()
+        return chunks[: self.max_chunks]
+
+    def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
+        if len(waves) == 0:
+            raise ValueError("featurize: no waveforms given")
+        per_clip = [self.split(wave, what=f"waveform {index}") for index, wave in enumerate(waves, start=first_index)]
+        counts = [len(chunks) for chunks in per_clip]
+        mask = torch.zeros(len(per_clip), max(counts), dtype=torch.bool)
+        for row, count in enumerate(counts):
+            mask[row, :count] = True
+        flat = super().audio([chunk for chunks in per_clip for chunk in chunks])
+        valid = mask.flatten()
+        features = flat["input_features"].new_zeros((valid.numel(), *flat["input_features"].shape[1:]))
+        features[valid] = flat["input_features"]
+        longer = flat["is_longer"].new_zeros((valid.numel(), *flat["is_longer"].shape[1:]))
+        longer[valid] = flat["is_longer"]
+        return {"input_features": features, "is_longer": longer, "chunk_mask": mask}
+
+
+# -- the backbone -------------------------------------------------------------------------------
+class TransformerHeadBackbone(ClapBackbone):
+    """A ClapBackbone whose pooling + projection are replaced by Transformer heads (module docstring).
+
+    ``audio_embeddings`` needs ``ChunkedClapFeaturizer`` output; ``text_embeddings`` takes the usual
+    token ids. Both return L2-normalised (B, head output_dim) rows.
+    """
+
+    def __init__(self, model, featurizer: ChunkedClapFeaturizer, audio_head: TransformerAggregator,
+                 text_head: TransformerAggregator, name: str = "clap+transformer-head",
+                 freeze_heads_with_towers: bool = False) -> None:
+        if not isinstance(featurizer, ChunkedClapFeaturizer):
+            raise TypeError("TransformerHeadBackbone needs a ChunkedClapFeaturizer (audio is cut into chunks)")
+        if audio_head.output_dim != text_head.output_dim:
+            raise ValueError(f"audio head outputs {audio_head.output_dim} dims, text head {text_head.output_dim}")
+        super().__init__(model, featurizer, name=name)
+        self.audio_head = audio_head
+        self.text_head = text_head
+        self.freeze_heads_with_towers = bool(freeze_heads_with_towers)
+        self._freeze_replaced_layers()
+        self.train(model.training)  # the heads were added after ClapBackbone set the mode
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.audio_head.output_dim
+
+    def _freeze_replaced_layers(self) -> None:
+        """The projections and the text pooler never reach the output: keep them out of the optimiser
+        (and out of DDP's unused-parameter check)."""
+        replaced = [self.model.audio_projection, self.model.text_projection]
+        if getattr(self.model.text_model, "pooler", None) is not None:
+            replaced.append(self.model.text_model.pooler)
+        for module in replaced:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+    # -- training path ------------------------------------------------------------------------
+    def chunk_embeddings(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled ``ClapAudioModel`` output of every chunk (before the CLAP projection): (B, C, D) and
+        ``chunk_mask`` (B, C). Only valid chunks are encoded; padded rows are zeros."""
+        if "chunk_mask" not in features:
+            raise KeyError("audio features have no 'chunk_mask': use ChunkedClapFeaturizer (backbone.featurizer)")
+        device = self.device
+        mask = features["chunk_mask"].bool()
+        valid = mask.flatten().cpu()
+        encoded = self.model.audio_model(
+            input_features=features["input_features"][valid.to(features["input_features"].device)].to(device),
+            is_longer=features["is_longer"][valid.to(features["is_longer"].device)].to(device),
+        ).pooler_output
+        rows = torch.nonzero(valid).squeeze(1).to(device)
+        sequence = encoded.new_zeros(valid.numel(), encoded.shape[-1]).index_copy(0, rows, encoded)
+        return sequence.view(*mask.shape, -1), mask.to(device)
+
+    def audio_embeddings(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        sequence, mask = self.chunk_embeddings(features)
+        return F.normalize(self.audio_head(sequence, mask), dim=-1)
+
+    def text_embeddings(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        device = self.device
+        mask = tokens["attention_mask"].to(device)
+        states = self.model.text_model(input_ids=tokens["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        return F.normalize(self.text_head(states, mask.bool()), dim=-1)
+
+    def _embed(self, items, batch_size, featurize, encode) -> torch.Tensor:
+        embeddings = super()._embed(items, batch_size, featurize, encode)
+        return embeddings if len(items) else torch.empty(0, self.embedding_dim)
+
+    # -- training utilities -------------------------------------------------------------------
+    def freeze(self, audio: bool = False, text: bool = False) -> None:
+        """Freeze a tower's encoder; its head too only if ``freeze_heads_with_towers``."""
+        super().freeze(audio=audio, text=text)
+        for head, frozen in ((self.audio_head, audio), (self.text_head, text)):
+            for parameter in head.parameters():
+                parameter.requires_grad_(not (frozen and self.freeze_heads_with_towers))
+        self._freeze_replaced_layers()
+
+    # -- export -------------------------------------------------------------------------------
+    def heads_config(self) -> dict[str, Any]:
+        return {
+            "format": HEADS_FORMAT,
+            "version": HEADS_FORMAT_VERSION,
+            "audio_head": self.audio_head.config(),
+            "text_head": self.text_head.config(),
+            "chunking": self.featurizer.chunking(),
+            "freeze_heads_with_towers": self.freeze_heads_with_towers,
+        }
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """The ClapModel + processor directory, plus the heads (see the module docstring)."""
+        directory = super().save_pretrained(directory)
+        tensors = {f"{prefix}.{key}": value.detach().cpu().contiguous()
+                   for prefix, head in (("audio_head", self.audio_head), ("text_head", self.text_head))
+                   for key, value in head.state_dict().items()}
+        save_file(tensors, str(directory / HEADS_WEIGHTS), metadata={"format": HEADS_FORMAT})
+        (directory / HEADS_CONFIG).write_text(json.dumps(self.heads_config(), indent=2) + "\n")
+        return directory
+
+
+# -- construction and loading -------------------------------------------------------------------
+def with_transformer_heads(
+    backbone: ClapBackbone,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    dropout: float = 0.1,
+    model_dim: int | None = None,
+    output_dim: int | None = None,
+    chunk_seconds: float = 1.0,
+    max_chunks: int = 10,
+    min_last_chunk_seconds: float = 0.1,
+    text_cls_token: bool = False,
+    freeze_heads_with_towers: bool = False,
+    seed: int | None = 0,
+) -> TransformerHeadBackbone:
+    """Wrap a loaded ``ClapBackbone`` (any checkpoint) with fresh Transformer heads.
+
+    ``output_dim`` defaults to the model's ``projection_dim`` and ``model_dim`` to ``output_dim``.
+    ``seed`` makes the heads' initialisation reproducible without touching the global RNG (None:
+    draw from the global RNG). The result shares ``backbone.model`` (no copy) and marks its
+    projections and text pooler ``requires_grad=False``; use the returned object from then on.
+    """
+    if isinstance(backbone, TransformerHeadBackbone):
+        raise TypeError("backbone already has Transformer heads")
+    config = backbone.model.config
+    output_dim = int(output_dim or config.projection_dim)
+    common = dict(output_dim=output_dim, num_layers=num_layers, num_heads=num_heads, dropout=dropout,
+                  model_dim=model_dim)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        audio_head = TransformerAggregator(config.audio_config.hidden_size, max_positions=max_chunks + 1,
+                                           cls_token=True, **common)
+        text_head = TransformerAggregator(config.text_config.hidden_size,
+                                          max_positions=TEXT_MAX_TOKENS + int(text_cls_token),
+                                          cls_token=text_cls_token, **common)
+    featurizer = ChunkedClapFeaturizer.from_featurizer(
+        backbone.featurizer, chunk_seconds=chunk_seconds, max_chunks=max_chunks,
+        min_last_chunk_seconds=min_last_chunk_seconds)
+    head_backbone = TransformerHeadBackbone(backbone.model, featurizer, audio_head, text_head,
+                                            name=f"{backbone.name}+transformer-head",
+                                            freeze_heads_with_towers=freeze_heads_with_towers)
+    return head_backbone.to(backbone.device)
+
+
+def has_transformer_heads(directory: str | Path) -> bool:
+    return (Path(directory).expanduser() / HEADS_CONFIG).is_file()
+
+
+def load_transformer_heads(backbone: ClapBackbone, directory: str | Path) -> TransformerHeadBackbone:
+    """Attach the heads saved in ``directory`` (``save_pretrained``) to a loaded ``ClapBackbone``."""
+    directory = Path(directory).expanduser()
+    config = json.loads((directory / HEADS_CONFIG).read_text())
+    if config.get("format") != HEADS_FORMAT or config.get("version") != HEADS_FORMAT_VERSION:
+        raise ValueError(f"{directory / HEADS_CONFIG}: not a version-{HEADS_FORMAT_VERSION} {HEADS_FORMAT} file")
+    weights_path = directory / HEADS_WEIGHTS
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{directory} has {HEADS_CONFIG} but no {HEADS_WEIGHTS}")
+    weights = load_file(str(weights_path))
+    audio_head = TransformerAggregator(**config["audio_head"])
+    text_head = TransformerAggregator(**config["text_head"])
+    for prefix, head in (("audio_head", audio_head), ("text_head", text_head)):
+        state = {key.removeprefix(prefix + "."): value for key, value in weights.items() if key.startswith(prefix + ".")}
+        head.load_state_dict(state, strict=True)
+    featurizer = ChunkedClapFeaturizer.from_featurizer(backbone.featurizer, **config["chunking"])
+    loaded = TransformerHeadBackbone(backbone.model, featurizer, audio_head, text_head, name=backbone.name,
+                                     freeze_heads_with_towers=config.get("freeze_heads_with_towers", False))
+    return loaded.to(backbone.device)
+
+
+def from_pretrained_with_heads(source: str, processor: str | None = None, name: str | None = None) -> TransformerHeadBackbone:
+    """Load a directory written by ``TransformerHeadBackbone.save_pretrained``; refuses one without heads."""
+    from humanclap.backbones.pretrained import from_pretrained
+
+    if not has_transformer_heads(source):
+        raise FileNotFoundError(f"'{source}' has no {HEADS_CONFIG}: it is a plain ClapModel directory "
+                                f"(load it with humanclap.backbones.from_pretrained, or wrap it with with_transformer_heads)")
+    backbone = from_pretrained(source, processor=processor, name=name)
+    assert isinstance(backbone, TransformerHeadBackbone)
+    return backbone
