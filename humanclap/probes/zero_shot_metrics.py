@@ -1,0 +1,126 @@
+"""Metrics of the zero-shot instrument probe: top-k accuracy, weighted F1, ROC-AUC and PR-AUC from
+torchmetrics' multiclass functional metrics, with ties and score ranges under our control; top-2
+margins, spreads over prompt templates and ontology-triplet accuracy.
+
+**Scores.** ``scores[i, c] = cos(clip i, class text c)`` (float64, unit-norm embeddings).
+
+**Ties count against the model** in top-k accuracy and F1, as in the retrieval probe. torchmetrics
+takes the top 1 with ``argmax`` (the *first* maximal class wins a tie, so a tie is a hit when the
+true class happens to come first in class order) and the top k > 1 with ``torch.topk`` (order
+among equal values unspecified). So the probe hands torchmetrics a tie-free ranking instead of
+the cosines (:func:`pessimistic_ranks`): classes sorted by score, and within a block of exactly
+equal scores the other classes first (in class order) and the true class last. A clip whose true
+class ties with another at the boundary is then a miss; ``n_tied`` counts clips whose true class
+ties with any other class (0 means the optimistic and pessimistic readings agree). The predicted
+class of F1 is the first of that ranking.
+
+**ROC-AUC and PR-AUC** are one-vs-rest per class over the clips, from the cosine of each clip with
+the class text. torchmetrics applies a softmax over classes to any input outside [0, 1], which
+would make the per-class ranking of clips depend on the other classes' scores -- and on whether
+some cosine happens to be negative. The probe therefore passes ``(cos + 1) / 2`` (in [0, 1], the
+same order as the cosine, exact ties kept), so the AUCs are those of the cosine itself; tied
+scores count half (ROC) and are one threshold (PR). PR-AUC is torchmetrics' average precision
+``AP = Σ_n (R_n − R_{n−1}) P_n`` (no interpolation). Macro = mean of the per-class values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_auroc,
+    multiclass_average_precision,
+    multiclass_f1_score,
+)
+
+
+def pessimistic_ranks(scores: Tensor, target: Tensor) -> Tensor:
+    """Distinct per-row values (C for the first class ... 1 for the last) ordering each row by
+    score, with exact ties broken against the true class: other classes first (class order)."""
+    n, num_classes = scores.shape
+    is_target = torch.nn.functional.one_hot(target, num_classes).long()
+    order = torch.argsort(is_target, dim=1, stable=True)  # other classes (in class order), then the target
+    order = order.gather(1, torch.argsort(scores.gather(1, order), dim=1, descending=True, stable=True))
+    values = torch.arange(num_classes, 0, -1, dtype=torch.float64).expand(n, num_classes)
+    return torch.empty(n, num_classes, dtype=torch.float64).scatter_(1, order, values)
+
+
+def classification_metrics(scores: Tensor, target: Tensor, ks: Sequence[int] = (1, 2, 3, 4, 5)
+                           ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(``top<k>`` for each k <= C, ``f1_weighted``, ``roc_auc``, ``pr_auc``, ``n_tied``;
+    per-class ``{"roc_auc": (C,), "pr_auc": (C,)}``).
+
+    ``scores``: clips x classes cosines; ``target``: class index per clip. Every class needs a
+    clip and there must be at least two classes (one-vs-rest AUCs need both sides).
+    """
+    scores = scores.detach().cpu().double()
+    target = target.detach().cpu().long()
+    n, num_classes = scores.shape
+    if num_classes < 2:
+        raise ValueError(f"zero-shot classification needs at least 2 classes, got {num_classes}")
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("similarities contain NaN or inf (non-finite embeddings?)")
+    counts = torch.bincount(target, minlength=num_classes)
+    if bool((counts == 0).any()):
+        raise ValueError(f"classes {torch.nonzero(counts == 0).flatten().tolist()} have no clip")
+    ranks = pessimistic_ranks(scores, target)
+    metrics = {f"top{k}": float(multiclass_accuracy(ranks, target, num_classes=num_classes, top_k=k, average="micro"))
+               for k in ks if k <= num_classes}
+    metrics["f1_weighted"] = float(multiclass_f1_score(ranks, target, num_classes=num_classes, average="weighted"))
+    probabilities = ((scores + 1) / 2).clamp(0.0, 1.0)
+    per_class = {
+        "roc_auc": multiclass_auroc(probabilities, target, num_classes=num_classes, average=None).double().numpy(),
+        "pr_auc": multiclass_average_precision(probabilities, target, num_classes=num_classes,
+                                               average=None).double().numpy(),
+    }
+    metrics.update({name: float(values.mean()) for name, values in per_class.items()})
+    true_score = scores.gather(1, target[:, None])
+    tied = ((scores == true_score).sum(dim=1) > 1)
+    metrics["n_tied"] = float(tied.sum())
+    return metrics, per_class
+
+
+def similarity_split(scores: Tensor, target: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(positive cosines: each clip with its class, negative cosines: each clip with every other class)."""
+    scores = scores.detach().cpu().double()
+    mask = torch.nn.functional.one_hot(target, scores.shape[1]).bool()
+    return scores[mask].numpy(), scores[~mask].numpy()
+
+
+def top2_margins(scores: Tensor) -> np.ndarray:
+    """Per clip: best minus second-best class cosine (>= 0; 0 for a tie at the top)."""
+    best = torch.topk(scores.detach().cpu().double(), k=2, dim=1).values
+    return (best[:, 0] - best[:, 1]).numpy()
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """``range`` (max − min) and ``std`` (population, ddof=0) of one metric across templates."""
+    array = np.asarray(values, dtype=np.float64)
+    return {"range": float(array.max() - array.min()), "std": float(array.std())}
+
+
+def triplet_accuracy(embeddings: Tensor, triplets: Sequence[tuple[int, int, int]]) -> float:
+    """Share of (anchor, positive, negative) rows with cos(e_a, e_p) > cos(e_a, e_n) (ties fail);
+    NaN without triplets. ``embeddings``: one row per class (normalised here)."""
+    if not triplets:
+        return math.nan
+    unit = torch.nn.functional.normalize(embeddings.detach().cpu().double(), dim=-1)
+    a, p, n = (torch.tensor(column) for column in zip(*triplets))
+    return float(((unit[a] * unit[p]).sum(-1) > (unit[a] * unit[n]).sum(-1)).double().mean())
+
+
+def class_means(embeddings: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """Unit-norm mean of each class's (unit-norm) clip embeddings: classes x dim."""
+    unit = torch.nn.functional.normalize(embeddings.detach().cpu().double(), dim=-1)
+    sums = torch.zeros(num_classes, unit.shape[1], dtype=torch.float64).index_add_(0, target, unit)
+    return torch.nn.functional.normalize(sums, dim=-1)
+
+
+def named(values: Mapping[str, np.ndarray], classes: Sequence[str]) -> dict[str, float]:
+    """Per-class arrays as ``<metric>/<class>`` metrics."""
+    return {f"{metric}/{label}": float(v) for metric, array in values.items() for label, v in zip(classes, array)}
