@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from typing import Any, Mapping
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
@@ -20,7 +20,8 @@ class ProbeCallback(L.Callback):
     All probes share one embedding cache per run (each clip and text is embedded once, sharded
     over the DDP ranks and gathered), so logged values are the same on all ranks and equal to a
     single-process run. ``history`` keeps (epoch, metrics) with
-    epoch -1 for the baseline, for the end-of-run summary.
+    epoch -1 for the baseline, for the end-of-run summary; it is part of every checkpoint, so a
+    resumed run (``resume=auto``) keeps it and does not measure the baseline again.
     """
 
     def __init__(self, probes: Mapping[str, Probe], baseline: bool = True, every_n_epochs: int = 1,
@@ -40,9 +41,15 @@ class ProbeCallback(L.Callback):
         metrics = {f"{name}/{key}": value for name, result in results.items() for key, value in result.metrics.items()}
         return metrics, results
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [[epoch, {k: float(v) for k, v in metrics.items()}] for epoch, metrics in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [(int(epoch), dict(metrics)) for epoch, metrics in state_dict["history"]]
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.baseline or not self.probes:
-            return
+        if not self.baseline or not self.probes or any(epoch == -1 for epoch, _ in self.history):
+            return  # the baseline of a resumed run came with its checkpoint
         metrics, results = self.run(pl_module)
         self.history.append((-1, metrics))
         for logger in trainer.loggers:

@@ -88,8 +88,20 @@ def init_distributed(device: torch.device) -> bool:
     return True
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_dtype(choice: str) -> torch.dtype:
+    """The floating-point type the models run in (``dtype=float64``: results that do not depend on
+    how inputs are batched, e.g. to compare runs with different numbers of processes)."""
+    if choice not in DTYPES:
+        raise ValueError(f"dtype={choice!r} is not one of {', '.join(DTYPES)}")
+    return DTYPES[choice]
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run every probe on every model; returns {model name: {probe: metrics}} on every rank."""
+    pick_dtype(cfg.get("dtype", "float32"))  # a typo fails before any process group or model exists
     device = pick_device(cfg.device)
     created_group = init_distributed(device)
     try:
@@ -116,7 +128,7 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     for spec, name in zip(specs, labels):
         resolved = resolve_model(spec, name=name, seed=cfg.seed, laion_tokenizer=cfg.laion_tokenizer,
                                  processor=cfg.processor)
-        backbone = resolved.backbone.to(device)
+        backbone = resolved.backbone.to(device, pick_dtype(cfg.get("dtype", "float32")))
         log.info("[%s] %s (%s) on %s, %d process(es)", resolved.name, resolved.source, resolved.kind, device, world)
         start = time.perf_counter()
         results, cache = run_probes(probes, backbone, batch_size=cfg.batch_size, progress=cfg.progress and rank == 0)

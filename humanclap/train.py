@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from humanclap import launch, resume
 from humanclap.callbacks import ProbeCallback
 from humanclap.lit.module import HumanClapModule
 from humanclap.probes.build import build_probes
@@ -47,12 +48,16 @@ def summarize(history: list[tuple[int, dict[str, float]]], best_epoch: int | Non
         "best_epoch": best_epoch,
         "best": by_epoch.get(best_epoch, {}).get(metric) if best_epoch is not None else None,
     }
+    # What the entry point returns to a sweep: the metric of the model the run exports.
+    summary["objective"] = summary["best"] if best_epoch is not None else summary["final"]
     if summary["baseline"] is not None and summary["final"] is not None:
         summary["gain"] = summary["final"] - summary["baseline"]  # NaN if either is undefined
     return summary
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    ckpt_path = resume.checkpoint_to_resume(cfg.get("resume"), cfg.paths.output_dir, config)
     L.seed_everything(cfg.seed, workers=True)
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, _partial_=True)(featurizer=backbone.featurizer)
@@ -62,11 +67,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optimizer=instantiate(cfg.optimizer),
         freeze_audio=cfg.freeze_audio,
         freeze_text=cfg.freeze_text,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=config,
     )
     probes = ProbeCallback(build_probes(cfg.get("probes"), datamodule.val_pairs))
     checkpoint = ModelCheckpoint(
-        dirpath=Path(cfg.paths.output_dir) / "checkpoints",
+        dirpath=resume.checkpoint_dir(cfg.paths.output_dir),
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor=cfg.monitor,
@@ -74,15 +79,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         save_last=True,
     )
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[probes, checkpoint], logger=logger)
-    trainer.fit(module, datamodule=datamodule)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[probes, checkpoint, resume.RandomState(),
+                                                             launch.SameHyperparameters()],
+                                     logger=logger, plugins=resume.cluster_plugins())
+    launch.check_launch(trainer)  # refuses a multirun whose DDP ranks would re-run the command line
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    launch.recover_spawned_state(trainer, checkpoint)  # ddp_spawn: the probe history lives in last.ckpt
 
     best_epoch = None
     if checkpoint.best_model_path:
         best_epoch = int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
     summary = summarize(probes.history, best_epoch, cfg.optimized_metric)
     if trainer.is_global_zero:
-        export_dir = export_best(checkpoint, module, Path(cfg.paths.export_dir))
+        export_dir = export_best(checkpoint, module, launch.export_dir(cfg))
         summary["export_dir"] = str(export_dir)
         (export_dir / "humanclap_run.json").write_text(json.dumps(
             {"summary": summary, "history": probes.history, "config": module.hparams["config"]}, indent=2))
@@ -100,7 +109,9 @@ def _fmt(value: float | None) -> str:
 
 @hydra.main(version_base="1.3", config_path="../recipes", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg).get("final")
+    """Returns ``optimized_metric`` of the exported model (the lowest-``monitor`` epoch, else the last
+    one): a sweep (``sweep=optuna``) optimises the model the run delivers, not its best epoch."""
+    return train(cfg)["objective"]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ import pytest
 MODULES = [
     "torch", "torchaudio", "torchvision", "lightning", "transformers", "torchmetrics", "wandb",
     "scipy", "datasets", "pyarrow", "hydra", "omegaconf", "soundfile", "numpy", "safetensors",
+    # sweeps: the Hydra plugins and what optuna 2.10 needs (pinned in pyproject.toml)
+    "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper", "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+    "submitit", "optuna", "sqlalchemy", "alembic", "cliff", "cmaes",
 ]
 
 
@@ -59,3 +62,21 @@ def test_torchvision_ops_match_torch():
 
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [2.0, 2.0, 3.0, 3.0]])
     assert nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2]
+
+
+def test_optuna_2_study_persists_in_sqlite(tmp_path):
+    """optuna 2.10 (hydra-optuna-sweeper needs <3) with its RDB storage: broken on SQLAlchemy 2."""
+    import optuna
+    import sqlalchemy
+
+    assert optuna.__version__.startswith("2.") and sqlalchemy.__version__.startswith("1.4")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def study():
+        return optuna.create_study(study_name="s", storage=storage, direction="maximize", load_if_exists=True,
+                                   sampler=optuna.samplers.TPESampler(seed=0))
+
+    study().optimize(lambda trial: -(trial.suggest_float("x", -1, 1) ** 2), n_trials=3)
+    reloaded = study()
+    assert len(reloaded.trials) == 3 and reloaded.best_value <= 0

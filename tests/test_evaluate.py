@@ -215,3 +215,14 @@ def test_weights_only_directory_needs_a_processor(tmp_path, tiny_dir):
     assert weights_fingerprint(resolved.backbone) == weights_fingerprint(from_pretrained(str(tiny_dir)))
     # A directory with its own processor ignores the option.
     assert resolve_model(str(tiny_dir), processor=str(weights_only)).backbone.featurizer is not None
+
+
+def test_float64_evaluation_matches_float32_closely_and_a_bad_dtype_is_named(compose_evaluate):
+    from humanclap.evaluate import evaluate
+
+    single = evaluate(compose_evaluate("probes=relevance", "progress=false", "figures=false"))["tiny"]["relevance"]
+    double = evaluate(compose_evaluate("probes=relevance", "progress=false", "figures=false",
+                                       "dtype=float64"))["tiny"]["relevance"]
+    assert double["n"] == single["n"] and double["mse"] == pytest.approx(single["mse"], abs=1e-5)
+    with pytest.raises(ValueError, match="dtype='float46' is not one of float32, float64"):
+        evaluate(compose_evaluate("dtype=float46"))

@@ -58,6 +58,8 @@ def test_every_group_config_instantiates_one_thing():
         spec = yaml.safe_load(path.read_text())
         if path.parent.name == "probes":  # one probe per file, keyed by its name; combine with probes=[a,b]
             assert list(spec) == [path.stem] and "_target_" in spec[path.stem], path
+        elif path.parent.name == "sweep":  # configures Hydra's sweeper (global package)
+            assert "_target_" in spec["hydra"]["sweeper"], path
         elif path.read_text().startswith("# @package _global_"):
             assert "_target_" in spec[path.parent.name], path
         else:

@@ -293,7 +293,7 @@ class TransformerHeadBackbone(ClapBackbone):
         mask = features["chunk_mask"].bool()
         valid = mask.flatten().cpu()
         encoded = self.model.audio_model(
-            input_features=features["input_features"][valid.to(features["input_features"].device)].to(device),
+            input_features=features["input_features"][valid.to(features["input_features"].device)].to(device, self.dtype),
             is_longer=features["is_longer"][valid.to(features["is_longer"].device)].to(device),
         ).pooler_output
         rows = torch.nonzero(valid).squeeze(1).to(device)

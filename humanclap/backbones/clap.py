@@ -47,6 +47,11 @@ class ClapBackbone(nn.Module):
         return self.model.logit_scale_a.device
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The audio tower's floating-point type (features are cast to it: 64-true, bf16-true runs)."""
+        return self.model.audio_projection.linear1.weight.dtype
+
+    @property
     def logit_scale(self) -> nn.Parameter:
         """log(1/τ) of human-clap eq. (5); LAION-CLAP's ``logit_scale_a``, used for both directions."""
         return self.model.logit_scale_a
@@ -56,7 +61,7 @@ class ClapBackbone(nn.Module):
         """Unit-norm audio embeddings e^audio from featurizer output (differentiable)."""
         device = self.device
         outputs = self.model.audio_model(
-            input_features=features["input_features"].to(device),
+            input_features=features["input_features"].to(device, self.dtype),
             is_longer=features["is_longer"].to(device),
         )
         return F.normalize(self.model.audio_projection(outputs.pooler_output), dim=-1)

@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterable
 
 import lightning as L
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.losses import HumanClapLoss
@@ -24,8 +25,8 @@ class HumanClapModule(L.LightningModule):
         loss: the recipe (which terms, which λ).
         optimizer: ``params -> Optimizer`` (Hydra ``_partial_: true``), e.g. AdamW(lr=1e-5).
         freeze_audio / freeze_text: keep one tower (encoder + projection) fixed.
-        config: the run's full configuration as plain containers, stored in checkpoints
-            (``save_hyperparameters`` with a DictConfig would break ``weights_only`` loading).
+        config: the run's full configuration, stored in checkpoints as plain containers (a DictConfig
+            is converted: in ``save_hyperparameters`` it would break ``weights_only`` loading).
     """
 
     def __init__(
@@ -35,15 +36,20 @@ class HumanClapModule(L.LightningModule):
         optimizer: OptimizerFactory,
         freeze_audio: bool = False,
         freeze_text: bool = False,
-        config: dict[str, Any] | None = None,
+        config: dict[str, Any] | DictConfig | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(config, DictConfig):
+            config = OmegaConf.to_container(config, resolve=True)
         self.save_hyperparameters({"freeze_audio": freeze_audio, "freeze_text": freeze_text,
                                    "config": config or {}})
         self.backbone = backbone
         self.loss = loss
         self.optimizer_factory = optimizer
         backbone.freeze(audio=freeze_audio, text=freeze_text)
+        # The loss uses logit_scale_a for both directions (eq. 5); a trainable parameter that no loss
+        # reaches makes DDP stop with "parameters that were not used in producing the loss".
+        backbone.model.logit_scale_t.requires_grad_(False)
         # from_pretrained returns eval-mode modules and Lightning keeps whatever mode it is given:
         # without this, dropout and BatchNorm batch statistics would be off during training.
         self.train()

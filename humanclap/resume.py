@@ -1,0 +1,155 @@
+"""Resume and preemption: ``resume=auto|<path>``, exact continuation, one Slurm requeue mechanism.
+
+- ``ModelCheckpoint(save_last=True)`` writes ``<output_dir>/checkpoints/last.ckpt`` at the end of
+  every epoch. ``resume=auto`` continues from the newest complete checkpoint there (normally
+  ``last.ckpt``); with none yet the run starts fresh. ``resume=<file>`` continues from that file.
+- The continuation is exact: Lightning restarts an epoch-end checkpoint at the next epoch, and
+  :class:`RandomState` stores the global RNG states in every checkpoint and puts them back before
+  the first resumed epoch draws its shuffle order, so the resumed epochs see the same batches and
+  dropout masks as an uninterrupted run with the same seed.
+- Slurm: submitit (``hydra/launcher=slurm``) owns the preemption signal (USR2, ``signal_delay_s``
+  before the time limit) and requeues the same Hydra job into the same output directory; Lightning's
+  own SLURM auto-requeue (SIGUSR1 -> checkpoint inside a signal handler + ``scontrol requeue``) is
+  switched off (:func:`cluster_plugins`), so exactly one thing requeues and no checkpoint is written
+  from a signal handler. The requeued job continues from ``last.ckpt`` with ``resume=auto``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
+
+log = logging.getLogger(__name__)
+
+# Config keys that may differ between a run and its continuation (resume=auto refuses a checkpoint
+# whose stored config differs anywhere else: it would silently continue a different experiment).
+MAY_CHANGE_ON_RESUME = ("resume", "run_name", "paths", "logger", "trainer.max_epochs", "trainer.enable_progress_bar")
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    """Where the run's ``ModelCheckpoint`` writes (``last.ckpt`` and the best epoch)."""
+    return Path(output_dir) / "checkpoints"
+
+
+def checkpoint_to_resume(resume: str | None, output_dir: str | Path, config: Mapping[str, Any]) -> str | None:
+    """The ``ckpt_path`` for ``trainer.fit``: ``None`` (fresh run), or a checkpoint file.
+
+    ``resume``: ``None`` -> fresh; ``"auto"`` -> the newest complete checkpoint of this run
+    (``<output_dir>/checkpoints``), written by a run with the same ``config`` (except
+    :data:`MAY_CHANGE_ON_RESUME`), else fresh; any other string -> that file, which must exist.
+    """
+    if resume in (None, ""):
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        if restarts not in ("", "0"):
+            log.warning("this Slurm job was requeued (SLURM_RESTART_COUNT=%s) but resume is not set: training "
+                        "starts from scratch. Pass resume=auto to continue from the last epoch.", restarts)
+        return None
+    if resume != "auto":
+        path = Path(str(resume)).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"resume={resume}: no checkpoint file at {path.resolve()} "
+                                    "(pass resume=auto to continue this run, or the path of a .ckpt file)")
+        log.info("resume: continuing from %s", path)
+        return str(path)
+
+    directory = checkpoint_dir(output_dir)
+    for path in _newest_first(directory.glob("*.ckpt")):
+        if not _complete(path):
+            log.warning("resume=auto: skipping %s (incomplete: the run was killed while writing it)", path)
+            continue
+        _check_same_run(path, config)
+        log.info("resume=auto: continuing from %s", path)
+        return str(path)
+    log.info("resume=auto: no checkpoint in %s yet, starting a fresh run", directory)
+    return None
+
+
+def _newest_first(paths) -> list[Path]:
+    # last.ckpt is written right after the best-epoch file of the same save: prefer it on equal times.
+    return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("last")), reverse=True)
+
+
+def _complete(path: Path) -> bool:
+    """A torch checkpoint is a zip file: a truncated one has no central directory (cheap to check)."""
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _check_same_run(path: Path, config: Mapping[str, Any]) -> None:
+    stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    stored = stored.get("hyper_parameters", {}).get("config")
+    if stored is None:
+        return  # not written by humanclap.train: nothing to compare
+    differences = [f"{key}: {old!r} -> {new!r}" for key, old, new in _differences(stored, config)]
+    if differences:
+        raise ValueError(
+            f"resume=auto found {path}, written by a run with a different configuration:\n  "
+            + "\n  ".join(differences[:10])
+            + "\nresume=auto only continues the same run. Use another run_name (or hydra.run.dir) for a new "
+              "run, or resume=<path> to start from that checkpoint deliberately."
+        )
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if prefix.rstrip(".") in MAY_CHANGE_ON_RESUME:
+        return []
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return [difference for key in sorted(set(old) | set(new), key=str)
+                for difference in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+def cluster_plugins() -> list:
+    """Trainer plugins: on Slurm, Lightning's SLURMEnvironment with its auto-requeue switched off.
+
+    submitit owns the preemption signal and the requeue (see the module docstring); Lightning
+    would otherwise install a SIGUSR1 handler that saves ``hpc_ckpt_*.ckpt`` from inside the
+    signal handler and requeues a second time.
+    """
+    if not SLURMEnvironment.detect():
+        return []
+    return [SLURMEnvironment(auto_requeue=False)]
+
+
+class RandomState(L.Callback):
+    """Stores the global RNG states (torch, CUDA, numpy, random) in every checkpoint and restores them
+    on resume, so the first resumed epoch draws the same shuffle order and dropout masks as the
+    uninterrupted run did at that point. Stored as plain lists and tensors (``weights_only`` loads).
+
+    Nothing between an epoch-end save and the next epoch's ``iter(dataloader)`` draws random numbers,
+    and on resume nothing between restoring callbacks and the first ``iter(dataloader)`` does.
+    Under DDP every rank gets rank 0's states (all ranks start from the same seed anyway).
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        version, internal, gauss = random.getstate()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(cached)],
+            "python": [version, list(internal), gauss],
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        kind, keys, position, has_gauss, cached = state_dict["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+        version, internal, gauss = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state_dict["cuda"])
