@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -39,11 +41,27 @@ def gather_with_grad(tensor: Tensor, sizes: list[int] | None = None) -> Tensor:
     if sizes is None:
         sizes = gather_sizes(tensor.shape[0], tensor.device)
     padded = F.pad(tensor, (0, 0) * (tensor.dim() - 1) + (0, max(sizes) - tensor.shape[0]))
-    with warnings.catch_warnings():  # deprecated in favour of a functional collective, but the
-        # only autograd all-gather in torch's public API that also works on gloo (CPU) today.
-        warnings.filterwarnings("ignore", "torch.distributed.nn.functional", FutureWarning)
+    with _autograd_collectives():
         chunks = torch.distributed.nn.functional.all_gather(padded)
     return torch.cat([chunk[:size] for chunk, size in zip(chunks, sizes, strict=True)])
+
+
+def all_reduce_with_grad(tensor: Tensor) -> Tensor:
+    """Sum of ``tensor`` over all ranks, keeping gradients: the backward pass sums the gradients
+    of all ranks as well (as :func:`gather_with_grad`). Returns ``tensor`` itself when not distributed."""
+    if rank_and_world()[1] == 1:
+        return tensor
+    with _autograd_collectives():
+        return torch.distributed.nn.functional.all_reduce(tensor)
+
+
+@contextmanager
+def _autograd_collectives() -> Iterator[None]:
+    # torch.distributed.nn.functional is deprecated in favour of functional collectives, but it is
+    # the only autograd all-gather / all-reduce in torch's public API that also works on gloo (CPU) today.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional", FutureWarning)
+        yield
 
 
 def gather_rows(tensor: Tensor) -> list[Tensor]:

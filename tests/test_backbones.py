@@ -134,6 +134,15 @@ def test_tiny_weights_are_a_function_of_the_seed(tmp_path):
     assert "audio_projection.linear1.weight" in differing and "text_projection.linear1.weight" in differing
 
 
+def test_building_the_tiny_model_leaves_the_global_rng_alone(tmp_path):
+    """A cold cache (the model is built) and a warm one give the caller the same random stream."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_tiny_clap(tmp_path / "cold", seed=7)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_save_pretrained_exports_changed_weights(tmp_path):
     backbone = tiny_clap()  # a fresh object: the session fixtures must stay untouched
     original = backbone.model.text_projection.linear1.weight.detach().clone()

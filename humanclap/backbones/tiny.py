@@ -93,9 +93,12 @@ def build_tiny_clap(directory: str | Path, seed: int = 0, enable_fusion: bool = 
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = _train_tokenizer(Path(scratch), config.text_config.vocab_size)
     config.text_config.vocab_size = len(tokenizer)
-    torch.manual_seed(seed)
-    featurizer = ClapFeaturizer(ClapFeatureExtractor(**extractor_args), tokenizer, enable_fusion)
-    ClapBackbone(ClapModel(config), featurizer).save_pretrained(directory)
+    # A private RNG: building into an empty cache must not change the caller's random stream
+    # (a run that builds the model would otherwise differ from the same run with a warm cache).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        featurizer = ClapFeaturizer(ClapFeatureExtractor(**extractor_args), tokenizer, enable_fusion)
+        ClapBackbone(ClapModel(config), featurizer).save_pretrained(directory)
     return directory
 
 

@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from humanclap.backbones.clap import ClapBackbone
+from humanclap.lit.batchnorm import use_global_batchnorm
 from humanclap.losses import HumanClapLoss
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
@@ -18,7 +19,9 @@ class HumanClapModule(L.LightningModule):
     """One step = embed the batch's audio and texts, L = λ1·wSCE + λ2·MSE + λ3·MAE, step.
 
     After every optimiser step both logit scales are clamped to [0, ln 100]
-    (``ClapBackbone.clamp_logit_scale``); transformers' ClapModel never clamps them.
+    (``ClapBackbone.clamp_logit_scale``); transformers' ClapModel never clamps them. Under DDP the
+    backbone's BatchNorm layers become :class:`~humanclap.lit.batchnorm.GlobalBatchNorm` (in
+    ``setup``), which normalise with the statistics of the global batch.
 
     Args:
         backbone: the CLAP model being fine-tuned.
@@ -54,6 +57,11 @@ class HumanClapModule(L.LightningModule):
         # without this, dropout and BatchNorm batch statistics would be off during training.
         self.train()
 
+    def setup(self, stage: str) -> None:
+        # After the process group exists, before DDP wraps the model and the optimizer is built.
+        if self.trainer.world_size > 1:
+            use_global_batchnorm(self.backbone)
+
     def _terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         audio = self.backbone.audio_embeddings(batch["audio"])
         text = self.backbone.text_embeddings(batch["text"])
@@ -61,12 +69,17 @@ class HumanClapModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
         terms = self._terms(batch)
+        # Under DDP a rank's loss is its share of the global batch's loss (HumanClapLoss): the mean over
+        # ranks (sync_dist, one scalar all-reduce; nothing in one process) is the loss of the global batch.
         self.log("train/loss", terms["loss"].detach(), on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["score"].shape[0])
+                 batch_size=batch["score"].shape[0], sync_dist=True)
         if self.global_step % self.trainer.log_every_n_steps == 0:
             # Straight to the loggers: every self.log() call costs ~0.5 ms of Lightning bookkeeping
-            # per step (benchmarks/train_step.py). Under DDP these are rank 0's shares of the terms.
-            details = {f"train/{name}": float(terms[name]) for name in ("wsce", "mse", "mae")}
+            # per step (benchmarks/train_step.py). Every rank gets here at the same steps, so the
+            # ranks' shares of the terms are averaged the same way.
+            names = ("wsce", "mse", "mae")
+            shares = self.trainer.strategy.reduce(torch.stack([terms[name] for name in names]), reduce_op="mean")
+            details = {f"train/{name}": float(value) for name, value in zip(names, shares)}
             details["train/temperature"] = float(torch.exp(-self.backbone.logit_scale.detach()))
             for logger in self.loggers:
                 logger.log_metrics(details, step=self.global_step)
