@@ -79,9 +79,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         save_last=True,
     )
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    # `precision=bf16-mixed` is a shortcut for trainer.precision (the trainer config's default when null).
+    precision = {"precision": cfg.precision} if cfg.get("precision") is not None else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[probes, checkpoint, resume.RandomState(),
                                                              launch.SameHyperparameters()],
-                                     logger=logger, plugins=resume.cluster_plugins())
+                                     logger=logger, plugins=resume.cluster_plugins(), **precision)
     launch.check_launch(trainer)  # refuses a multirun whose DDP ranks would re-run the command line
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     launch.recover_spawned_state(trainer, checkpoint)  # ddp_spawn: the probe history lives in last.ckpt

@@ -110,3 +110,15 @@ def test_cli_one_epoch(tmp_path):
     assert "relevance/srcc: baseline" in result.stdout + result.stderr
     assert ClapModel.from_pretrained(export).config.projection_dim == 32
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "wandb should log offline by default"
+
+
+def test_precision_shortcut_sets_the_trainer_precision(compose_train):
+    """`precision=...` (null by default) overrides the trainer config's precision: `trainer=gpu
+    precision=bf16-mixed` composes, and a 64-true CPU run trains and checkpoints in float64."""
+    assert compose_train("trainer=gpu", "precision=bf16-mixed").precision == "bf16-mixed"
+    assert compose_train().precision is None  # the trainer config decides (cpu: 32-true)
+    cfg = compose_train("precision=64-true", "trainer.max_epochs=1", "data.pairs.n_sounds=20", "probes=relevance",
+                        "logger=csv")
+    train(cfg)
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["state_dict"]["backbone.model.audio_projection.linear1.weight"].dtype == torch.float64
