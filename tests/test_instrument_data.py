@@ -24,7 +24,7 @@ from humanclap.data.synthetic import SAMPLE_RATE, measure
 from humanclap.data.synthetic_instruments import INSTRUMENTS, synthetic_instruments
 from fakes import MemoryStore
 
-SHARED_TINYSOL = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinysol" / "TinySOL_metadata.csv"
+REAL_TINYSOL = Path(__file__).resolve().parent / "data" / "tinysol" / "TinySOL_metadata.csv"  # CC BY 4.0, see tests/data/README.md
 TINYSOL_HEADER = ["Path", "Fold", "Family", "Instrument (abbr.)", "Instrument (in full)", "Technique (abbr.)",
                   "Technique (in full)", "Pitch", "Pitch ID", "Dynamics", "Dynamics ID", "Instance ID",
                   "String ID (if applicable)", "Needed digital retuning"]
@@ -174,12 +174,11 @@ def test_tinysol_missing_metadata_audio_and_empty_fold(tinysol, tmp_path):
     assert len(read_tinysol(tinysol, folds=[0])) == 2  # only the selected folds' files must exist
 
 
-@pytest.mark.skipif(not SHARED_TINYSOL.is_file(), reason="needs ../shared/data/tinysol (not in a fresh clone)")
 def test_the_real_tinysol_metadata(tmp_path):
-    with open(SHARED_TINYSOL, newline="") as handle:
+    with open(REAL_TINYSOL, newline="") as handle:
         for row in csv.DictReader(handle):
             touch(tmp_path, row["Path"])  # the audio is not shipped; existence is all the reader checks
-    data = read_tinysol(tmp_path, metadata=SHARED_TINYSOL)
+    data = read_tinysol(tmp_path, metadata=REAL_TINYSOL)
     assert len(data) == 2913 and len(data.classes) == 14
     assert sorted(data.classes) == sorted(prompt for _, prompt in TINYSOL_INSTRUMENTS.values())
     assert data.families == ["brass", "keyboards", "strings", "winds"]

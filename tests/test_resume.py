@@ -265,7 +265,6 @@ def _processes_with(*fragments: str) -> list[int]:
 def test_submitit_preemption_signal_requeues_and_the_job_resumes(tmp_path, uninterrupted):
     """hydra/launcher=submitit_local under a fake Slurm environment: USR2 mid-epoch (what Slurm sends
     signal_delay_s before the time limit) -> submitit requeues the same job -> resume=auto -> same result."""
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep, export, log = tmp_path / "multirun", tmp_path / "export", tmp_path / "log.txt"
     with log.open("w") as out:
         process = subprocess.Popen(

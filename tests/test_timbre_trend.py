@@ -575,8 +575,6 @@ def test_from_files_checks_the_file_matches_the_effect(monkeypatch):
 # -- the real effects on the tiny model -----------------------------------------------------------
 
 def test_real_effects_on_the_tiny_backbone(tiny_backbone):
-    pytest.importorskip("humanclap.dsp.eq", reason="humanclap.dsp (GraphicEQ) not available yet")
-    pytest.importorskip("humanclap.dsp.reverb", reason="humanclap.dsp (AudealizeReverb) not available yet")
     probe = TimbreTrendProbe.from_files(reference_seconds=1.0)
     eq_render = probe.render("eq", "generated", 48_000)
     assert eq_render.shape == (6, 3, 48_000) and np.isfinite(eq_render).all()
