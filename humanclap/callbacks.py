@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from humanclap.probes.base import Probe, ProbeResult
@@ -36,8 +38,11 @@ class ProbeCallback(L.Callback):
         self.history: list[tuple[int, dict[str, float]]] = []
 
     def run(self, pl_module: L.LightningModule) -> tuple[dict[str, float], dict[str, ProbeResult]]:
-        # A fresh cache each time: the weights changed since the last run.
-        results, _ = run_probes(self.probes, pl_module.backbone, batch_size=self.batch_size)
+        # A fresh cache each time: the weights changed since the last run. Tensors the model creates
+        # on the fly take the default dtype, which Lightning sets to the training precision's in the
+        # main process only (float64 runs: not in ddp_spawn's ranks), so probes set it themselves.
+        with _default_dtype(pl_module.backbone.dtype):
+            results, _ = run_probes(self.probes, pl_module.backbone, batch_size=self.batch_size)
         metrics = {f"{name}/{key}": value for name, result in results.items() for key, value in result.metrics.items()}
         return metrics, results
 
@@ -63,7 +68,8 @@ class ProbeCallback(L.Callback):
             return
         metrics, results = self.run(pl_module)
         self.history.append((trainer.current_epoch, metrics))
-        pl_module.log_dict(metrics, sync_dist=True)
+        with _default_dtype(pl_module.backbone.dtype):  # Lightning makes the logged tensors in the default dtype
+            pl_module.log_dict(metrics, sync_dist=True)
         self._report(f"epoch {trainer.current_epoch}", results)
 
     @rank_zero_only
@@ -71,3 +77,15 @@ class ProbeCallback(L.Callback):
         for name, result in results.items():
             for title, table in result.tables.items():
                 log.info("%s — %s\n%s", title, when, table.render({"model": result.metrics}))
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """``torch.set_default_dtype(dtype)`` for float32/float64 models, restored afterwards."""
+    previous = torch.get_default_dtype()
+    if dtype in (torch.float32, torch.float64):
+        torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from humanclap.backbones.resolve import resolve_model
+from humanclap.cli import report_user_errors
 from humanclap.data.pairs import DataError, RatedPairs
 from humanclap.distributed import rank_and_world
 from humanclap.probes.build import build_probes
@@ -191,6 +192,7 @@ def check_probe_names(argv: list[str]) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../recipes", config_name="evaluate")
+@report_user_errors
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

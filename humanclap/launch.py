@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import lightning as L
-import torch
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -39,11 +38,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _SubprocessScriptLauncher
 from omegaconf import DictConfig
 
+from humanclap.backbones.checkpoint_safety import LIGHTNING_CHECKPOINT, read_torch_checkpoint
+
 log = logging.getLogger(__name__)
 
 # Config keys that name the run and say where it writes. They are not hyperparameters, and ranks
 # that Lightning re-executes resolve run_name's timestamp a few seconds after rank 0.
-RUN_IDENTITY_KEYS = ("run_name", "paths", "logger", "resume")
+RUN_IDENTITY_KEYS = ("run_name", "paths", "logger", "resume", "overwrite_export")
 
 
 class MultirunDDPError(RuntimeError):
@@ -108,7 +109,7 @@ def recover_spawned_state(trainer: L.Trainer, checkpoint: ModelCheckpoint) -> No
     if not last.is_file():
         log.warning("ddp_spawn: no %s, so the probe history and run summary stay empty", last)
         return
-    states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    states = read_torch_checkpoint(last, LIGHTNING_CHECKPOINT).get("callbacks", {})
     for callback in trainer.callbacks:
         if callback.state_key in states:
             callback.load_state_dict(states[callback.state_key])

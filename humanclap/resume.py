@@ -1,7 +1,7 @@
 """Resume and preemption: ``resume=auto|<path>``, exact continuation, one Slurm requeue mechanism.
 
-- ``ModelCheckpoint(save_last=True)`` writes ``<output_dir>/checkpoints/last.ckpt`` at the end of
-  every epoch. ``resume=auto`` continues from the newest complete checkpoint there (normally
+- :func:`last_epoch_checkpoint` writes ``<output_dir>/checkpoints/last.ckpt`` at the end of every
+  epoch. ``resume=auto`` continues from the newest complete checkpoint there (normally
   ``last.ckpt``); with none yet the run starts fresh. ``resume=<file>`` continues from that file.
 - The continuation is exact: Lightning restarts an epoch-end checkpoint at the next epoch, and
   :class:`RandomState` stores the global RNG states in every checkpoint and puts them back before
@@ -27,17 +27,37 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from humanclap.backbones.checkpoint_safety import LIGHTNING_CHECKPOINT, read_torch_checkpoint
+from humanclap.errors import HumanClapError
 
 log = logging.getLogger(__name__)
 
+
+class ResumeMismatch(HumanClapError, ValueError):
+    """A checkpoint to resume from was written by a run with another configuration."""
+
 # Config keys that may differ between a run and its continuation (resume=auto refuses a checkpoint
 # whose stored config differs anywhere else: it would silently continue a different experiment).
-MAY_CHANGE_ON_RESUME = ("resume", "run_name", "paths", "logger", "trainer.max_epochs", "trainer.enable_progress_bar")
+MAY_CHANGE_ON_RESUME = ("resume", "run_name", "paths", "logger", "overwrite_export", "trainer.max_epochs",
+                        "trainer.enable_progress_bar")
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
     """Where the run's ``ModelCheckpoint`` writes (``last.ckpt`` and the best epoch)."""
     return Path(output_dir) / "checkpoints"
+
+
+def last_epoch_checkpoint(output_dir: str | Path) -> ModelCheckpoint:
+    """Writes ``<output_dir>/checkpoints/last.ckpt`` at the end of every epoch, for ``resume=auto``.
+
+    A callback of its own: since Lightning 2.6, ``ModelCheckpoint(save_last=True)`` refreshes
+    ``last.ckpt`` only in epochs where it also saved a top-k checkpoint, so after an epoch that did
+    not improve the monitored loss, a resumed run would have gone back to the last improving epoch.
+    """
+    return ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+                           monitor=None, save_top_k=1, enable_version_counter=False)
 
 
 def checkpoint_to_resume(resume: str | None, output_dir: str | Path, config: Mapping[str, Any]) -> str | None:
@@ -58,6 +78,7 @@ def checkpoint_to_resume(resume: str | None, output_dir: str | Path, config: Map
         if not path.is_file():
             raise FileNotFoundError(f"resume={resume}: no checkpoint file at {path.resolve()} "
                                     "(pass resume=auto to continue this run, or the path of a .ckpt file)")
+        _check_same_run(path, config, f"resume={resume}")
         log.info("resume: continuing from %s", path)
         return str(path)
 
@@ -66,7 +87,7 @@ def checkpoint_to_resume(resume: str | None, output_dir: str | Path, config: Map
         if not _complete(path):
             log.warning("resume=auto: skipping %s (incomplete: the run was killed while writing it)", path)
             continue
-        _check_same_run(path, config)
+        _check_same_run(path, config, "resume=auto")
         log.info("resume=auto: continuing from %s", path)
         return str(path)
     log.info("resume=auto: no checkpoint in %s yet, starting a fresh run", directory)
@@ -87,18 +108,27 @@ def _complete(path: Path) -> bool:
         return False
 
 
-def _check_same_run(path: Path, config: Mapping[str, Any]) -> None:
-    stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+def _check_same_run(path: Path, config: Mapping[str, Any], how: str) -> None:
+    """Refuse a checkpoint whose stored config differs outside :data:`MAY_CHANGE_ON_RESUME`.
+
+    Lightning restores the optimizer, its learning rate included, from the checkpoint: continuing
+    with another config would silently train on with the old values.
+    """
+    stored = read_torch_checkpoint(path, LIGHTNING_CHECKPOINT, mmap=True)  # refuses pickled code, names the file
     stored = stored.get("hyper_parameters", {}).get("config")
     if stored is None:
         return  # not written by humanclap.train: nothing to compare
     differences = [f"{key}: {old!r} -> {new!r}" for key, old, new in _differences(stored, config)]
     if differences:
-        raise ValueError(
-            f"resume=auto found {path}, written by a run with a different configuration:\n  "
-            + "\n  ".join(differences[:10])
-            + "\nresume=auto only continues the same run. Use another run_name (or hydra.run.dir) for a new "
-              "run, or resume=<path> to start from that checkpoint deliberately."
+        more = f"\n  ... and {len(differences) - 10} more" if len(differences) > 10 else ""
+        overrides = path.parent.parent / ".hydra" / "overrides.yaml"
+        where = f" (its command-line overrides are in {overrides})" if overrides.is_file() else ""
+        raise ResumeMismatch(
+            f"{how}: {path} was written by a run with a different configuration (stored -> now):\n  "
+            + "\n  ".join(differences[:10]) + more
+            + f"\nResuming continues the same run, with the optimizer state and learning rate stored in the "
+              f"checkpoint. Rerun with that run's settings{where}, or leave out resume= (or pass another "
+              f"run_name=<name>) to start a new run."
         )
 
 

@@ -21,19 +21,35 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from humanclap import launch, resume
+from humanclap.backbones.checkpoint_safety import LIGHTNING_CHECKPOINT, read_torch_checkpoint
+from humanclap.cli import report_user_errors
 from humanclap.callbacks import ProbeCallback
+from humanclap.errors import NonFiniteError
 from humanclap.lit.module import HumanClapModule
 from humanclap.probes.build import build_probes
+from humanclap.run_lock import claim_run_directories
 
 log = logging.getLogger(__name__)
 
 
 def export_best(checkpoint: ModelCheckpoint, module: HumanClapModule, export_dir: Path) -> Path:
-    """Load the best Lightning checkpoint (weights_only) into ``module`` and save a ClapModel dir."""
+    """Load the best Lightning checkpoint (weights_only) into ``module`` and save a ClapModel dir.
+
+    Refuses (:class:`~humanclap.errors.NonFiniteError`, nothing written) a checkpoint holding NaN or
+    inf: the second line of defence behind :class:`~humanclap.lit.finite_guard.FiniteGuard`.
+    """
     best = checkpoint.best_model_path or checkpoint.last_model_path
     if not best:
         raise RuntimeError("no checkpoint was written; did validation run?")
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    state = read_torch_checkpoint(best, LIGHTNING_CHECKPOINT)["state_dict"]
+    nonfinite = [name for name, value in state.items()
+                 if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if nonfinite:
+        floating = sum(torch.is_tensor(value) and value.is_floating_point() for value in state.values())
+        raise NonFiniteError(
+            f"refusing to export {best}: {len(nonfinite)} of {floating} tensors hold NaN or inf (e.g. "
+            f"{', '.join(nonfinite[:3])}), so the run diverged; lower optimizer.lr or check the data and the "
+            f"precision, then train again. Nothing was written to {export_dir}.")
     module.load_state_dict(state)
     return module.backbone.save_pretrained(export_dir)
 
@@ -56,6 +72,12 @@ def summarize(history: list[tuple[int, dict[str, float]]], best_epoch: int | Non
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, export the lowest-``monitor`` epoch and return the run summary (see the module docstring).
+
+    Before the first step, rank 0 locks the output and export directories (one live run per name)
+    and checks that the export can be written and replaces no other run's model
+    (:mod:`humanclap.run_lock`); the data module has checked every clip by then.
+    """
     config = OmegaConf.to_container(cfg, resolve=True)
     ckpt_path = resume.checkpoint_to_resume(cfg.get("resume"), cfg.paths.output_dir, config)
     L.seed_everything(cfg.seed, workers=True)
@@ -67,6 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optimizer=instantiate(cfg.optimizer),
         freeze_audio=cfg.freeze_audio,
         freeze_text=cfg.freeze_text,
+        train_temperature_only=cfg.get("train_temperature_only", False),
         config=config,
     )
     probes = ProbeCallback(build_probes(cfg.get("probes"), datamodule.val_pairs))
@@ -76,21 +99,35 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         auto_insert_metric_name=False,
         monitor=cfg.monitor,
         mode=cfg.monitor_mode,
-        save_last=True,
     )
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     # `precision=bf16-mixed` is a shortcut for trainer.precision (the trainer config's default when null).
     precision = {"precision": cfg.precision} if cfg.get("precision") is not None else {}
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[probes, checkpoint, resume.RandomState(),
-                                                             launch.SameHyperparameters()],
-                                     logger=logger, plugins=resume.cluster_plugins(), **precision)
+    callbacks = [probes, checkpoint, resume.last_epoch_checkpoint(cfg.paths.output_dir), resume.RandomState(),
+                 launch.SameHyperparameters()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+                                     plugins=resume.cluster_plugins(), **precision)
     launch.check_launch(trainer)  # refuses a multirun whose DDP ranks would re-run the command line
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    lock = None
+    if trainer.is_global_zero:
+        lock = claim_run_directories(cfg.paths.output_dir, launch.export_dir(cfg), resuming=ckpt_path is not None,
+                                     overwrite_export=cfg.get("overwrite_export", False))
+    try:
+        return _fit_and_export(cfg, trainer, module, datamodule, probes, checkpoint, ckpt_path)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit_and_export(cfg: DictConfig, trainer: L.Trainer, module: HumanClapModule, datamodule: L.LightningDataModule,
+                    probes: ProbeCallback, checkpoint: ModelCheckpoint, ckpt_path: str | None) -> dict[str, Any]:
+    # weights_only: Lightning 2.6 otherwise leaves it to torch.load, whose default an environment variable flips.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     launch.recover_spawned_state(trainer, checkpoint)  # ddp_spawn: the probe history lives in last.ckpt
 
     best_epoch = None
     if checkpoint.best_model_path:
-        best_epoch = int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
+        best_epoch = int(read_torch_checkpoint(checkpoint.best_model_path, LIGHTNING_CHECKPOINT)["epoch"])
     summary = summarize(probes.history, best_epoch, cfg.optimized_metric)
     if trainer.is_global_zero:
         export_dir = export_best(checkpoint, module, launch.export_dir(cfg))
@@ -106,10 +143,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _fmt(value: float | None) -> str:
     if value is None:
         return "n/a"
-    return "undefined (constant CLAPScores)" if math.isnan(value) else f"{value:.3f}"
+    # Not non-finite embeddings (EmbeddingCache refuses those): a statistic the probe cannot define.
+    return "undefined (NaN: e.g. a correlation of constant CLAPScores)" if math.isnan(value) else f"{value:.3f}"
 
 
 @hydra.main(version_base="1.3", config_path="../recipes", config_name="train")
+@report_user_errors
 def main(cfg: DictConfig) -> float | None:
     """Returns ``optimized_metric`` of the exported model (the lowest-``monitor`` epoch, else the last
     one): a sweep (``sweep=optuna``) optimises the model the run delivers, not its best epoch."""

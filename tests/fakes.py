@@ -50,3 +50,61 @@ class VectorEmbedder:
     def embed_text(self, texts, batch_size=64):
         self.text_items.update(texts)
         return torch.tensor(np.array([self.text_vectors[t] for t in texts]), dtype=torch.float32)
+
+
+def write_csv(path, header, rows):
+    """A UTF-8 CSV with ``header`` and ``rows``; the header is line 1, so ``rows[i]`` is line i + 2."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_wav(path, frames: int = 1_600, sample_rate: int = 16_000, subtype: str = "PCM_16"):
+    """A mono wav of ``frames`` samples of a quiet 440 Hz tone (default 0.1 s at 16 kHz)."""
+    import soundfile as sf
+
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(frames) / sample_rate)
+    sf.write(path, tone.astype(np.float32), sample_rate, subtype=subtype)
+    return path
+
+
+class RunsWhenUnpickled:
+    """A hostile checkpoint's payload: unpickling it runs ``touch <marker>`` through ``os.system``.
+
+    ``torch.load(..., weights_only=False)`` on a file holding it creates ``marker``; a safe loader
+    must refuse the file and leave ``marker`` absent.
+    """
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        import shlex
+
+        return os.system, (f"touch {shlex.quote(self.marker)}",)
+
+
+class PoisonedLoss(torch.nn.Module):
+    """A ``HumanClapLoss`` whose chosen terms (and so the loss) become NaN at one training call.
+
+    The NaN is added as a constant, so the gradients stay finite: the guard must catch the loss itself.
+    Validation calls (the module in eval mode) are not counted.
+    """
+
+    def __init__(self, loss: torch.nn.Module, at_call: int, terms: tuple[str, ...] = ("mse",)) -> None:
+        super().__init__()
+        self.loss, self.at_call, self.terms, self.training_calls = loss, at_call, terms, 0
+
+    def forward(self, audio, text, scores, logit_scale):
+        out = self.loss(audio, text, scores, logit_scale)
+        if self.training:
+            self.training_calls += 1
+            if self.training_calls - 1 == self.at_call:
+                nan = torch.tensor(float("nan"))
+                out = {**out, "loss": out["loss"] + nan, **{term: out[term] + nan for term in self.terms}}
+        return out

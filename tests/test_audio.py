@@ -42,10 +42,10 @@ def test_stereo_with_opposite_channels_mixes_to_silence_and_44k1_resamples(tmp_p
 
 def test_stereo_mixdown_is_the_channel_mean_and_same_rate_is_untouched(tmp_path):
     path = tmp_path / "stereo.wav"
-    frames = np.stack([np.full(100, 0.5), np.full(100, 0.1)], axis=1).astype(np.float32)
+    frames = np.stack([np.full(480, 0.5), np.full(480, 0.1)], axis=1).astype(np.float32)  # 10 ms, the minimum
     sf.write(path, frames, 48_000, subtype="FLOAT")
     wave = load_audio(path, 48_000)
-    np.testing.assert_allclose(wave, np.full(100, 0.3, dtype=np.float32), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(wave, np.full(480, 0.3, dtype=np.float32), rtol=0, atol=1e-7)
     mono_path = tmp_path / "mono.wav"
     sine = _sine(300, 48_000, 0.1)
     sf.write(mono_path, sine, 48_000, subtype="FLOAT")

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from humanclap.backbones import tiny_clap
 from humanclap.callbacks import ProbeCallback
-from humanclap.resume import RandomState, checkpoint_to_resume, cluster_plugins
+from humanclap.resume import RandomState, ResumeMismatch, checkpoint_to_resume, cluster_plugins
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {"seed": 0, "data": {"batch_size": 4}, "trainer": {"max_epochs": 3}, "resume": None, "run_name": "a"}
@@ -69,7 +69,7 @@ def test_auto_skips_a_checkpoint_truncated_by_a_kill(tmp_path, caplog):
 def test_auto_refuses_the_checkpoint_of_a_different_run(tmp_path):
     _save(tmp_path / "checkpoints" / "last.ckpt")
     changed = {**CONFIG, "data": {"batch_size": 8}}
-    with pytest.raises(ValueError, match=r"different configuration:\n  data.batch_size: 4 -> 8"):
+    with pytest.raises(ResumeMismatch, match=r"different configuration \(stored -> now\):\n  data.batch_size: 4 -> 8"):
         checkpoint_to_resume("auto", tmp_path, changed)
     # Training longer, another run name or resume value is still the same run.
     longer = {**CONFIG, "trainer": {"max_epochs": 10}, "resume": "auto", "run_name": "b"}
@@ -80,8 +80,25 @@ def test_explicit_path_must_exist_and_is_named_in_the_error(tmp_path):
     missing = tmp_path / "nope" / "last.ckpt"
     with pytest.raises(FileNotFoundError, match=str(missing)):
         checkpoint_to_resume(str(missing), tmp_path, CONFIG)
-    other = _save(tmp_path / "elsewhere.ckpt", config={"seed": 1})  # deliberate: no config check
+    other = _save(tmp_path / "elsewhere.ckpt")
     assert checkpoint_to_resume(str(other), tmp_path / "run", CONFIG) == str(other)
+
+
+def test_explicit_path_of_another_config_lists_the_differences_like_auto(tmp_path):
+    """Lightning restores the stored optimizer (and learning rate): another config must not slip through."""
+    run = tmp_path / "outputs" / "old"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n")
+    stored = _save(run / "checkpoints" / "last.ckpt", config={**CONFIG, "optimizer": {"lr": 0.1}})
+    now = {**CONFIG, "optimizer": {"lr": 0.001}, "trainer": {"max_epochs": 9}}  # max_epochs may change
+    with pytest.raises(ResumeMismatch) as error:
+        checkpoint_to_resume(str(stored), tmp_path / "new", now)
+    assert str(error.value) == (
+        f"resume={stored}: {stored} was written by a run with a different configuration (stored -> now):\n"
+        "  optimizer.lr: 0.1 -> 0.001\n"
+        "Resuming continues the same run, with the optimizer state and learning rate stored in the checkpoint. "
+        f"Rerun with that run's settings (its command-line overrides are in {run / '.hydra' / 'overrides.yaml'}), "
+        "or leave out resume= (or pass another run_name=<name>) to start a new run.")
 
 
 def test_requeued_slurm_job_without_resume_warns(tmp_path, monkeypatch, caplog):
@@ -224,16 +241,18 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_auto_equals_the_uninterrupted_run(tmp_path, uninterrupted):
+    """With DataLoader workers (persistent, as data=manifest|relate|captions use them), against a reference
+    run without workers: neither the workers nor the interruption may change a single batch or draw."""
     run, export, log = tmp_path / "run", tmp_path / "export", tmp_path / "log.txt"
-    process = _train(run, export, "resume=auto", log=log)
+    process = _train(run, export, "resume=auto", "data.num_workers=2", log=log)
     _wait_until_training_in_epoch(run, 1, process, log)  # last.ckpt of epoch 0 exists
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=30) == -signal.SIGKILL
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["epoch"] == 0 and not export.exists()  # killed during epoch 1, before its checkpoint
+    assert last["epoch"] == 0 and not (export / "model.safetensors").exists()  # killed during epoch 1
 
     # The same command again (what a requeued Slurm job does).
-    process = _train(run, export, "resume=auto", log=log)
+    process = _train(run, export, "resume=auto", "data.num_workers=2", log=log)
     assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
     output = log.read_text()
     assert f"resume=auto: continuing from {run / 'checkpoints' / 'last.ckpt'}" in output

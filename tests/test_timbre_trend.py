@@ -18,6 +18,7 @@ import torch
 import humanclap.probes.timbre_trend as timbre_trend
 from humanclap.data.audealize import DEMO_EQ_FILE, DEMO_REVERB_FILE, AudealizeDescriptor, read_audealize_descriptors
 from humanclap.data.pairs import DataError
+from humanclap.errors import NonFiniteError
 from humanclap.data.reference_audio import ReferenceAudioStore, reference_clip
 from humanclap.probes.base import Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache
@@ -326,14 +327,14 @@ def test_effect_output_is_resampled_to_the_embedder_rate():
     assert metrics["eq/warm/delta@1.0"] == pytest.approx(0.0, abs=1e-6) and metrics["eq/flat"] == 1
 
 
-def test_nan_embeddings_give_nan_metrics_and_flat_with_a_warning():
+def test_nan_embeddings_are_refused_naming_the_manipulated_input():
+    """Non-finite embeddings mean a broken model: refused by the shared cache, not reported as flat."""
     probe, _, _ = make_probe(WORDS)
     embedder = ChosenCosines(WORDS, ORIG, DELTA)
     embedder.nan_words = {"warm"}
-    with pytest.warns(RuntimeWarning, match="eq 'warm'"):
-        metrics = probe.run(embedder).metrics
-    assert math.isnan(metrics["eq/warm/delta@0.3"]) and math.isnan(metrics["eq/warm/slope"])
-    assert metrics["eq/warm/class"] == 0 and metrics["eq/flat"] == 1 and metrics["eq/down"] == 1
+    with pytest.raises(NonFiniteError, match=r"non-finite embeddings \(NaN or inf\) for 3 of 6 audio inputs "
+                                             r"\(e\.g\. \('timbre_trend', 'eq', 'warm', 0\.3, 'r1'"):
+        probe.run(embedder)
 
 
 # -- inputs, tables, figures ----------------------------------------------------------------------

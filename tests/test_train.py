@@ -80,19 +80,8 @@ def test_frozen_audio_tower_does_not_move():
     text_before = module.backbone.model.text_projection.linear1.weight.clone()
     _fit(module, data)
     for name, value in module.backbone.model.audio_model.state_dict().items():
-        if "running" in name or "num_batches" in name:
-            continue  # BatchNorm statistics follow the data even when weights are frozen
-        torch.testing.assert_close(value, before[name], msg=name)
+        assert torch.equal(value, before[name]), name  # BatchNorm statistics included: the tower stays in eval
     assert not torch.equal(module.backbone.model.text_projection.linear1.weight, text_before)
-
-
-def test_both_towers_frozen_is_refused():
-    with pytest.raises(ValueError, match="nothing to train"):
-        module, _ = _module(freeze_audio=True, freeze_text=True)
-        with torch.no_grad():
-            module.backbone.model.logit_scale_a.requires_grad_(False)
-            module.backbone.model.logit_scale_t.requires_grad_(False)
-        module.configure_optimizers()
 
 
 @pytest.mark.slow

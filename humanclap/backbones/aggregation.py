@@ -49,7 +49,8 @@ forward pass of the audio encoder, so a clip costs up to ``max_chunks`` times mo
 Freezing: ``freeze(audio=True)`` freezes the audio *encoder*; its head stays trainable (it is new
 and randomly initialised - freezing it would fix a random projection). Pass
 ``freeze_heads_with_towers=True`` to freeze a tower's head with its encoder (then a frozen tower
-gives constant embeddings, as with ``ClapBackbone``).
+gives constant embeddings, as with ``ClapBackbone``). Frozen parts, and the replaced layers, stay in
+eval mode while the model trains (``frozen_modules``), so no BatchNorm statistics or dropout change them.
 
 Persistence: ``save_pretrained`` writes the usual ClapModel + processor files plus
 ``aggregation_heads.safetensors`` (``audio_head.*`` / ``text_head.*`` tensors) and
@@ -68,9 +69,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from humanclap.backbones.checkpoint_safety import (CHUNKING_ARGUMENTS, HEADS_CONFIG_ENTRIES,
+                                                    TRANSFORMER_HEAD_ARGUMENTS, CheckpointError, check_arguments,
+                                                    plain_reason)
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.embedder import Waveform
 from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer, as_mono_array
@@ -273,13 +278,16 @@ class TransformerHeadBackbone(ClapBackbone):
     def embedding_dim(self) -> int:
         return self.audio_head.output_dim
 
-    def _freeze_replaced_layers(self) -> None:
-        """The projections and the text pooler never reach the output: keep them out of the optimiser
-        (and out of DDP's unused-parameter check)."""
+    def _replaced_layers(self) -> list[nn.Module]:
+        """The projections and the text pooler: the heads replace them, they never reach the output."""
         replaced = [self.model.audio_projection, self.model.text_projection]
         if getattr(self.model.text_model, "pooler", None) is not None:
             replaced.append(self.model.text_model.pooler)
-        for module in replaced:
+        return replaced
+
+    def _freeze_replaced_layers(self) -> None:
+        """Keep the replaced layers out of the optimiser (and out of DDP's unused-parameter check)."""
+        for module in self._replaced_layers():
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
 
@@ -316,12 +324,22 @@ class TransformerHeadBackbone(ClapBackbone):
 
     # -- training utilities -------------------------------------------------------------------
     def freeze(self, audio: bool = False, text: bool = False) -> None:
-        """Freeze a tower's encoder; its head too only if ``freeze_heads_with_towers``."""
+        """Freeze a tower's encoder; its head too only if ``freeze_heads_with_towers``. Frozen parts stay
+        in eval mode during training, as in ``ClapBackbone.freeze``."""
         super().freeze(audio=audio, text=text)
         for head, frozen in ((self.audio_head, audio), (self.text_head, text)):
             for parameter in head.parameters():
                 parameter.requires_grad_(not (frozen and self.freeze_heads_with_towers))
         self._freeze_replaced_layers()
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The frozen encoders, their heads if ``freeze_heads_with_towers``, and the replaced layers."""
+        modules = super().frozen_modules() + self._replaced_layers()
+        if getattr(self, "freeze_heads_with_towers", False):  # train() runs in __init__ before the heads exist
+            heads = {"audio": getattr(self, "audio_head", None), "text": getattr(self, "text_head", None)}
+            modules += [heads[tower] for tower, frozen in self.frozen_towers.items()
+                        if frozen and heads[tower] is not None]
+        return modules
 
     # -- export -------------------------------------------------------------------------------
     def heads_config(self) -> dict[str, Any]:
@@ -395,22 +413,50 @@ def has_transformer_heads(directory: str | Path) -> bool:
 
 
 def load_transformer_heads(backbone: ClapBackbone, directory: str | Path) -> TransformerHeadBackbone:
-    """Attach the heads saved in ``directory`` (``save_pretrained``) to a loaded ``ClapBackbone``."""
+    """Attach the heads saved in ``directory`` (``save_pretrained``) to a loaded ``ClapBackbone``.
+
+    Both files are data: :data:`HEADS_CONFIG` may hold only the heads' and the chunking's arguments,
+    of plain types, and the weights are safetensors. A bad entry or file raises
+    :class:`~humanclap.backbones.checkpoint_safety.CheckpointError` naming it.
+    """
     directory = Path(directory).expanduser()
-    config = json.loads((directory / HEADS_CONFIG).read_text())
-    if config.get("format") != HEADS_FORMAT or config.get("version") != HEADS_FORMAT_VERSION:
-        raise ValueError(f"{directory / HEADS_CONFIG}: not a version-{HEADS_FORMAT_VERSION} {HEADS_FORMAT} file")
-    weights_path = directory / HEADS_WEIGHTS
+    config_path, weights_path = directory / HEADS_CONFIG, directory / HEADS_WEIGHTS
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"'{config_path}' is not valid JSON ({plain_reason(error)}).") from None
+    if not isinstance(config, dict) or config.get("format") != HEADS_FORMAT or config.get("version") != HEADS_FORMAT_VERSION:
+        raise CheckpointError(f"'{config_path}' is not a version-{HEADS_FORMAT_VERSION} {HEADS_FORMAT} file "
+                              f"(its 'format' and 'version' entries say otherwise).")
+    check_arguments(config, HEADS_CONFIG_ENTRIES, file=config_path, where="", owner="load_transformer_heads",
+                    required=("audio_head", "text_head", "chunking"))
+    for name in ("audio_head", "text_head"):
+        check_arguments(config[name], TRANSFORMER_HEAD_ARGUMENTS, file=config_path, where=name,
+                        owner="TransformerAggregator", required=("input_dim", "output_dim"))
+    check_arguments(config["chunking"], CHUNKING_ARGUMENTS, file=config_path, where="chunking",
+                    owner="ChunkedClapFeaturizer")
     if not weights_path.is_file():
         raise FileNotFoundError(f"{directory} has {HEADS_CONFIG} but no {HEADS_WEIGHTS}")
-    weights = load_file(str(weights_path))
-    audio_head = TransformerAggregator(**config["audio_head"])
-    text_head = TransformerAggregator(**config["text_head"])
-    for prefix, head in (("audio_head", audio_head), ("text_head", text_head)):
+    try:
+        weights = load_file(str(weights_path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"'{weights_path}' is not a complete safetensors file ({plain_reason(error)}); it is "
+                              f"truncated or corrupt, so copy or download it again.") from None
+    heads = {}
+    for prefix in ("audio_head", "text_head"):
         state = {key.removeprefix(prefix + "."): value for key, value in weights.items() if key.startswith(prefix + ".")}
-        head.load_state_dict(state, strict=True)
-    featurizer = ChunkedClapFeaturizer.from_featurizer(backbone.featurizer, **config["chunking"])
-    loaded = TransformerHeadBackbone(backbone.model, featurizer, audio_head, text_head, name=backbone.name,
+        try:
+            heads[prefix] = TransformerAggregator(**config[prefix])
+            heads[prefix].load_state_dict(state, strict=True)
+        except (ValueError, RuntimeError) as error:
+            raise CheckpointError(f"'{weights_path}' and '{config_path}' do not describe the same {prefix} "
+                                  f"({plain_reason(error)}).") from None
+    try:
+        featurizer = ChunkedClapFeaturizer.from_featurizer(backbone.featurizer, **config["chunking"])
+    except ValueError as error:
+        raise CheckpointError(f"'{config_path}': chunking is not usable ({plain_reason(error)}).") from None
+    loaded = TransformerHeadBackbone(backbone.model, featurizer, heads["audio_head"], heads["text_head"],
+                                     name=backbone.name,
                                      freeze_heads_with_towers=config.get("freeze_heads_with_towers", False))
     return loaded.to(backbone.device)
 

@@ -88,18 +88,20 @@ class ClapBackbone(nn.Module):
         if isinstance(items, (str, bytes)):
             raise TypeError("expected a list of items, got a single string (wrap it in a list)")
         modes = {module: module.training for module in self.modules()}
+        # float64 models keep float64 embeddings (exact comparisons across process layouts); others give float32.
+        dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
         self.eval()
         try:
             with torch.no_grad():
                 chunks = [
-                    encode(featurize(items[start : start + batch_size], first_index=start)).float().cpu()
+                    encode(featurize(items[start : start + batch_size], first_index=start)).to("cpu", dtype)
                     for start in range(0, len(items), batch_size)
                 ]
         finally:  # restore each submodule's own mode (they need not agree with the wrapper's)
             for module, training in modes.items():
                 module.training = training
         if not chunks:
-            return torch.empty(0, self.model.config.projection_dim)
+            return torch.empty(0, self.model.config.projection_dim, dtype=dtype)
         return torch.cat(chunks)
 
     # -- training utilities -------------------------------------------------------------------
@@ -110,15 +112,45 @@ class ClapBackbone(nn.Module):
             self.model.logit_scale_t.clamp_(0.0, max_value)
 
     def freeze(self, audio: bool = False, text: bool = False) -> None:
-        """Stop gradients into a tower (encoder and projection); the temperature stays trainable."""
-        for module, frozen in (
-            (self.model.audio_model, audio),
-            (self.model.audio_projection, audio),
-            (self.model.text_model, text),
-            (self.model.text_projection, text),
-        ):
-            for parameter in module.parameters():
-                parameter.requires_grad_(not frozen)
+        """Fix a tower (encoder and projection): no gradients, and eval mode even while the backbone is
+        in train mode, so its BatchNorm statistics and dropout stay fixed too (see ``train``). The
+        temperature stays trainable. ``freeze()`` unfreezes both towers."""
+        self._frozen_towers = {"audio": bool(audio), "text": bool(text)}
+        for tower, frozen in self._frozen_towers.items():
+            for module in self.tower_modules(tower):
+                for parameter in module.parameters():
+                    parameter.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def tower_modules(self, tower: str) -> list[nn.Module]:
+        """The encoder and projection of ``"audio"`` or ``"text"``."""
+        if tower == "audio":
+            return [self.model.audio_model, self.model.audio_projection]
+        if tower == "text":
+            return [self.model.text_model, self.model.text_projection]
+        raise ValueError(f"tower must be 'audio' or 'text', got {tower!r}")
+
+    @property
+    def frozen_towers(self) -> dict[str, bool]:
+        """``{"audio": ..., "text": ...}`` as last set by ``freeze`` (nothing frozen at first)."""
+        return dict(getattr(self, "_frozen_towers", {"audio": False, "text": False}))
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The submodules ``train`` keeps in eval mode: those of the frozen towers."""
+        return [module for tower, frozen in self.frozen_towers.items() if frozen
+                for module in self.tower_modules(tower)]
+
+    def train(self, mode: bool = True) -> "ClapBackbone":
+        """``nn.Module.train``, except that frozen parts (``frozen_modules``) always stay in eval mode.
+
+        Lightning and ``HumanClapModule`` put the whole model in train mode; without this a frozen
+        tower's BatchNorm running statistics would keep following the training data, and its dropout
+        would make the "fixed" embeddings random.
+        """
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import re
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import torch
 from transformers import AutoTokenizer, ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel
 from transformers import ClapTextConfig
 
+from humanclap.backbones.checkpoint_safety import LAION_CHECKPOINT, CheckpointError, read_torch_checkpoint
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.featurizer import ClapFeaturizer
 from humanclap.backbones.pretrained import CheckpointNotAvailable, _from_source
@@ -116,8 +116,8 @@ _QKV = re.compile(r"^(.*\.attention\.self\.)qkv\.(weight|bias)$")
 def read_laion_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The model weights of a LAION-CLAP checkpoint, without the DDP ``module.`` prefix.
 
-    Loads with ``weights_only=True``: a file that needs arbitrary unpickling is refused, never
-    executed.
+    Read weights-only (:func:`~humanclap.backbones.checkpoint_safety.read_torch_checkpoint`): a
+    file that names Python objects is refused, never executed.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -127,28 +127,21 @@ def read_laion_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"LAION-CLAP checkpoint '{path}' is a directory; a LAION checkpoint is a .pt file "
             f"(load transformers directories with humanclap.backbones.from_pretrained)"
         )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        raise ValueError(
-            f"'{path}' cannot be read as a weights-only PyTorch checkpoint "
-            f"({type(error).__name__}: {str(error).strip().splitlines()[0]}). If it holds Python "
-            f"objects besides tensors and you trust its origin, re-save just the weights: "
-            f"torch.save(torch.load(p, weights_only=False)['state_dict'], 'weights.pt')"
-        ) from error
+    checkpoint = read_torch_checkpoint(path, LAION_CHECKPOINT)
     state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
     if not isinstance(state_dict, dict):
-        raise ValueError(f"'{path}' is not a LAION-CLAP checkpoint: it holds a {type(state_dict).__name__}, "
-                         f"not a state dict")
-    not_tensors = sorted(str(key) for key, value in state_dict.items() if not isinstance(value, torch.Tensor))
+        raise CheckpointError(f"'{path}' is not a LAION-CLAP checkpoint: it holds a {type(state_dict).__name__}, "
+                              f"not a state dict")
+    not_tensors = sorted(str(key) for key, value in state_dict.items()
+                         if not isinstance(key, str) or not isinstance(value, torch.Tensor))
     if not_tensors:
-        raise ValueError(f"'{path}' is not a LAION-CLAP checkpoint: entries {not_tensors[:5]} are not tensors")
+        raise CheckpointError(f"'{path}' is not a LAION-CLAP checkpoint: entries {not_tensors[:5]} are not tensors")
     state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
     state_dict.pop("text_branch.embeddings.position_ids", None)
     for branch in ("audio_branch.", "text_branch."):
         if not any(key.startswith(branch) for key in state_dict):
-            raise ValueError(f"'{path}' is not a LAION-CLAP checkpoint: no '{branch}*' weights "
-                             f"(first keys: {sorted(state_dict)[:5]})")
+            raise CheckpointError(f"'{path}' is not a LAION-CLAP checkpoint: no '{branch}*' weights "
+                                  f"(first keys: {sorted(state_dict)[:5]})")
     return state_dict
 
 

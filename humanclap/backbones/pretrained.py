@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
+import pickle
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+from safetensors import SafetensorError
 from transformers import ClapModel, ClapProcessor
 
+from humanclap.backbones.checkpoint_safety import (CheckpointError, plain_reason, refuse_custom_code,
+                                                    weight_file_problem)
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.featurizer import ClapFeaturizer
 
@@ -46,7 +51,18 @@ def _offline_hint(source: str) -> str:
     )
 
 
+# What transformers raises for a directory or cache entry it cannot load: missing or foreign files
+# (OSError, ValueError), corrupt safetensors, and torch's errors for pytorch_model.bin.
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)
+
+
 def _from_source(loader, source: str, what: str):
+    """``loader(source)`` for a local directory or a hub id, never running code from the checkpoint.
+
+    Local directories that name custom code are refused before transformers reads them, and
+    ``trust_remote_code=False`` keeps transformers from importing (or asking whether to import)
+    code named in a hub checkpoint. A failure names the directory and, if one is bad, the weight file.
+    """
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -54,22 +70,37 @@ def _from_source(loader, source: str, what: str):
                 f"{what} '{source}' is a file; a transformers checkpoint is a directory with "
                 f"config.json (use humanclap.backbones.from_laion_checkpoint for LAION .pt files)"
             )
+        refuse_custom_code(path)
         try:
-            return loader(str(path))
-        except (OSError, ValueError) as error:
-            raise CheckpointNotAvailable(f"{what} directory '{source}' cannot be loaded: {error}") from error
+            return loader(str(path), trust_remote_code=False)
+        except _LOAD_ERRORS as error:
+            _raise_bad_weight_file(f"{what} directory '{source}'", path)
+            raise CheckpointNotAvailable(f"{what} directory '{source}' cannot be loaded: "
+                                         f"{plain_reason(error, sentences=3)}") from error
     if not looks_like_hub_id(source):
         raise CheckpointNotAvailable(
             f"{what} '{source}' does not exist locally and is not a hub id of the form 'org/name'"
         )
     try:
-        return loader(source)
+        return loader(source, trust_remote_code=False)
     except OSError as error:
         raise CheckpointNotAvailable(
             f"{what} '{source}' is not a local directory and could not be fetched from the "
             f"Hugging Face hub ({type(error).__name__}: {str(error).splitlines()[0]}).\n"
             + _offline_hint(source)
         ) from error
+    except _LOAD_ERRORS as error:
+        cached = try_to_load_from_cache(source, "config.json")
+        if isinstance(cached, str):
+            _raise_bad_weight_file(f"{what} '{source}' (Hugging Face cache)", Path(cached).parent)
+        raise CheckpointError(f"{what} '{source}' from the Hugging Face hub cannot be loaded "
+                              f"({type(error).__name__}: {plain_reason(error, sentences=3)}).") from None
+
+
+def _raise_bad_weight_file(checkpoint: str, directory: Path) -> None:
+    problem = weight_file_problem(directory)
+    if problem is not None:
+        raise type(problem)(f"{checkpoint} cannot be loaded: {problem}") from None
 
 
 def from_pretrained(source: str, processor: str | None = None, name: str | None = None) -> ClapBackbone:

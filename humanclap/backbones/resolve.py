@@ -8,6 +8,10 @@ One string names any checkpoint, tried in this order:
 3. a Hugging Face hub id ``org/name`` (``laion/clap-htsat-fused``).
 
 Anything else is an error that lists the accepted kinds and the config names.
+
+Hydra instantiates only the user's own configs (1., and a mapping passed to :func:`resolve_model`).
+Checkpoint files are data (:mod:`humanclap.backbones.checkpoint_safety`): the model config stored
+in a ``.ckpt`` may only pick one of humanclap's model builders, which is then called directly.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from humanclap.backbones.checkpoint_safety import (LIGHTNING_CHECKPOINT, STORED_MODEL, CheckpointError,
+                                                    build_stored_model, plain_reason, read_torch_checkpoint)
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
 from humanclap.backbones.pretrained import from_pretrained, looks_like_hub_id
@@ -30,8 +35,8 @@ LIGHTNING_SUFFIX = ".ckpt"
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")  # transformers >= 5, older
 
 
-class UnknownModel(ValueError):
-    """A model argument that names no config, no checkpoint on disk and no hub id."""
+class UnknownModel(CheckpointError):
+    """A model argument that names no config, no readable checkpoint on disk and no hub id."""
 
 
 @dataclass
@@ -98,26 +103,43 @@ def resolve_model(spec: str | Mapping[str, Any], name: str | None = None, seed: 
 def from_lightning_checkpoint(path: str | Path) -> ClapBackbone:
     """The backbone of a ``humanclap.train`` Lightning checkpoint.
 
-    The backbone is rebuilt from the model config stored in the checkpoint's hyper-parameters,
-    then every ``backbone.*`` weight is loaded (strictly) from the checkpoint.
+    The file is read weights-only, the model config stored in its hyper-parameters must pass
+    :func:`~humanclap.backbones.checkpoint_safety.check_model_config` (an allowed humanclap builder
+    with plain arguments) and is built by calling that builder, then every ``backbone.*`` weight is
+    loaded (strictly) from the checkpoint.
     """
     path = Path(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a corrupt or foreign file
-        raise UnknownModel(f"'{path}' cannot be read as a Lightning checkpoint: {error}") from error
-    config = (checkpoint.get("hyper_parameters") or {}).get("config", {}).get("model")
-    state = checkpoint.get("state_dict")
-    if not config or state is None:
-        raise UnknownModel(f"'{path}' is not a humanclap.train checkpoint (no hyper_parameters.config.model "
+    checkpoint = read_torch_checkpoint(path, LIGHTNING_CHECKPOINT, error=UnknownModel)
+    config = _entry(checkpoint, "hyper_parameters", "config", "model")
+    state = _entry(checkpoint, "state_dict")
+    if not config or not isinstance(state, dict):
+        raise UnknownModel(f"'{path}' is not a humanclap.train checkpoint (no {STORED_MODEL} "
                            f"or state_dict); export a transformers directory or pass the model config instead")
-    backbone = instantiate(OmegaConf.create(config))
-    weights = {key.removeprefix("backbone."): value for key, value in state.items() if key.startswith("backbone.")}
-    backbone.load_state_dict(weights, strict=True)
+    backbone = build_stored_model(config, path)
+    weights = {key.removeprefix("backbone."): value for key, value in state.items()
+               if isinstance(key, str) and key.startswith("backbone.")}
+    misfit = f"'{path}': the backbone.* weights of its state_dict do not fit the model its {STORED_MODEL} builds"
+    try:
+        result = backbone.load_state_dict(weights, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as error:  # a shape, or a value that is no tensor
+        raise CheckpointError(f"{misfit} ({plain_reason(error, sentences=2)}).") from None
+    if result.missing_keys or result.unexpected_keys:
+        missing, extra = ([f"backbone.{key}" for key in keys] for keys in (result.missing_keys, result.unexpected_keys))
+        raise CheckpointError(f"{misfit}: {len(missing)} missing {missing[:3]}, {len(extra)} not in the model {extra[:3]}.")
     return backbone
 
 
+def _entry(document: Any, *keys: str) -> Any:
+    """``document[k1][k2]...``, or None where a level is missing or not a mapping."""
+    for key in keys:
+        if not isinstance(document, Mapping):
+            return None
+        document = document.get(key)
+    return document
+
+
 def _instantiate(config: DictConfig, seed: int) -> ClapBackbone:
+    """A model config of the user's (never one read from a checkpoint) built with Hydra."""
     # Model configs may interpolate ${seed} (tiny.yaml); outside a composed run, give them one.
     root = OmegaConf.create({"seed": seed, "model": config})
     return instantiate(root.model)

@@ -4,10 +4,15 @@ CLAP towers take 48 kHz mono input, while RELATE ships 16 kHz mono clips (human-
 other sets come at 44.1 kHz or in stereo. ``load_audio`` reads anything libsndfile reads (wav,
 flac, ogg, ...), averages the channels and resamples with ``torchaudio.functional.resample`` only
 when the file's rate differs from the one asked for. Every failure names the file.
+
+**Minimum duration.** A clip must last at least ``MIN_AUDIO_SECONDS`` = 10 ms, one hop of the CLAP
+featurizer (480 samples at 48 kHz; 160 at 16 kHz), i.e. one mel frame. Anything shorter is a broken
+or truncated file, not a sound a listener rated.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +21,29 @@ import soundfile as sf
 
 from humanclap.data.pairs import DataError
 
+MIN_AUDIO_SECONDS = 0.01
+"""Shortest clip accepted: one featurizer hop (480 samples at 48 kHz)."""
+
+
+def min_frames(sample_rate: int) -> int:
+    """Fewest frames a file at ``sample_rate`` may have (``MIN_AUDIO_SECONDS``, rounded up)."""
+    return math.ceil(round(MIN_AUDIO_SECONDS * sample_rate, 6))
+
+
+def too_short(frames: int, sample_rate: int) -> str | None:
+    """Why audio of ``frames`` frames at ``sample_rate`` is refused as too short, or None."""
+    if frames >= min_frames(sample_rate):
+        return None
+    return (f"audio is {frames} sample(s) at {sample_rate} Hz ({1000 * frames / sample_rate:.3g} ms); clips "
+            f"must last at least {1000 * MIN_AUDIO_SECONDS:g} ms ({min_frames(sample_rate)} samples at this rate)")
+
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Mono float32 1-D waveform of ``path`` at ``sample_rate``.
 
     Raises ``FileNotFoundError`` for a missing file and ``DataError`` for an unreadable or corrupt
-    file, zero-length audio or non-finite samples (NaN/inf, possible in float wavs).
+    file, zero-length or too short audio (``MIN_AUDIO_SECONDS``) or non-finite samples (NaN/inf,
+    possible in float wavs).
     """
     path = Path(path)
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
@@ -36,6 +58,9 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
         raise DataError(f"{path}: zero-length audio")
     if not np.isfinite(data).all():
         raise DataError(f"{path}: audio contains non-finite samples (NaN or inf)")
+    short = too_short(data.shape[0], int(file_rate))
+    if short:
+        raise DataError(f"{path}: {short}")
     mono = data.mean(axis=1, dtype=np.float32)
     if file_rate != sample_rate:
         import torch

@@ -134,7 +134,7 @@ def read_captions(
             skipped.add(SKIP_DUPLICATE, f"{where}: {caption!r}")
             continue
         seen.add((audio_path, caption))
-        pairs.append(RatedPair(audio=audio_path, text=caption, score=1.0, split=row_split))
+        pairs.append(RatedPair(audio=audio_path, text=caption, score=1.0, split=row_split, source=where))
 
     if split is not None and split not in splits_present:
         raise DataError(f"{path}: no rows in split '{split}'; splits present: {sorted(splits_present) or 'none'}")

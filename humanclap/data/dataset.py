@@ -1,14 +1,18 @@
-"""Torch dataset over rated pairs, and the collate step that featurises a batch."""
+"""Torch dataset over rated pairs, the collate step that featurises a batch, and the warning about
+texts the text tower cuts."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Iterable
 
 import torch
 from torch.utils.data import Dataset
 
-from humanclap.backbones.featurizer import ClapFeaturizer
-from humanclap.data.pairs import RatedPairs
+from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer
+from humanclap.data.pairs import RatedPairs, unique_in_order
+
+log = logging.getLogger(__name__)
 
 
 class RatedPairDataset(Dataset):
@@ -44,3 +48,28 @@ class RatedPairCollator:
             "text": self.featurizer.text([item["text"] for item in items]),
             "score": torch.tensor([item["score"] for item in items], dtype=torch.float32),
         }
+
+
+def warn_long_texts(texts: Iterable[str], featurizer: ClapFeaturizer, what: str = "texts") -> str | None:
+    """Log one warning if some of the unique ``texts`` exceed the text tower's ``TEXT_MAX_TOKENS``
+    (the collator cuts them there): how many, the longest one's token count and first words.
+    Returns the warning, or None if every text fits."""
+    unique = unique_in_order(texts)
+    tokenizer = featurizer.tokenizer
+    # A token covers at least one byte of text (SentencePiece may add one leading token), so only
+    # texts longer than the budget in bytes need tokenising: most captions are far shorter.
+    budget = TEXT_MAX_TOKENS - tokenizer.num_special_tokens_to_add() - 1
+    candidates = [text for text in unique if len(text.encode("utf-8")) > budget]
+    if not candidates:
+        return None
+    counts = [len(ids) for ids in tokenizer(candidates, truncation=False, verbose=False)["input_ids"]]
+    long = [(count, text) for count, text in zip(counts, candidates) if count > TEXT_MAX_TOKENS]
+    if not long:
+        return None
+    count, text = max(long, key=lambda item: item[0])
+    words = text.split()
+    first_words = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
+    message = (f"{len(long)} of {len(unique)} {what} are longer than the text tower's {TEXT_MAX_TOKENS} tokens and "
+               f"are cut to {TEXT_MAX_TOKENS}; the longest has {count} tokens: {first_words!r}")
+    log.warning(message)
+    return message

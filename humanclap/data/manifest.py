@@ -1,9 +1,13 @@
 """Rated pairs from a user's own manifest: one human rating per CSV row or JSONL line.
 
 Columns (JSONL: keys): required ``audio, text, score``; optional ``split, group, listener``.
-Several ratings of one (audio, text) pair are averaged (``num_ratings`` counts them) and the mean
-is rescaled from ``score_range`` to [0, 1], as human-clap §III-A rescales its 0-10 ratings
-("we rescaled the subjective score to the range of 0 to 1").
+``split`` is train, validation, test or empty (the datamodule then holds out whole clips for
+validation); any other value is an error. Several ratings of one (audio, text) pair are averaged
+(``num_ratings`` counts them) and the mean is rescaled from ``score_range`` to [0, 1], as
+human-clap §III-A rescales its 0-10 ratings ("we rescaled the subjective score to the range of 0
+to 1"). A ``score_range`` the ratings cannot be on is refused with the range that fits
+(``humanclap.data.pairs.check_scale``): 0-1 ratings under the default 0-10 would otherwise train
+as scores of at most 0.1. Each pair's ``source`` is the line of its first rating.
 
 Error messages name the file and the *line number* in the file (1-based, the CSV header is
 line 1, so the first data row is line 2; for JSONL simply the line). For a CSV record whose quoted
@@ -23,7 +27,7 @@ import os
 from pathlib import Path
 
 from humanclap.data.audio import FileAudioStore
-from humanclap.data.pairs import DataError, RatedPair, RatedPairs, SkipReport, rescale
+from humanclap.data.pairs import SPLITS, DataError, RatedPair, RatedPairs, SkipReport, check_scale, rescale
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +159,17 @@ def read_manifest(
     if not records:
         raise DataError(f"{path}: empty manifest (no ratings)")
 
+    row_scores = [_score(row.get("score"), f"{path}, line {line}") for line, row in records]
+    check_scale([(f"{path}, line {line}", score) for (line, _), score in zip(records, row_scores)], low, high,
+                option="data.pairs.score_range")
+
     root = Path(audio_root) if audio_root is not None else path.parent
     skipped = SkipReport()
     ratings: dict[tuple[str, str], list[float]] = {}
     labels: dict[tuple[str, str], dict[str, tuple[str | None, int]]] = {}
+    pair_line: dict[tuple[str, str], int] = {}  # the line of each pair's first rating
     exists: dict[str, bool] = {}
-    for line, row in records:
+    for (line, row), score in zip(records, row_scores):
         where = f"{path}, line {line}"
         audio = _string(row.get("audio"), where, "audio")
         text = _string(row.get("text"), where, "text")
@@ -168,8 +177,10 @@ def read_manifest(
             raise DataError(f"{where}: empty audio path")
         if not text:
             raise DataError(f"{where}: empty text")
-        score = _score(row.get("score"), where)
-        rescale(score, low, high, where)  # refuses out-of-range ratings one by one
+        split = _string(row.get("split"), where, "split")
+        if split and split not in SPLITS:
+            raise DataError(f"{where}: unknown split {split!r}; expected one of {list(SPLITS)}, or an empty value "
+                            f"to let the datamodule hold out clips for validation")
         audio_path = os.path.normpath(Path(root, os.path.expanduser(audio)).absolute())
         if audio_path not in exists:
             exists[audio_path] = os.path.isfile(audio_path)
@@ -180,6 +191,7 @@ def read_manifest(
             continue
         key = (audio_path, text)
         ratings.setdefault(key, []).append(score)
+        pair_line.setdefault(key, line)
         seen = labels.setdefault(key, {})
         for column in ("split", "group"):
             value = _string(row.get(column), where, column) or None
@@ -207,6 +219,7 @@ def read_manifest(
             split=labels[(audio, text)]["split"][0],
             group=labels[(audio, text)]["group"][0],
             num_ratings=len(scores),
+            source=f"{path}, line {pair_line[(audio, text)]}",
         )
         for (audio, text), scores in ratings.items()
     ]

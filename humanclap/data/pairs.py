@@ -16,9 +16,16 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from humanclap.errors import HumanClapError
 
-class DataError(ValueError):
+
+class DataError(HumanClapError, ValueError):
     """A bad input file, row or value; the message names the file and the row."""
+
+
+SPLITS = ("train", "validation", "test")
+"""The split names a data file may give; the datamodule trains on 'train' and validates on
+'validation', ``humanclap.evaluate`` measures 'test' by default."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,9 @@ class RatedPair:
     group: str | None = None
     """Subset label for per-subset metrics, e.g. 'natural', 'audioldm2' (human-clap Table II)."""
     num_ratings: int = 1
+    source: str | None = field(default=None, compare=False)
+    """Where the pair was read, e.g. "ratings.csv, line 17" (averaged pairs: their first row), so
+    errors found later (a clip that cannot be decoded) name the line to fix. Not part of equality."""
 
 
 class AudioStore(Protocol):
@@ -134,6 +144,48 @@ def rescale(score: float, low: float, high: float, where: str) -> float:
     if not low <= score <= high:
         raise DataError(f"{where}: score {score} outside the declared range [{low}, {high}]")
     return (score - low) / (high - low)
+
+
+COMMON_SCALES = ((0, 1), (1, 5), (0, 5), (1, 7), (1, 9), (1, 10), (0, 10), (0, 100))
+"""Rating scales a score-range hint may suggest, narrowest first."""
+
+
+def check_scale(ratings: Sequence[tuple[str, float]], low: float, high: float, option: str) -> None:
+    """Refuse ratings that cannot be on the declared scale [low, high], saying which scale fits.
+
+    ``ratings``: (where, rating) of every row; ``option``: the override that declares the scale,
+    e.g. ``data.pairs.score_range``. Errors:
+
+    * a rating outside [low, high]: the first is named, with how many are outside; when most are,
+      the narrowest of ``COMMON_SCALES`` holding them all is suggested (0-100 data declared 0-10);
+    * every rating in [0, 1], not all 0, while the scale runs from 0 (or below) to 5 or more: 0-1
+      data read as 0-10 would train as scores of at most 0.1. All-zero data reads the same on
+      either scale and passes.
+    """
+    for where, rating in ratings:
+        if not math.isfinite(rating) or not high > low:
+            rescale(rating, low, high, where)  # raises the plain error: NaN, inf, empty range
+    outside = [(where, rating) for where, rating in ratings if not low <= rating <= high]
+    if outside:
+        where, rating = outside[0]
+        message = (f"{where}: score {rating} outside the declared range [{low}, {high}]; "
+                   f"{len(outside)} of {len(ratings)} ratings are outside it")
+        values = [rating for _, rating in ratings]
+        fits = [scale for scale in COMMON_SCALES if scale[0] <= min(values) and max(values) <= scale[1]]
+        if 2 * len(outside) > len(ratings) and fits:
+            a, b = fits[0]
+            message += (f". They span {min(values):g} to {max(values):g}: "
+                        f"if that is a {a}-{b} scale, pass '{option}=[{a},{b}]'")
+        raise DataError(message)
+    if not ratings:
+        return
+    where, top = max(ratings, key=lambda item: item[1])
+    if low <= 0 and high >= 5 and 0 < top <= 1 and all(rating >= 0 for _, rating in ratings):
+        raise DataError(
+            f"{where}: the highest of all {len(ratings)} ratings is {top:g}, but the declared score range is "
+            f"[{low}, {high}], so the ratings would train as scores of at most {(top - low) / (high - low):.2g}. "
+            f"If they are on a 0-1 scale, pass '{option}=[0,1]'"
+        )
 
 
 def unique_in_order(items: Iterable[str]) -> list[str]:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from humanclap.data.audio import FileAudioStore
 from humanclap.data.manifest import read_csv_table, require_columns
-from humanclap.data.pairs import DataError, RatedPair, RatedPairs, SkipReport, rescale
+from humanclap.data.pairs import SPLITS, DataError, RatedPair, RatedPairs, SkipReport, rescale
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ IN_AUDIOCAPS = "in AudioCaps"
 REQUIRED_COLUMNS = (WAVNAME, TEXT, SCORE, LISTENER, AUDIO_TYPE, SPLIT)
 """``ANCHOR_LABEL`` is optional (older layout); ``IN_AUDIOCAPS`` is not used."""
 
-SPLITS = ("train", "validation", "test")
 EXCLUDED = "excluded"
 ANCHOR_AUDIO_TYPE = "anchor"
 """Older layout: value of ``audio type`` that marks an anchor row."""
@@ -183,6 +182,7 @@ def read_relate(
             split=rows[0].split,
             group=rows[0].group,
             num_ratings=len(rows),
+            source=f"{path}, line {rows[0].line}",
         ))
     if check_audio:
         lines = {}  # audio file -> first line that needs it

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import os
 import string
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
 from humanclap.data.audio import FileAudioStore
 from humanclap.data.manifest import read_csv_table, require_columns
-from humanclap.data.pairs import DataError, RatedPair, RatedPairs, rescale
+from humanclap.data.pairs import DataError, RatedPair, RatedPairs, check_scale, rescale
 
 INSTRUMENT_ID = "instrument_id"
 INSTRUMENT_NAME = "instrument_name"
@@ -107,7 +108,8 @@ def read_timbre_ratings(
     audio = _recordings(recordings, audio_root, path.parent)
     low, high = scale
     seen: dict[str, int] = {}
-    pairs = []
+    cells: list[tuple[str, float]] = []  # (where, rating), checked against the scale as a whole
+    cell_pairs: list[RatedPair] = []  # scores filled in once the scale is checked
     group_sets: dict[str, list[str]] = {}
     for line, row in records:
         instrument, name = row[INSTRUMENT_ID].strip(), row[INSTRUMENT_NAME].strip()
@@ -135,10 +137,9 @@ def read_timbre_ratings(
                 value = float(raw)
             except ValueError:
                 raise DataError(f"{cell}: rating {raw!r} is not a number") from None
-            pairs.append(RatedPair(
-                audio=audio[instrument],
-                text=template.format(descriptor=descriptor),
-                score=rescale(value, low, high, cell),
-                group=name,
-            ))
+            cells.append((cell, value))
+            cell_pairs.append(RatedPair(audio=audio[instrument], text=template.format(descriptor=descriptor),
+                                        score=0.0, group=name, source=where))
+    check_scale(cells, low, high, option="data.pairs.scale")
+    pairs = [replace(pair, score=rescale(value, low, high, cell)) for pair, (cell, value) in zip(cell_pairs, cells)]
     return RatedPairs(pairs, FileAudioStore(), name=path.name, group_sets=group_sets)

@@ -6,8 +6,10 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from humanclap.backbones.featurizer import ClapFeaturizer
-from humanclap.data.dataset import RatedPairCollator, RatedPairDataset
+from humanclap.data.audio_check import check_audio
+from humanclap.data.dataset import RatedPairCollator, RatedPairDataset, warn_long_texts
 from humanclap.data.pairs import RatedPairs
+from humanclap.data.sampling import loader_generator, run_seed, training_sampler
 
 
 class RatedPairDataModule(L.LightningDataModule):
@@ -28,7 +30,13 @@ class RatedPairDataModule(L.LightningDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.2,
         split_seed: int = 0,
+        skip_bad_audio: bool = False,
+        decode_audio: bool = False,
     ) -> None:
+        """Every clip of the training and validation pairs is checked here, before any model work
+        (``humanclap.data.audio_check``): a bad one is an error naming its data line and file, or with
+        ``skip_bad_audio`` its pairs are dropped and counted (``self.audio_skipped``). ``decode_audio``
+        makes the check decode every sample. Texts the text tower will cut get one warning."""
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -42,15 +50,30 @@ class RatedPairDataModule(L.LightningDataModule):
         # Selecting eagerly makes a wrong split name fail before any model work starts.
         self.train_pairs = pairs.select(train_split)
         self.val_pairs = pairs.select(val_split)
+        (self.train_pairs, self.val_pairs), self.audio_skipped = check_audio(
+            [self.train_pairs, self.val_pairs], skip_bad=skip_bad_audio, decode=decode_audio)
+        warn_long_texts([p.text for p in (*self.train_pairs, *self.val_pairs)], featurizer,
+                        what="training and validation texts")
 
     def _loader(self, pairs: RatedPairs, shuffle: bool) -> DataLoader:
+        # Order and worker seeds never touch the global RNG, and the order is that of the epoch being
+        # served, so resume=auto is exact with workers too (humanclap/data/sampling.py).
+        dataset = RatedPairDataset(pairs, self.featurizer.sample_rate)
+        sampler = None
+        if shuffle:
+            trainer = self.trainer
+            epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
+            distributed = (getattr(trainer.strategy, "distributed_sampler_kwargs", None)
+                           if trainer is not None and trainer.world_size > 1 else None)
+            sampler = training_sampler(dataset, run_seed(), epoch, distributed)
         return DataLoader(
-            RatedPairDataset(pairs, self.featurizer.sample_rate),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=RatedPairCollator(self.featurizer),
             persistent_workers=self.num_workers > 0,
+            generator=loader_generator(run_seed()),
         )
 
     def train_dataloader(self) -> DataLoader:

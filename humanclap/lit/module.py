@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any, Callable, Iterable
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 
 from humanclap.backbones.clap import ClapBackbone
+from humanclap.errors import HumanClapError
 from humanclap.lit.batchnorm import use_global_batchnorm
-from humanclap.losses import HumanClapLoss
+from humanclap.lit.finite_guard import FiniteGuard
+from humanclap.losses import TERMS, HumanClapLoss
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+
+
+class FreezeConfigError(HumanClapError, ValueError):
+    """``freeze_audio`` / ``freeze_text`` / ``train_temperature_only`` that contradict each other."""
 
 
 class HumanClapModule(L.LightningModule):
@@ -21,13 +32,19 @@ class HumanClapModule(L.LightningModule):
     After every optimiser step both logit scales are clamped to [0, ln 100]
     (``ClapBackbone.clamp_logit_scale``); transformers' ClapModel never clamps them. Under DDP the
     backbone's BatchNorm layers become :class:`~humanclap.lit.batchnorm.GlobalBatchNorm` (in
-    ``setup``), which normalise with the statistics of the global batch.
+    ``setup``), which normalise with the statistics of the global batch. Every fit gets a
+    :class:`~humanclap.lit.finite_guard.FiniteGuard` (``configure_callbacks``): a non-finite loss,
+    gradient or parameter stops training with an error naming the step, the terms and the likely cause.
 
     Args:
         backbone: the CLAP model being fine-tuned.
         loss: the recipe (which terms, which λ).
         optimizer: ``params -> Optimizer`` (Hydra ``_partial_: true``), e.g. AdamW(lr=1e-5).
-        freeze_audio / freeze_text: keep one tower (encoder + projection) fixed.
+        freeze_audio / freeze_text: keep a tower (encoder + projection) fixed: no gradients, and eval
+            mode throughout (BatchNorm statistics and dropout fixed; ``ClapBackbone.freeze``).
+        train_temperature_only: freezing both towers leaves only the temperature (logit scale) to
+            train, which is refused as a likely mistake unless this flag says it is meant; the flag
+            in turn requires that nothing but the temperature is trainable.
         config: the run's full configuration, stored in checkpoints as plain containers (a DictConfig
             is converted: in ``save_hyperparameters`` it would break ``weights_only`` loading).
     """
@@ -40,12 +57,13 @@ class HumanClapModule(L.LightningModule):
         freeze_audio: bool = False,
         freeze_text: bool = False,
         config: dict[str, Any] | DictConfig | None = None,
+        train_temperature_only: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(config, DictConfig):
             config = OmegaConf.to_container(config, resolve=True)
         self.save_hyperparameters({"freeze_audio": freeze_audio, "freeze_text": freeze_text,
-                                   "config": config or {}})
+                                   "train_temperature_only": train_temperature_only, "config": config or {}})
         self.backbone = backbone
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -53,6 +71,8 @@ class HumanClapModule(L.LightningModule):
         # The loss uses logit_scale_a for both directions (eq. 5); a trainable parameter that no loss
         # reaches makes DDP stop with "parameters that were not used in producing the loss".
         backbone.model.logit_scale_t.requires_grad_(False)
+        self.train_temperature_only = train_temperature_only
+        _check_freezing(backbone, freeze_audio, freeze_text, train_temperature_only)
         # from_pretrained returns eval-mode modules and Lightning keeps whatever mode it is given:
         # without this, dropout and BatchNorm batch statistics would be off during training.
         self.train()
@@ -62,12 +82,26 @@ class HumanClapModule(L.LightningModule):
         if self.trainer.world_size > 1:
             use_global_batchnorm(self.backbone)
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [FiniteGuard()]
+
+    def on_fit_start(self) -> None:
+        frozen = {id(module) for part in self.backbone.frozen_modules() for module in part.modules()}
+        in_eval = [module for module in self.modules() if not module.training]
+        if in_eval and all(id(module) in frozen for module in in_eval):
+            # Lightning warns that modules in eval mode "may lead to unexpected behavior"; these are frozen.
+            warnings.filterwarnings("ignore", message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
+                                    category=PossibleUserWarning)
+        if self.train_temperature_only and self.trainer.is_global_zero:
+            log.info("train_temperature_only=true: both towers are frozen, only the temperature (logit scale) "
+                     "is trained")
+
     def _terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         audio = self.backbone.audio_embeddings(batch["audio"])
         text = self.backbone.text_embeddings(batch["text"])
         return self.loss(audio, text, batch["score"].to(audio.device), self.backbone.logit_scale)
 
-    def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_index: int) -> dict[str, Any]:
         terms = self._terms(batch)
         # Under DDP a rank's loss is its share of the global batch's loss (HumanClapLoss): the mean over
         # ranks (sync_dist, one scalar all-reduce; nothing in one process) is the loss of the global batch.
@@ -83,7 +117,8 @@ class HumanClapModule(L.LightningModule):
             details["train/temperature"] = float(torch.exp(-self.backbone.logit_scale.detach()))
             for logger in self.loggers:
                 logger.log_metrics(details, step=self.global_step)
-        return terms["loss"]
+        # The detached terms let FiniteGuard say which of them was non-finite.
+        return {"loss": terms["loss"], "terms": {name: terms[name] for name in TERMS}}
 
     def validation_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
         terms = self._terms(batch)
@@ -99,3 +134,23 @@ class HumanClapModule(L.LightningModule):
         if not parameters:
             raise ValueError("nothing to train: both towers are frozen and no parameter requires grad")
         return self.optimizer_factory(parameters)
+
+
+def _check_freezing(backbone: ClapBackbone, freeze_audio: bool, freeze_text: bool,
+                    train_temperature_only: bool) -> None:
+    """Refuse a run that trains only the temperature by accident, or claims to and trains more."""
+    others = [name for name, parameter in backbone.named_parameters()
+              if parameter.requires_grad and parameter is not backbone.logit_scale]
+    heads = " with their heads (model.freeze_heads_with_towers=true)" if getattr(
+        backbone, "freeze_heads_with_towers", False) else ""
+    if freeze_audio and freeze_text and not others and not train_temperature_only:
+        raise FreezeConfigError(
+            f"freeze_audio=true and freeze_text=true freeze both towers{heads}: nothing to train but the "
+            f"temperature (logit scale). If that is meant, add train_temperature_only=true; otherwise set "
+            f"freeze_audio=false or freeze_text=false.")
+    if train_temperature_only and others:
+        raise FreezeConfigError(
+            f"train_temperature_only=true, but {len(others)} parameter tensors besides the temperature are "
+            f"trainable (e.g. {others[0]}, with freeze_audio={str(freeze_audio).lower()} "
+            f"freeze_text={str(freeze_text).lower()}): set freeze_audio=true and freeze_text=true (and "
+            f"model.freeze_heads_with_towers=true with Transformer heads), or drop train_temperature_only.")

@@ -6,6 +6,10 @@ ranks (rank r loads and embeds items r, r+W, ...), gathers the rows and stores t
 so every rank holds the same matrix a single process would and each input is embedded once.
 Every rank must make the same requests in the same order (probes are deterministic, so they do).
 
+Every new row is checked for NaN and inf: a model that produces them (e.g. diverged weights) is
+refused with a :class:`~humanclap.errors.NonFiniteError` naming the inputs, instead of letting
+probes report NaN metrics that look like "constant CLAPScores".
+
 Audio is referenced lazily (``AudioRef``: a store and a key) so nothing is loaded twice and ranks
 only load their own share. Generated audio (manipulated or synthesised clips) can be passed with
 ``waves`` under a content key of the caller's choosing.
@@ -24,6 +28,7 @@ from tqdm.auto import tqdm
 from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import AudioStore
 from humanclap.distributed import rank_and_world
+from humanclap.errors import NonFiniteError
 from humanclap.probes.sharded import embed_sharded
 
 if TYPE_CHECKING:
@@ -108,8 +113,21 @@ class EmbeddingCache:
         missing = [key for key in dict.fromkeys(keys) if key not in table]
         if missing:
             rows = embed_sharded(missing, self._counted(embed_batch, kind, len(missing)), self.batch_size)
+            self._check_finite(rows, missing, kind)
             table.update(zip(missing, rows))
         return torch.stack([table[key] for key in keys])
+
+    def _check_finite(self, rows: torch.Tensor, keys: Sequence[Hashable], kind: str) -> None:
+        """Every rank holds the same gathered rows, so under DDP all ranks raise together."""
+        finite = torch.isfinite(rows.reshape(len(keys), -1)).all(dim=1)
+        if bool(finite.all()):
+            return
+        bad = [keys[index] for index in torch.nonzero(~finite).flatten().tolist()]
+        name = getattr(self.embedder, "name", type(self.embedder).__name__)
+        raise NonFiniteError(
+            f"model '{name}' gives non-finite embeddings (NaN or inf) for {len(bad)} of {len(keys)} {kind} "
+            f"inputs (e.g. {_describe(bad[0])}), so no probe can score it. Its weights are probably broken "
+            f"(a diverged training run?), or the precision overflows, or those inputs hold NaN.")
 
     def _counted(self, embed_batch, kind: str, total: int):
         rank, world = rank_and_world()
@@ -125,6 +143,13 @@ class EmbeddingCache:
             return rows
 
         return counted
+
+
+def _describe(key: Hashable) -> str:
+    if isinstance(key, AudioRef):
+        return f"clip '{key.key}'"
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def as_cache(source: "EmbeddingCache | Embedder", batch_size: int = 32) -> EmbeddingCache:

@@ -9,7 +9,8 @@ groups (e.g. all synthesized audio), and split by human score > 0.5 vs <= 0.5 (T
 score > 5" on the 0-10 scale), crossed with the groups. Subsets with fewer than
 ``min_subset_size`` pairs are left out and their number is reported as ``skipped_subsets``.
 Correlations of a constant CLAPScore (e.g. every cosine <= 0) are NaN; ``cosine_srcc`` ranks the
-unclamped cosines instead.
+unclamped cosines instead. NaN never comes from non-finite embeddings: ``EmbeddingCache`` refuses
+those with an error that says so.
 """
 
 from __future__ import annotations

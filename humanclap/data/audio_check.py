@@ -1,0 +1,119 @@
+"""Check every clip a run will read before the first step, so a bad file fails in seconds, not at batch 60.
+
+Only file-backed pairs (``FileAudioStore``) are checked; generated audio has no files. Each unique
+clip is opened once with libsndfile, which reads the header (format, frames, rate) but decodes no
+sample, and fails if
+
+* the file is missing or cannot be opened as audio (corrupt, truncated header, not audio), or
+* it is shorter than ``MIN_AUDIO_SECONDS`` (10 ms, see ``humanclap.data.audio``).
+
+``decode=True`` also reads every sample, which finds NaN/inf samples and damage inside compressed
+files that a header does not show, at the cost of a full decode. Errors name the data line
+(``RatedPair.source``) and the file; with ``skip_bad=True`` the pairs of bad clips are dropped
+instead and counted per reason.
+
+Measured on 1,300 10 s 16 kHz wavs (warm cache, 2 shared cores): the header check takes 0.08-0.14 s,
+a full decode 1.1 s; 2 or 8 worker threads made neither faster, so there are none.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+
+from humanclap.data.audio import MIN_AUDIO_SECONDS, FileAudioStore, too_short
+from humanclap.data.pairs import DataError, RatedPairs, SkipReport
+
+log = logging.getLogger(__name__)
+
+MISSING = "audio file missing"
+UNREADABLE = "unreadable audio"
+TOO_SHORT = f"audio shorter than {1000 * MIN_AUDIO_SECONDS:g} ms"
+NON_FINITE = "non-finite samples (NaN or inf)"
+SKIP_OVERRIDE = "data.skip_bad_audio=true"
+"""The command-line override that drops the pairs of bad clips instead of stopping."""
+
+
+@dataclass(frozen=True)
+class ClipProblem:
+    reason: str
+    """One of MISSING, UNREADABLE, TOO_SHORT, NON_FINITE: what the skip report counts."""
+    detail: str
+
+
+def clip_problem(path: str, decode: bool = False) -> ClipProblem | None:
+    """What is wrong with the audio file ``path``, or None if a run can read it."""
+    if not os.path.isfile(path):
+        return ClipProblem(MISSING, "file not found")
+    try:
+        with sf.SoundFile(path) as handle:
+            frames, rate = handle.frames, handle.samplerate
+            data = handle.read(dtype="float32", always_2d=True) if decode else None
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
+        return ClipProblem(UNREADABLE, f"cannot read audio ({err})")
+    if data is not None:
+        frames = data.shape[0]
+        if not np.isfinite(data).all():
+            return ClipProblem(NON_FINITE, "audio contains non-finite samples (NaN or inf)")
+    short = too_short(frames, rate)
+    return ClipProblem(TOO_SHORT, short) if short else None
+
+
+def check_audio(
+    parts: Sequence[RatedPairs], skip_bad: bool = False, decode: bool = False
+) -> tuple[list[RatedPairs], SkipReport]:
+    """``parts`` (e.g. the training and validation pairs) once every clip they read is checked.
+
+    A bad clip is a ``DataError`` naming the first affected pair's line and file and how many clips
+    are bad, per reason. With ``skip_bad`` the pairs of bad clips are dropped instead; the returned
+    report counts them per reason with an example and is logged as one warning; a part left with
+    no pair is an error.
+    """
+    problems: dict[str, ClipProblem | None] = {}
+    started = time.perf_counter()
+    for part in parts:
+        if isinstance(part.audio_store, FileAudioStore):
+            for pair in part:
+                if pair.audio not in problems:
+                    problems[pair.audio] = clip_problem(pair.audio, decode)
+    bad = {path: problem for path, problem in problems.items() if problem is not None}
+    if problems:
+        log.info("checked %d audio file(s) in %.2f s: %d bad", len(problems), time.perf_counter() - started, len(bad))
+    report = SkipReport()
+    if not bad:
+        return list(parts), report
+
+    if not skip_bad:
+        by_reason = ", ".join(f"{n} x {reason}" for reason, n in Counter(p.reason for p in bad.values()).items())
+        where, path = next((_where(part, index), pair.audio) for part in parts
+                           for index, pair in enumerate(part) if pair.audio in bad)
+        raise DataError(f"{where}: {path}: {bad[path].detail}. {len(bad)} of {len(problems)} audio files fail the "
+                        f"check ({by_reason}); fix or remove them, or pass {SKIP_OVERRIDE} to drop their pairs")
+    kept_parts = []
+    for part in parts:
+        kept = []
+        for index, pair in enumerate(part):
+            problem = bad.get(pair.audio)
+            if problem is None:
+                kept.append(pair)
+            else:
+                report.add(problem.reason, f"{_where(part, index)}: {pair.audio}: {problem.detail}")
+        if not kept:
+            raise DataError(f"{part.name}: no pairs left after dropping those whose audio is bad ({report})")
+        kept_parts.append(replace(part, pairs=kept) if len(kept) < len(part) else part)
+    total = sum(len(part) for part in parts)
+    log.warning("%s: dropped %d of %d pairs whose audio is bad (%d of %d files), by reason: %s",
+                SKIP_OVERRIDE, report.total, total, len(bad), len(problems), report)
+    return kept_parts, report
+
+
+def _where(part: RatedPairs, index: int) -> str:
+    """The pair's data line, or its position when it was not read from a file."""
+    return part[index].source or f"{part.name}[{index}]"
