@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 # Config keys that name the run and say where it writes. They are not hyperparameters, and ranks
 # that Lightning re-executes resolve run_name's timestamp a few seconds after rank 0.
-RUN_IDENTITY_KEYS = ("run_name", "paths", "logger", "resume", "overwrite_export")
+RUN_IDENTITY_KEYS = ("run_name", "sweep_name", "paths", "logger", "resume", "overwrite_export")
 
 
 class MultirunDDPError(RuntimeError):
@@ -89,8 +89,9 @@ def _processes(strategy: Any) -> int:
 def export_dir(cfg: DictConfig) -> Path:
     """``paths.export_dir``, and in a multirun ``<paths.export_dir>/<job number>``.
 
-    The jobs of a sweep share ``run_name`` (so ``paths.export_dir``) and would overwrite each
-    other's exported model; the job number matches the job's ``multirun/<sweep>/<n>`` directory.
+    The jobs of a sweep share ``run_name`` (the sweep's name, so ``paths.export_dir`` is
+    ``checkpoints/<sweep>``) and would overwrite each other's exported model; the job number matches
+    the job's ``multirun/<sweep>/<n>`` directory.
     """
     path = Path(cfg.paths.export_dir)
     return path / str(HydraConfig.get().job.num) if is_multirun() else path

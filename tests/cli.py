@@ -18,15 +18,24 @@ TINY = ["trainer.max_epochs=1", "data.pairs.n_sounds=16", "data.pairs.texts_per_
 
 
 def run_train(tmp_path: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Multirun/run ``humanclap.train`` writing under ``tmp_path`` (sweep dir ``multirun``, exports ``export``)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "HUMANCLAP_CACHE": os.environ["HUMANCLAP_CACHE"]}
-    result = subprocess.run(
-        [sys.executable, "-m", "humanclap.train", *overrides, *TINY, f"hydra.sweep.dir={tmp_path / 'multirun'}",
-         f"hydra.run.dir={tmp_path / 'run'}", f"paths.export_dir={tmp_path / 'export'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )
+    """``python -m humanclap.train <overrides> <TINY>`` run in ``tmp_path``, as a user would in a project folder:
+    it writes ``tmp_path/multirun/<sweep>`` (or ``outputs/<run>``) and exports to ``tmp_path/checkpoints``."""
+    result = subprocess.run([sys.executable, "-m", "humanclap.train", *overrides, *TINY],
+                            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)  # humanclap from any cwd
+    return {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+            "HUMANCLAP_CACHE": os.environ["HUMANCLAP_CACHE"]}
+
+
+def only_sweep(tmp_path: Path) -> str:
+    """The name of the one multirun under ``tmp_path/multirun``."""
+    (sweep,) = [p.name for p in (tmp_path / "multirun").iterdir()]
+    return sweep
 
 
 def run_record(export_dir: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from cli import last_checkpoint, run_record, run_train
+from cli import last_checkpoint, only_sweep, run_record, run_train
 from hydra.core.hydra_config import HydraConfig
 
 from humanclap import launch, resume
@@ -140,7 +140,8 @@ def test_ddp_spawn_multirun_ranks_see_the_same_swept_hyperparameters(tmp_path):
     run_train(tmp_path, "-m", "trainer=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2",
               "recipe.lambdas.wsce=0.07", "optimizer.lr=0.002", timeout=400)
 
-    checkpoint = last_checkpoint(tmp_path / "multirun" / "0")
+    sweep = only_sweep(tmp_path)
+    checkpoint = last_checkpoint(tmp_path / "multirun" / sweep / "0")
     config = checkpoint["hyper_parameters"]["config"]
     assert config["recipe"]["lambdas"]["wsce"] == 0.07 and config["optimizer"]["lr"] == 0.002
     ranks = checkpoint["callbacks"]["SameHyperparameters"]["ranks"]
@@ -148,6 +149,6 @@ def test_ddp_spawn_multirun_ranks_see_the_same_swept_hyperparameters(tmp_path):
     assert {r["sha256"] for r in ranks} == {launch.fingerprint(checkpoint["hyper_parameters"])}
     assert [r["lr"] for r in ranks] == [[0.002], [0.002]]
     # the run summary (and the sweep's return value) came back from the spawned ranks
-    record = run_record(tmp_path / "export" / "0")
+    record = run_record(tmp_path / "checkpoints" / sweep / "0")
     assert [epoch for epoch, _ in record["history"]] == [-1, 0]
     assert record["summary"]["best_epoch"] == 0 and record["summary"]["objective"] is not None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import pickle
 
 import pytest
 import yaml
-from cli import REPO, last_checkpoint, run_record, run_train
+from cli import REPO, last_checkpoint, only_sweep, run_record, run_train
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -47,21 +48,42 @@ def test_the_objective_is_the_metric_of_the_exported_epoch():
 
 # -- basic launcher -----------------------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_multirun_gives_every_job_its_parameter_and_its_own_output(tmp_path):
-    run_train(tmp_path, "-m", "recipe=wsce_mae", "recipe.lambdas.wsce=0.05,0.2")
+README_SWEEP = "python -m humanclap.train -m recipe=wsce_mae recipe.lambdas.wsce=0.05,0.1,0.2"
 
-    for job, wsce in enumerate([0.05, 0.2]):
-        output = tmp_path / "multirun" / str(job)
+
+@pytest.mark.slow
+def test_the_readme_sweep_runs_in_a_project_folder_and_tabulates_its_jobs(tmp_path):
+    """The README's sweep in a fresh working directory, with nothing about paths on the command line.
+
+    Two values instead of three and TINY data (tests/cli.py): each job on the default data takes minutes."""
+    assert README_SWEEP in (REPO / "README.md").read_text()
+    *_, recipe, values = README_SWEEP.split()
+    assert recipe == "recipe=wsce_mae" and values.startswith("recipe.lambdas.wsce=")
+    result = run_train(tmp_path, "-m", recipe, "recipe.lambdas.wsce=0.05,0.2")
+
+    sweep = only_sweep(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [sweep]  # every export under the sweep
+    with open(tmp_path / "multirun" / sweep / "results.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    table = (tmp_path / "multirun" / sweep / "results.md").read_text()
+    assert table in result.stdout  # printed at the end
+    assert [row["job"] for row in rows] == ["0", "1"]
+    for job, (wsce, row) in enumerate(zip([0.05, 0.2], rows)):
+        output = tmp_path / "multirun" / sweep / str(job)
         assert f"recipe.lambdas.wsce={wsce}" in yaml.safe_load((output / ".hydra" / "overrides.yaml").read_text())
-        config = last_checkpoint(output)["hyper_parameters"]["config"]
-        assert config["recipe"]["lambdas"] == {"wsce": wsce, "mse": 0, "mae": 1}
-        # The jobs share run_name, so each exports into its own <export_dir>/<job number>.
-        record = run_record(tmp_path / "export" / str(job))
+        assert last_checkpoint(output)["hyper_parameters"]["config"]["recipe"]["lambdas"] == {
+            "wsce": wsce, "mse": 0, "mae": 1}
+        # The jobs share run_name (the sweep's name), so each exports into checkpoints/<sweep>/<job number>.
+        export = tmp_path / "checkpoints" / sweep / str(job)
+        record = run_record(export)
         assert record["config"]["recipe"]["lambdas"]["wsce"] == wsce
-        assert record["summary"]["export_dir"] == str(tmp_path / "export" / str(job))
+        assert record["summary"]["export_dir"] == f"checkpoints/{sweep}/{job}"
         assert [epoch for epoch, _ in record["history"]] == [-1, 0]
-    assert not (tmp_path / "export" / "humanclap_run.json").exists()
+        assert row["status"] == "COMPLETED" and f"recipe.lambdas.wsce={wsce}" in row["overrides"].split()
+        assert float(row["objective"]) == pytest.approx(record["summary"]["objective"], nan_ok=True)
+        assert row["best_epoch"] == str(record["summary"]["best_epoch"])
+        assert row["export_dir"] == f"checkpoints/{sweep}/{job}"
+        assert f"| {job} | COMPLETED | " in table and f"checkpoints/{sweep}/{job} |" in table
 
 
 # -- submitit -----------------------------------------------------------------------------------------
@@ -135,8 +157,9 @@ def test_optuna_trials_run_as_submitit_jobs_and_the_best_returned_value_wins(tmp
 
     assert "Submitit 'local' sweep output dir" in result.stdout + result.stderr
     assert "relevance/srcc: baseline" not in result.stdout + result.stderr  # no training in the sweeping process
+    sweep = only_sweep(tmp_path)
     returned, trials = [], []
-    for job_folder in sorted(p for p in (tmp_path / "multirun" / ".submitit").iterdir() if p.name != "%j"):
+    for job_folder in sorted(p for p in (tmp_path / "multirun" / sweep / ".submitit").iterdir() if p.name != "%j"):
         assert "relevance/srcc: baseline" in "".join(log.read_text() for log in job_folder.glob("*_log.*"))
         (result_file,) = job_folder.glob("*_result.pkl")
         outcome, job_return = pickle.loads(result_file.read_bytes())
@@ -144,7 +167,7 @@ def test_optuna_trials_run_as_submitit_jobs_and_the_best_returned_value_wins(tmp
         returned.append(job_return.return_value)
     assert len(returned) == 2
     for job in range(2):
-        record = run_record(tmp_path / "export" / str(job))
+        record = run_record(tmp_path / "checkpoints" / sweep / str(job))
         config = record["config"]
         params = {"recipe.lambdas.wsce": config["recipe"]["lambdas"]["wsce"],
                   "recipe.lambdas.mse": config["recipe"]["lambdas"]["mse"], "optimizer.lr": config["optimizer"]["lr"]}
@@ -153,7 +176,12 @@ def test_optuna_trials_run_as_submitit_jobs_and_the_best_returned_value_wins(tmp
     assert trials[0][1] != trials[1][1]  # the sampler proposed two different points
     assert sorted(returned) == pytest.approx(sorted(value for value, _ in trials))  # main returned the objective
 
-    results = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
+    # the results table, written by the sweeping process from files the trial processes wrote
+    with open(tmp_path / "multirun" / sweep / "results.csv", newline="") as file:
+        table = [float(row["objective"]) for row in csv.DictReader(file)]
+    assert table == pytest.approx([value for value, _ in trials], nan_ok=True)
+
+    results = yaml.safe_load((tmp_path / "multirun" / sweep / "optimization_results.yaml").read_text())
     best_value, best_params = max(((v, p) for v, p in trials if not math.isnan(v)), key=lambda t: t[0])
     assert results["best_value"] == pytest.approx(best_value)
     assert results["best_params"] == pytest.approx(best_params)
