@@ -40,8 +40,8 @@ class ResumeMismatch(HumanClapError, ValueError):
 
 # Config keys that may differ between a run and its continuation (resume=auto refuses a checkpoint
 # whose stored config differs anywhere else: it would silently continue a different experiment).
-MAY_CHANGE_ON_RESUME = ("resume", "run_name", "sweep_name", "paths", "logger", "overwrite_export", "trainer.max_epochs",
-                        "trainer.enable_progress_bar")
+MAY_CHANGE_ON_RESUME = ("resume", "run_name", "sweep_name", "paths", "logger", "overwrite_export",
+                        "trainer.max_epochs", "trainer.enable_progress_bar")
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
