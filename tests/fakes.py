@@ -108,3 +108,10 @@ class PoisonedLoss(torch.nn.Module):
                 nan = torch.tensor(float("nan"))
                 out = {**out, "loss": out["loss"] + nan, **{term: out[term] + nan for term in self.terms}}
         return out
+
+
+def lightning_checkpoint(path, model, **extra):
+    """A minimal ``humanclap.train`` checkpoint at ``path`` whose stored model config is ``model``."""
+    torch.save({"epoch": 0, "hyper_parameters": {"config": {"seed": 0, "model": model}}, "state_dict": {}, **extra},
+               path)
+    return path

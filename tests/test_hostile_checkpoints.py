@@ -30,7 +30,7 @@ from humanclap.backbones.resolve import (UnknownModel, from_lightning_checkpoint
                                          resolve_model)
 from humanclap.errors import HumanClapError
 from humanclap.resume import checkpoint_to_resume
-from fakes import RunsWhenUnpickled
+from fakes import RunsWhenUnpickled, lightning_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"_target_": "humanclap.backbones.tiny_clap", "seed": 0, "enable_fusion": False}
@@ -48,12 +48,6 @@ def marker(tmp_path):
 def _no_unsafe_advice(message: str) -> None:
     for advice in UNSAFE_ADVICE:
         assert advice not in message
-
-
-def _lightning_checkpoint(path: Path, model: object, **extra) -> Path:
-    torch.save({"epoch": 0, "hyper_parameters": {"config": {"seed": 0, "model": model}}, "state_dict": {}, **extra},
-               path)
-    return path
 
 
 # -- hostile model configs in a Lightning .ckpt -------------------------------------------------
@@ -105,7 +99,7 @@ def test_the_hostile_configs_run_code_under_hydra(case, hostile, marker):
 @pytest.mark.parametrize("case", HOSTILE_IDS)
 def test_a_ckpt_whose_model_config_names_code_is_refused(case, hostile, marker, tmp_path):
     config, entry = hostile[case]
-    path = _lightning_checkpoint(tmp_path / f"{case}.ckpt", config)
+    path = lightning_checkpoint(tmp_path / f"{case}.ckpt", config)
     for load in (from_lightning_checkpoint, lambda p: resolve_model(str(p))):
         with pytest.raises(UnsafeCheckpoint) as error:
             load(path)
@@ -114,7 +108,7 @@ def test_a_ckpt_whose_model_config_names_code_is_refused(case, hostile, marker, 
 
 
 def test_a_foreign_builder_error_lists_the_allowed_ones(tmp_path):
-    path = _lightning_checkpoint(tmp_path / "x.ckpt", {"_target_": HEADS, "backbone": {"_target_": "builtins.open"}})
+    path = lightning_checkpoint(tmp_path / "x.ckpt", {"_target_": HEADS, "backbone": {"_target_": "builtins.open"}})
     with pytest.raises(UnsafeCheckpoint) as error:
         from_lightning_checkpoint(path)
     assert str(error.value) == (
@@ -147,7 +141,7 @@ def test_a_foreign_builder_error_lists_the_allowed_ones(tmp_path):
         "list", "missing-required", "nested-target", "wrapper-in-wrapper", "backbone-not-a-node", "not-a-mapping",
         "target-not-a-string"])
 def test_a_stored_config_takes_only_plain_arguments_of_the_builder(model, message, tmp_path):
-    path = _lightning_checkpoint(tmp_path / "x.ckpt", model)
+    path = lightning_checkpoint(tmp_path / "x.ckpt", model)
     with pytest.raises(UnsafeCheckpoint) as error:
         from_lightning_checkpoint(path)
     assert str(error.value).startswith(f"'{path}': hyper_parameters.config.{message}")
@@ -177,7 +171,7 @@ def test_the_allow_list_names_each_builders_own_parameters():
 def test_a_legit_stored_config_builds_and_gets_its_weights(tiny_backbone, tmp_path):
     trained = {f"backbone.{key}": value + 0.5 if value.is_floating_point() else value
                for key, value in tiny_backbone.state_dict().items()}
-    path = _lightning_checkpoint(tmp_path / "tiny.ckpt", TINY, state_dict=trained)
+    path = lightning_checkpoint(tmp_path / "tiny.ckpt", TINY, state_dict=trained)
     loaded = from_lightning_checkpoint(path).state_dict()
     assert all(torch.equal(loaded[key.removeprefix("backbone.")], value) for key, value in trained.items())
 
@@ -188,13 +182,13 @@ def test_a_legit_heads_config_builds_its_wrapped_backbone(tmp_path):
               "chunk_seconds": 1.0, "max_chunks": 10, "text_cls_token": False, "freeze_heads_with_towers": False,
               "seed": 0}
     state = {f"backbone.{key}": value for key, value in heads.state_dict().items()}
-    path = _lightning_checkpoint(tmp_path / "heads.ckpt", stored, state_dict=state)
+    path = lightning_checkpoint(tmp_path / "heads.ckpt", stored, state_dict=state)
     loaded = from_lightning_checkpoint(path)
     assert torch.equal(loaded.audio_head.cls, heads.audio_head.cls)  # seed 5's head, not seed 0's
 
 
 def test_weights_that_do_not_fit_the_stored_model_are_named(tmp_path):
-    path = _lightning_checkpoint(tmp_path / "x.ckpt", TINY, state_dict={"backbone.model.nope": torch.zeros(1)})
+    path = lightning_checkpoint(tmp_path / "x.ckpt", TINY, state_dict={"backbone.model.nope": torch.zeros(1)})
     with pytest.raises(CheckpointError, match=f"'{path}': the backbone.\\* weights of its state_dict do not fit"):
         from_lightning_checkpoint(path)
 
@@ -205,7 +199,7 @@ def test_weights_that_do_not_fit_the_stored_model_are_named(tmp_path):
 def pickled(marker, tmp_path, tiny_backbone):
     """One torch file of each kind, each carrying a payload that creates ``marker`` when unpickled."""
     payload = RunsWhenUnpickled(marker)
-    ckpt = _lightning_checkpoint(tmp_path / "run.ckpt", TINY, callbacks={"RandomState": payload})
+    ckpt = lightning_checkpoint(tmp_path / "run.ckpt", TINY, callbacks={"RandomState": payload})
     pt = tmp_path / "630k-audioset-best.pt"
     torch.save({"state_dict": {"audio_branch.x": torch.zeros(1), "text_branch.x": torch.zeros(1)}, "args": payload}, pt)
     directory = tiny_backbone.save_pretrained(tmp_path / "hf-dir")
@@ -429,7 +423,7 @@ def test_broken_heads_weights_are_named(heads_dir):
 @pytest.mark.slow
 def test_evaluate_cli_refuses_hostile_checkpoints(marker, tmp_path, pickled):
     exec_target = {"_target_": HEADS, "backbone": {"_target_": "builtins.exec", "_args_": [f"open({str(marker)!r}, 'w')"]}}
-    ckpt = _lightning_checkpoint(tmp_path / "downloaded.ckpt", exec_target)
+    ckpt = lightning_checkpoint(tmp_path / "downloaded.ckpt", exec_target)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     expected = {
         ckpt: f"error: '{ckpt}': hyper_parameters.config.model.backbone._target_ = 'builtins.exec' is not a humanclap "

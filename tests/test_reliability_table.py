@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 import torch
 
-from fakes import RunsWhenUnpickled, write_csv, write_wav
+from fakes import RunsWhenUnpickled, lightning_checkpoint, write_csv, write_wav
 from humanclap.errors import HumanClapError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
@@ -137,15 +137,10 @@ def long_text(tmp):
     return _warning("humanclap.data.dataset", lambda: _datamodule(tmp, rows))
 
 
-def _lightning_checkpoint(path: Path, model, **extra) -> Path:
-    torch.save({"epoch": 0, "hyper_parameters": {"config": {"seed": 0, "model": model}}, "state_dict": {}, **extra}, path)
-    return path
-
-
 def ckpt_target_torch_load(tmp):
     from humanclap.backbones.resolve import resolve_model
 
-    path = _lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "torch.load", "f": "payload.pt",
+    path = lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "torch.load", "f": "payload.pt",
                                                            "weights_only": False})
     return _error(lambda: resolve_model(str(path)))
 
@@ -154,7 +149,7 @@ def ckpt_target_nested(tmp):
     from humanclap.backbones.resolve import resolve_model
 
     touch = {"_target_": "builtins.open", "file": "payload-ran", "mode": "w"}
-    path = _lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "humanclap.backbones.from_pretrained",
+    path = lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "humanclap.backbones.from_pretrained",
                                                            "source": touch})
     message = _error(lambda: resolve_model(str(path)))
     assert not Path("payload-ran").exists()
@@ -164,7 +159,7 @@ def ckpt_target_nested(tmp):
 def ckpt_pickle(tmp):
     from humanclap.backbones.resolve import resolve_model
 
-    path = _lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "humanclap.backbones.tiny_clap"},
+    path = lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "humanclap.backbones.tiny_clap"},
                                  callbacks={"x": RunsWhenUnpickled(tmp / "marker")})
     message = _error(lambda: resolve_model(str(path)))
     assert not (tmp / "marker").exists()
@@ -228,7 +223,7 @@ def auto_map(tmp):
 def resume_other_config(tmp):
     from humanclap.resume import checkpoint_to_resume
 
-    path = _lightning_checkpoint(tmp / "last.ckpt", {"_target_": "humanclap.backbones.tiny_clap"})
+    path = lightning_checkpoint(tmp / "last.ckpt", {"_target_": "humanclap.backbones.tiny_clap"})
     stored = torch.load(path, weights_only=True)
     stored["hyper_parameters"]["config"]["optimizer"] = {"lr": 0.1}
     torch.save(stored, path)
@@ -239,7 +234,7 @@ def resume_other_config(tmp):
 def resume_pickle(tmp):
     from humanclap.resume import checkpoint_to_resume
 
-    path = _lightning_checkpoint(tmp / "last.ckpt", {}, callbacks={"x": RunsWhenUnpickled(tmp / "marker")})
+    path = lightning_checkpoint(tmp / "last.ckpt", {}, callbacks={"x": RunsWhenUnpickled(tmp / "marker")})
     message = _error(lambda: checkpoint_to_resume(str(path), tmp / "run", {}))
     assert not (tmp / "marker").exists()
     return message
