@@ -13,24 +13,29 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
 import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from humanclap.backbones.resolve import resolve_model
+from humanclap.backbones.pretrained import HubUnreachable, default_processor
+from humanclap.backbones.resolve import key_holding, model_config, model_config_names, resolve_model
 from humanclap.cli import report_user_errors
+from humanclap.console import prepare_console
 from humanclap.data.pairs import DataError, RatedPairs
 from humanclap.distributed import rank_and_world
 from humanclap.probes.build import build_probes
 from humanclap.probes.cache import run_probes
+from humanclap.recipe_files import RECIPES
 from humanclap.reports.provenance import pairs_fingerprint, versions, weights_fingerprint
 from humanclap.reports.report import ModelReport, write_evaluation
 
@@ -55,7 +60,13 @@ def evaluation_pairs(data_cfg: DictConfig, split: str | None) -> RatedPairs:
 
 
 def model_specs(cfg: DictConfig) -> list[Any]:
-    """The ``models`` list; each entry a string (see resolve_model) or a ``_target_`` mapping."""
+    """The ``models`` list; each entry a string (see resolve_model) or a ``_target_`` mapping.
+
+    ``model=<config name> model.<key>=<value>`` composes ``recipes/model/<name>`` as ``model``
+    (:func:`model_override_as_list`), which is then the one model.
+    """
+    if cfg.get("model") is not None:
+        return [cfg.model]
     specs = cfg.get("models")
     if isinstance(specs, (str, DictConfig)):
         specs = [specs]
@@ -127,8 +138,15 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         raise ValueError(f"names has {len(labels)} entries for {len(specs)} models")
     reports: list[ModelReport] = []
     for spec, name in zip(specs, labels):
-        resolved = resolve_model(spec, name=name, seed=cfg.seed, laion_tokenizer=cfg.laion_tokenizer,
-                                 processor=cfg.processor)
+        name = name or (model_choice() if cfg.get("model") is not None else None)
+        try:
+            resolved = resolve_model(spec, name=name, seed=cfg.seed, laion_tokenizer=cfg.laion_tokenizer,
+                                     processor=cfg.processor)
+        except HubUnreachable as error:
+            command = command_using_download(error, spec, cfg)
+            if command is None:
+                raise
+            raise error.instead(f"then evaluate with it:\n    {command}") from None
         backbone = resolved.backbone.to(device, pick_dtype(cfg.get("dtype", "float32")))
         log.info("[%s] %s (%s) on %s, %d process(es)", resolved.name, resolved.source, resolved.kind, device, world)
         start = time.perf_counter()
@@ -157,23 +175,63 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     return {r.name: {probe: result.metrics for probe, result in r.results.items()} for r in reports}
 
 
+MODEL_KEY_OVERRIDE = re.compile(r"^(\+\+|\+|~)?model\.")
+
+
 def model_override_as_list(argv: list[str]) -> list[str]:
-    """Rewrite ``model=X`` as ``models=[X]``.
+    """Rewrite ``model=X`` as ``models=[X]``, or as ``+model=X`` when ``model.<key>=`` overrides follow.
 
     ``model`` is also the name of the training config group (``recipes/model/``), so Hydra would
     read ``model=/path/to/ckpt`` as a config choice and fail; as a list entry it is a plain string
-    that :func:`humanclap.backbones.resolve.resolve_model` interprets.
+    that :func:`humanclap.backbones.resolve.resolve_model` interprets. A config name with overrides
+    of its keys (``model=hf_dir model.source=/path``, as in training) is composed by Hydra instead.
     """
+    keys = any(MODEL_KEY_OVERRIDE.match(arg) for arg in argv)
     out = []
     for arg in argv:
         if arg.startswith("model="):
             value = arg.removeprefix("model=")
-            arg = f"models={value}" if value.startswith("[") else f"models=[{value}]"
+            if keys and value in model_config_names():
+                arg = f"+model={value}"
+            else:
+                arg = f"models={value}" if value.startswith("[") else f"models=[{value}]"
         out.append(arg)
     return out
 
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+def check_model_keys(argv: list[str]) -> None:
+    """Refuse ``model.<key>=`` overrides without a ``model=<config name>`` they could apply to."""
+    keys = [arg for arg in argv if MODEL_KEY_OVERRIDE.match(arg)]
+    if keys and not any(arg.removeprefix("model=") in model_config_names() for arg in argv if arg.startswith("model=")):
+        raise SystemExit(f"'{keys[0]}' sets a key of a model config, so name the config too: model=<name> {keys[0]}, "
+                         f"with <name> one of {', '.join(model_config_names())} (recipes/model/)")
+
+
+def model_choice() -> str | None:
+    """The config name of ``+model=<name>`` in this Hydra run (None outside one)."""
+    return HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
+
+
+def command_using_download(error: HubUnreachable, spec: Any, cfg: DictConfig) -> str | None:
+    """The evaluate command that uses ``error.local_dir`` where ``error.source`` was given (None for
+    a ``_target_`` mapping of the user's own, which has no name to give on the command line)."""
+    directory = error.local_dir
+    if isinstance(spec, str) and spec not in model_config_names():  # a hub id, directory or file
+        key = {"processor": "processor", "tokenizer": "laion_tokenizer"}.get(error.argument)
+        args = [f"model={spec}", f"{key}={directory}"] if key else [f"model={directory}"]
+        if key is None and (cfg.processor or default_processor(spec) != spec):
+            args.append(f"processor={cfg.processor or default_processor(spec)}")
+    else:  # a model config: set the key that holds the hub id, keeping the user's other model.* overrides
+        name = spec if isinstance(spec, str) else model_choice()
+        if name is None:
+            return None
+        config = model_config(spec) if isinstance(spec, str) else spec
+        key = f"model.{key_holding(config, error.source) or error.argument}"
+        composed = HydraConfig.initialized() and not isinstance(spec, str)  # model=<name> model.<key>=...
+        given = list(HydraConfig.get().overrides.task) if composed else []
+        kept = [arg for arg in given if MODEL_KEY_OVERRIDE.match(arg) and arg.split("=", 1)[0].lstrip("+~") != key]
+        args = [f"model={name}", *kept, f"{key}={directory}"]
+    return "python -m humanclap.evaluate " + " ".join(shlex.quote(arg) for arg in args)
 
 
 def check_probe_names(argv: list[str]) -> None:
@@ -191,13 +249,15 @@ def check_probe_names(argv: list[str]) -> None:
                                  f"(recipes/probes/<name>.yaml)")
 
 
-@hydra.main(version_base="1.3", config_path="../recipes", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(RECIPES), config_name="evaluate")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
+    prepare_console()
     evaluate(cfg)
 
 
 if __name__ == "__main__":
+    check_model_keys(sys.argv)
     sys.argv = model_override_as_list(sys.argv)
     check_probe_names(sys.argv)
     main()

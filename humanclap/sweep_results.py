@@ -24,11 +24,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 JOB_RECORD = "sweep_job.json"
-COLUMNS = ("job", "status", "overrides", "metric", "objective", "best_epoch", "export_dir")
+COLUMNS = ("job", "status", "overrides", "metric", "objective", "exported_epoch", "export_dir")
 
 
 class SweepResults(Callback):
-    """Writes and prints one row per job of a multirun: overrides, objective, best epoch, export dir."""
+    """Writes and prints one row per job of a multirun: overrides, objective, exported epoch, export dir."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Resolve `${now:...}` here, before any job config is made: Hydra copies this process's resolver
@@ -71,11 +71,11 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         record = json.loads(record_file.read_text())
         overrides = yaml.safe_load((record_file.parent / ".hydra" / "overrides.yaml").read_text()) or []
         row = {"job": record["job"], "status": record["status"], "overrides": " ".join(overrides),
-               "metric": None, "objective": None, "best_epoch": None, "export_dir": record.get("export_dir")}
+               "metric": None, "objective": None, "exported_epoch": None, "export_dir": record.get("export_dir")}
         run_file = Path(record["export_dir"] or "", "humanclap_run.json")
         if record["export_dir"] and run_file.is_file():
             summary = json.loads(run_file.read_text())["summary"]
-            row.update({key: summary.get(key) for key in ("metric", "objective", "best_epoch", "export_dir")})
+            row.update({key: summary.get(key) for key in ("metric", "objective", "exported_epoch", "export_dir")})
         if "error" in record:
             row["status"] = f"{record['status']}: {record['error']}"
         rows.append(row)

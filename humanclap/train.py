@@ -2,7 +2,9 @@
 
 Composes ``recipes/train.yaml``, builds backbone -> data -> loss -> module -> probes -> trainer,
 fits, exports the checkpoint with the lowest validation loss as a transformers directory
-(``ClapModel.from_pretrained(checkpoints/<run>)``) and returns ``optimized_metric`` for sweeps.
+(``ClapModel.from_pretrained(checkpoints/<run>)``) with a model card (``README.md``) and
+``humanclap_run.json``, prints the summary line last (:func:`summary_line`) and returns
+``optimized_metric`` of the exported model for sweeps.
 """
 
 from __future__ import annotations
@@ -10,23 +12,34 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from humanclap import launch, resume
+from humanclap.backbones.aggregation import TransformerHeadBackbone
 from humanclap.backbones.checkpoint_safety import LIGHTNING_CHECKPOINT, read_torch_checkpoint
-from humanclap.cli import report_user_errors
+from humanclap.backbones.clap import ClapBackbone
+from humanclap.backbones.pretrained import HubUnreachable
+from humanclap.backbones.resolve import key_holding
+from humanclap.cli import report_user_errors, user_error
 from humanclap.callbacks import ProbeCallback
+from humanclap.console import prepare_console
 from humanclap.errors import NonFiniteError
+from humanclap.lit.cpu_threads import apply_to_trainer
 from humanclap.lit.module import HumanClapModule
+from humanclap.model_card import write_model_card
 from humanclap.probes.build import build_probes
+from humanclap.recipe_files import RECIPES
 from humanclap.run_lock import claim_run_directories
 
 log = logging.getLogger(__name__)
@@ -54,21 +67,45 @@ def export_best(checkpoint: ModelCheckpoint, module: HumanClapModule, export_dir
     return module.backbone.save_pretrained(export_dir)
 
 
+def build_backbone(cfg: DictConfig) -> ClapBackbone:
+    """``cfg.model`` instantiated; a hub id it names that cannot be fetched ends with the command that
+    trains on a downloaded copy instead (the model key that held the hub id, set to the copy)."""
+    try:
+        return instantiate(cfg.model)
+    except Exception as error:
+        hub = user_error(error)
+        if not isinstance(hub, HubUnreachable):
+            raise
+        key = f"model.{key_holding(cfg.model, hub.source) or hub.argument}"
+        given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        args = [arg for arg in given if arg.split("=", 1)[0].lstrip("+~") != key] + [f"{key}={hub.local_dir}"]
+        command = "python -m humanclap.train " + " ".join(shlex.quote(arg) for arg in args)
+        raise hub.instead(f"then train with it:\n    {command}") from None
+
+
 def summarize(history: list[tuple[int, dict[str, float]]], best_epoch: int | None, metric: str) -> dict[str, Any]:
+    """``metric`` of the baseline (epoch -1), of the exported epoch and of the last measured epoch.
+
+    ``best_epoch`` is the epoch of the exported checkpoint (lowest ``monitor``); None: none was
+    selected and the last epoch is exported. ``gain`` = exported - baseline and ``objective`` (what
+    the entry point returns to a sweep) = exported: both describe the model the run delivers;
+    ``last`` and ``last_gain`` describe the last measured epoch.
+    """
     by_epoch = dict(history)
-    baseline, final = by_epoch.get(-1, {}), history[-1][1] if history else {}
-    summary = {
-        "metric": metric,
-        "baseline": baseline.get(metric),
-        "final": final.get(metric),
-        "best_epoch": best_epoch,
-        "best": by_epoch.get(best_epoch, {}).get(metric) if best_epoch is not None else None,
-    }
-    # What the entry point returns to a sweep: the metric of the model the run exports.
-    summary["objective"] = summary["best"] if best_epoch is not None else summary["final"]
-    if summary["baseline"] is not None and summary["final"] is not None:
-        summary["gain"] = summary["final"] - summary["baseline"]  # NaN if either is undefined
-    return summary
+    epochs = [epoch for epoch, _ in history if epoch >= 0]
+    last_epoch = epochs[-1] if epochs else None
+    exported_epoch = best_epoch if best_epoch is not None else last_epoch
+    baseline = by_epoch.get(-1, {}).get(metric)
+    exported = by_epoch.get(exported_epoch, {}).get(metric) if exported_epoch is not None else None
+    last = by_epoch[last_epoch].get(metric) if last_epoch is not None else None
+
+    def gain(value: float | None) -> float | None:
+        return value - baseline if value is not None and baseline is not None else None  # NaN if either is
+
+    return {"metric": metric, "baseline": baseline,
+            "exported_epoch": exported_epoch, "exported": exported, "gain": gain(exported),
+            "last_epoch": last_epoch, "last": last, "last_gain": gain(last),
+            "objective": exported}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -80,8 +117,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     config = OmegaConf.to_container(cfg, resolve=True)
     ckpt_path = resume.checkpoint_to_resume(cfg.get("resume"), cfg.paths.output_dir, config)
-    L.seed_everything(cfg.seed, workers=True)
-    backbone = instantiate(cfg.model)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone = build_backbone(cfg)
     datamodule = instantiate(cfg.data, _partial_=True)(featurizer=backbone.featurizer)
     module = HumanClapModule(
         backbone=backbone,
@@ -92,7 +129,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         train_temperature_only=cfg.get("train_temperature_only", False),
         config=config,
     )
-    probes = ProbeCallback(build_probes(cfg.get("probes"), datamodule.val_pairs))
+    probes = ProbeCallback(build_probes(cfg.get("probes"), datamodule.val_pairs),
+                           report=Path(cfg.paths.output_dir) / "report.md")
     checkpoint = ModelCheckpoint(
         dirpath=resume.checkpoint_dir(cfg.paths.output_dir),
         filename="epoch{epoch:03d}",
@@ -108,6 +146,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                      plugins=resume.cluster_plugins(), **precision)
     launch.check_launch(trainer)  # refuses a multirun whose DDP ranks would re-run the command line
+    apply_to_trainer(cfg.get("threads", "auto"), trainer, backbone)  # intra-op CPU threads, logged once
     lock = None
     if trainer.is_global_zero:
         lock = claim_run_directories(cfg.paths.output_dir, launch.export_dir(cfg), resuming=ckpt_path is not None,
@@ -134,24 +173,54 @@ def _fit_and_export(cfg: DictConfig, trainer: L.Trainer, module: HumanClapModule
         summary["export_dir"] = str(export_dir)
         (export_dir / "humanclap_run.json").write_text(json.dumps(
             {"summary": summary, "history": probes.history, "config": module.hparams["config"]}, indent=2))
-        log.info("exported the lowest-%s checkpoint (epoch %s) to %s", cfg.monitor, best_epoch, export_dir)
-        log.info("%s: baseline %s -> final %s (exported epoch %s: %s)", summary["metric"],
-                 _fmt(summary["baseline"]), _fmt(summary["final"]), best_epoch, _fmt(summary["best"]))
+        selected_by = f"lowest {cfg.monitor}" if best_epoch is not None else "last epoch"
+        write_model_card(export_dir, cfg, summary, heads=isinstance(module.backbone, TransformerHeadBackbone),
+                         selected_by=selected_by)
+        finish_loggers(trainer)
+        log.info(summary_line(summary, selected_by))
     return summary
+
+
+def summary_line(summary: dict[str, Any], selected_by: str) -> str:
+    """The run's last line: ``relevance/srcc 0.050 -> 0.350 (+0.300), exported epoch 5 (lowest val/loss)
+    to checkpoints/<run>; last epoch 9: 0.317`` (the last epoch only when it is not the exported one)."""
+    metric, baseline, exported = summary["metric"], summary["baseline"], summary["exported"]
+    if baseline is not None and exported is not None:
+        gain = "undefined" if math.isnan(summary["gain"]) else f"{summary['gain']:+.3f}"
+        line = f"{metric} {_fmt(baseline)} -> {_fmt(exported)} ({gain})"
+    else:
+        line = f"{metric} {_fmt(exported)}"
+    if summary["exported_epoch"] is not None:
+        line += f", exported epoch {summary['exported_epoch']} ({selected_by})"
+    else:
+        line += ", exported"
+    line += f" to {summary['export_dir']}"
+    if summary["last"] is not None and summary["last_epoch"] != summary["exported_epoch"]:
+        line += f"; last epoch {summary['last_epoch']}: {_fmt(summary['last'])}"
+    return line
+
+
+def finish_loggers(trainer: L.Trainer) -> None:
+    """End the loggers' runs now rather than at interpreter exit (wandb's atexit hook): their last
+    words come before the summary line, and the next job of a multirun starts a run of its own."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:  # never start a run to end it
+            logger.experiment.finish()
 
 
 def _fmt(value: float | None) -> str:
     if value is None:
-        return "n/a"
+        return "not measured"
     # Not non-finite embeddings (EmbeddingCache refuses those): a statistic the probe cannot define.
     return "undefined (NaN: e.g. a correlation of constant CLAPScores)" if math.isnan(value) else f"{value:.3f}"
 
 
-@hydra.main(version_base="1.3", config_path="../recipes", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(RECIPES), config_name="train")
 @report_user_errors
 def main(cfg: DictConfig) -> float | None:
     """Returns ``optimized_metric`` of the exported model (the lowest-``monitor`` epoch, else the last
     one): a sweep (``sweep=optuna``) optimises the model the run delivers, not its best epoch."""
+    prepare_console()
     return train(cfg)["objective"]
 
 

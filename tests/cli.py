@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,11 @@ def only_sweep(tmp_path: Path) -> str:
     """The name of the one multirun under ``tmp_path/multirun``."""
     (sweep,) = [p.name for p in (tmp_path / "multirun").iterdir()]
     return sweep
+
+
+# The line a training run ends with (humanclap/train.py summary_line), e.g. "relevance/srcc 0.050 -> 0.350
+# (+0.300), exported epoch 5 (lowest val/loss) to checkpoints/<run>; last epoch 9: 0.317".
+SUMMARY_LINE = re.compile(r"^\S+ \S+ -> \S+ \([^)]*\), exported epoch \d+ \([^)]*\) to \S+", re.MULTILINE)
 
 
 def run_record(export_dir: Path) -> dict[str, Any]:

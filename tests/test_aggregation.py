@@ -4,17 +4,21 @@ persistence and the Hydra config."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import ClapModel
+from transformers import AutoModel
 
 from humanclap.backbones import ClapBackbone, ClapFeaturizer, from_pretrained, tiny_clap
 from humanclap.backbones.aggregation import (
     HEADS_CONFIG,
+    HEADS_MODEL_TYPE,
     HEADS_WEIGHTS,
     ChunkedClapFeaturizer,
     TransformerAggregator,
@@ -23,6 +27,7 @@ from humanclap.backbones.aggregation import (
     masked_mean,
     with_transformer_heads,
 )
+from humanclap.backbones.checkpoint_safety import CheckpointError
 from humanclap.backbones.resolve import resolve_model
 from humanclap.losses import HumanClapLoss
 
@@ -257,7 +262,7 @@ def test_save_pretrained_round_trip(tmp_path):
     assert (out / HEADS_WEIGHTS).is_file() and (out / HEADS_CONFIG).is_file()
     config = json.loads((out / HEADS_CONFIG).read_text())
     assert config["chunking"]["max_chunks"] == 4 and config["text_head"]["cls_token"] is True
-    ClapModel.from_pretrained(out)  # still a plain transformers checkpoint
+    assert json.loads((out / "config.json").read_text())["model_type"] == HEADS_MODEL_TYPE
 
     for reloaded in (from_pretrained(str(out)), from_pretrained_with_heads(str(out)), resolve_model(str(out)).backbone):
         assert isinstance(reloaded, TransformerHeadBackbone)
@@ -272,6 +277,26 @@ def test_save_pretrained_round_trip(tmp_path):
     assert type(from_pretrained(str(plain))) is ClapBackbone  # directories without heads: unchanged
     with pytest.raises(FileNotFoundError, match=HEADS_CONFIG):
         from_pretrained_with_heads(str(plain))
+
+
+def test_plain_transformers_does_not_load_a_heads_export_silently(tmp_path):
+    """``ClapModel.from_pretrained`` would give the towers without the heads: it warns, naming the marker."""
+    out = head_backbone().save_pretrained(tmp_path / "export")
+    plain = subprocess.run([sys.executable, "-c", f"from transformers import ClapModel; "
+                                                  f"ClapModel.from_pretrained({str(out)!r})"],
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert f"You are using a model of type `{HEADS_MODEL_TYPE}` to instantiate a model of type `clap`" in plain.stderr
+    with pytest.raises(ValueError, match=f"model type `{HEADS_MODEL_TYPE}` but Transformers does not recognize"):
+        AutoModel.from_pretrained(out)
+
+
+def test_a_marked_export_without_its_heads_is_refused(tmp_path):
+    out = head_backbone().save_pretrained(tmp_path / "export")
+    (out / HEADS_CONFIG).unlink()
+    with pytest.raises(CheckpointError, match=f"says model_type '{HEADS_MODEL_TYPE}': the model needs its "
+                                              f"Transformer heads, but .* has no {HEADS_CONFIG}"):
+        from_pretrained(str(out))
 
 
 # -- configuration -------------------------------------------------------------------------------------
@@ -298,6 +323,10 @@ def test_config_composes_and_trains_one_epoch(compose_train, compose_evaluate):
     assert all(torch.equal(value, state[key]) for key, value in exported.state_dict().items())
     assert not torch.equal(exported.audio_head.cls, head_backbone().audio_head.cls)  # it trained
     assert exported.embed_audio([noise(2.0, 0)]).shape == (1, DIM)
+    card = (export / "README.md").read_text()  # the model card says what it is and how to load it
+    assert f"| run | `{cfg.run_name}` |" in card and "| base model | `tiny_transformer_head` (" in card
+    assert "| exported epoch | 0 (lowest val/loss) |" in card and "**plain transformers cannot use this model**" in card
+    assert f'model = from_pretrained("{export}")' in card and f"python -m humanclap.evaluate model={export}" in card
 
     # `python -m humanclap.evaluate model=<export>` measures the model with its heads.
     evaluation = compose_evaluate(f"models=[{export}]", "names=[heads]", "probes=[relevance]", "figures=false",

@@ -335,7 +335,7 @@ def test_uncached_hub_id_fails_fast_offline_with_download_hint():
         from_pretrained("humanclap-tests/no-such-model")
     assert time.monotonic() - start < 10
     message = str(error.value)
-    assert "huggingface-cli download humanclap-tests/no-such-model" in message
+    assert "hf download humanclap-tests/no-such-model" in message
     assert "checkpoints/no-such-model" in message
 
 

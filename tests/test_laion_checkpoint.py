@@ -32,6 +32,8 @@ from humanclap.backbones.laion_checkpoint import (
     read_laion_state_dict,
 )
 
+# One pytest-xdist worker (`--dist loadgroup`) runs this module: the `laion` checkpoint is built once.
+pytestmark = pytest.mark.xdist_group("test_laion_checkpoint")
 SR = 48_000
 # On unit-norm embeddings. Observed here: <= 1.1e-7 (float32 rounding: torch vs NumPy STFT, kernel
 # order; in float64 the converted model equals laion's to 1e-16). 1e-5 still catches e.g. RoBERTa's
@@ -398,7 +400,7 @@ def test_unsupported_branches(unfused_weights, change, message):
 
 
 def test_unreachable_tokenizer_explains_offline_use(laion):
-    with pytest.raises(CheckpointNotAvailable, match="huggingface-cli download FacebookAI/roberta-base"):
+    with pytest.raises(CheckpointNotAvailable, match="hf download FacebookAI/roberta-base"):
         from_laion_checkpoint(laion.files[False])  # default 'roberta-base', no network here
 
 

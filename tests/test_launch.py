@@ -151,4 +151,4 @@ def test_ddp_spawn_multirun_ranks_see_the_same_swept_hyperparameters(tmp_path):
     # the run summary (and the sweep's return value) came back from the spawned ranks
     record = run_record(tmp_path / "checkpoints" / sweep / "0")
     assert [epoch for epoch, _ in record["history"]] == [-1, 0]
-    assert record["summary"]["best_epoch"] == 0 and record["summary"]["objective"] is not None
+    assert record["summary"]["exported_epoch"] == 0 and record["summary"]["objective"] is not None

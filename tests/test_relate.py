@@ -242,3 +242,23 @@ def test_real_rel_csv_rescreen_removes_the_253_listeners(real_rel):
     scores, splits = _expected(rows, drop_listeners=bad)
     assert sum(p.num_ratings for p in pairs) == sum(len(s) for s in scores.values())
     assert Counter(p.split for p in pairs) == Counter(splits.values())
+
+
+def test_real_rel_csv_counts_behind_the_readme_and_the_paper(real_rel):
+    """What the README says about the public file: humanclap's splits (train 2,864 / validation 1,288 /
+    test 1,311) are the release's own two halves, by the AudioCaps split of the text: train = the
+    release's "Train" (2,862 pairs, 9,963 ratings, RELATE README) plus 2 anchor pairs the file keeps;
+    validation + test = its "Test" (2,598 pairs, 7,797 ratings) plus 1 anchor pair. human-clap §II-B/§IV
+    instead trained on 2,383 AudioCaps-train pairs (1,925 / 458) and tested on all 2,405 AudioCaps-test pairs."""
+    path, rows = real_rel
+    pairs = read_relate(path, check_audio=False)  # no audio folder needed to count
+    assert Counter(p.split for p in pairs) == {"train": 2864, "validation": 1288, "test": 1311}
+    kept = [r for r in rows if r["in RELATE dataset"] != "excluded"]
+    audiocaps_split = {(r["wavname"], r["text"]): (r["in RELATE dataset"], r["in AudioCaps"], r["anchor label"])
+                       for r in kept}
+    assert Counter(audiocaps_split.values()) == {
+        ("train", "train", "False"): 2862, ("train", "", "True"): 2,
+        ("validation", "test", "False"): 1287, ("validation", "", "True"): 1,
+        ("test", "test", "False"): 1311}
+    ratings = Counter((r["in AudioCaps"], r["anchor label"]) for r in kept)
+    assert (ratings[("train", "False")], ratings[("test", "False")]) == (9963, 7797)

@@ -132,6 +132,26 @@ def corrupt_clip_skipped(tmp):
     return _warning("humanclap.data.audio_check", lambda: _datamodule(tmp, rows, skip_bad_audio=True))
 
 
+_REL = ("wavname", "text", "score", "listener_id", "audio type", "anchor label", "in RELATE dataset", "in AudioCaps")
+_REL_ROWS = [("/audiocaps/test/1.wav", "A dog barks", "8", "0050", "natural", "False", "test", "test"),
+             ("/tango/test/2.wav", "Rain falls", "3", "0050", "tango", "False", "test", "test")]
+
+
+def relate_audio_missing(tmp):
+    from humanclap.data.relate import read_relate
+
+    return _error(lambda: read_relate(write_csv(tmp / "REL.csv", _REL, _REL_ROWS), tmp / "RELATE_wave"))
+
+
+def relate_audio_probe(tmp):
+    from humanclap.data.relate import read_relate
+    from humanclap.probes.build import build_probes
+
+    pairs = read_relate(write_csv(tmp / "REL.csv", _REL, _REL_ROWS), tmp / "RELATE_wave", check_audio=False)
+    spec = {"_target_": "humanclap.probes.relevance.RelevanceProbe"}
+    return _error(lambda: build_probes({"relevance": spec}, pairs))
+
+
 def long_text(tmp):
     rows = [*GOOD, ("d.wav", "Thunder rolls over the hills while " + "rain " * 994, "5", "train")]
     return _warning("humanclap.data.dataset", lambda: _datamodule(tmp, rows))
@@ -271,6 +291,30 @@ def unknown_model(tmp):
     return _error(lambda: resolve_model(str(tmp / "checkpoints/nonexistent")))
 
 
+def mistyped_model_path(tmp):
+    from humanclap.backbones.resolve import resolve_model
+
+    (tmp / "checkpoints" / "run-a").mkdir(parents=True)
+    here = os.getcwd()
+    os.chdir(tmp)
+    try:
+        return _error(lambda: resolve_model("checkpoints/nonexistent"))
+    finally:
+        os.chdir(here)
+
+
+def uncached_hub_id(tmp):
+    from humanclap.backbones import from_pretrained
+
+    return _error(lambda: from_pretrained("humanclap-tests/no-such-model"))  # HF_HUB_OFFLINE=1 (conftest)
+
+
+def model_config_unset(tmp):
+    from humanclap.backbones.resolve import resolve_model
+
+    return _error(lambda: resolve_model("hf_dir"))
+
+
 def _tiny_module(**options):
     from humanclap.backbones import tiny_clap
     from humanclap.lit.module import HumanClapModule
@@ -360,6 +404,10 @@ CASES: dict[str, Case] = {
     "audio-corrupt": Case("a corrupt clip among the training pairs (checked before the first step)", "error",
                           corrupt_clip),
     "audio-corrupt-skipped": Case("the same with `data.skip_bad_audio=true`", "skip", corrupt_clip_skipped),
+    "relate-audio-missing": Case("RELATE ratings whose audio is not under `data.pairs.audio_root`", "error",
+                                 relate_audio_missing),
+    "relate-audio-probe": Case("a probe that reads audio on RELATE ratings read with "
+                               "`data.pairs.check_audio=false` (`text_sensitivity` runs)", "error", relate_audio_probe),
     "text-long": Case("a 5,000-character text (the text tower reads 77 tokens)", "warning", long_text),
     # checkpoints
     "ckpt-target": Case("a Lightning `.ckpt` whose stored model `_target_` is `torch.load`", "refused",
@@ -374,6 +422,12 @@ CASES: dict[str, Case] = {
     "pt-random-bytes": Case("a random-bytes `.pt`", "error", pt_random_bytes),
     "safetensors-truncated": Case("a truncated `model.safetensors`", "error", truncated_safetensors),
     "model-unknown": Case("a model path that does not exist", "error", unknown_model),
+    "model-path-mistyped": Case("`model=checkpoints/nonexistent` where `./checkpoints` exists (a path, not a hub id)",
+                                "error", mistyped_model_path),
+    "model-hub-unreachable": Case("a hub id that is not in the Hugging Face cache, the hub unreachable "
+                                  "(`HF_HUB_OFFLINE=1`, or no network: one 3 s check, no retries)", "error",
+                                  uncached_hub_id),
+    "model-config-unset": Case("`model=hf_dir` without `model.source`", "error", model_config_unset),
     # runs
     "resume-pickle": Case("`resume=<path>` of a `.ckpt` with a pickled call", "refused", resume_pickle),
     "resume-other-config": Case("`resume=<path>` of a run with another learning rate", "error", resume_other_config),

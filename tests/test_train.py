@@ -34,20 +34,29 @@ def test_train_exports_the_best_checkpoint(compose_train):
     assert record["summary"] == summary
     epochs = [epoch for epoch, _ in record["history"]]
     assert epochs == [-1, 0, 1]  # baseline, then every validation epoch
-    assert summary["baseline"] == record["history"][0][1]["relevance/srcc"]
-    assert summary["final"] == record["history"][-1][1]["relevance/srcc"]
-    assert math.isclose(summary["gain"], summary["final"] - summary["baseline"])
+    srcc = {epoch: metrics["relevance/srcc"] for epoch, metrics in record["history"]}
+    assert summary["baseline"] == srcc[-1]
+    # gain and objective: the exported epoch's; the last epoch keeps its own keys
+    assert summary["exported"] == summary["objective"] == srcc[summary["exported_epoch"]]
+    assert math.isclose(summary["gain"], summary["exported"] - summary["baseline"])
+    assert summary["last_epoch"] == 1 and summary["last"] == srcc[1]
+    assert math.isclose(summary["last_gain"], summary["last"] - summary["baseline"])
 
     # The export is a plain transformers directory holding the lowest-val/loss weights.
     best = Path(cfg.paths.output_dir) / "checkpoints"
     checkpoints = {int(torch.load(p, weights_only=True)["epoch"]): p for p in best.glob("epoch*.ckpt")}
-    state = torch.load(checkpoints[summary["best_epoch"]], map_location="cpu", weights_only=True)
+    assert list(checkpoints) == [summary["exported_epoch"]]  # the one lowest-val/loss checkpoint kept
+    state = torch.load(checkpoints[summary["exported_epoch"]], map_location="cpu", weights_only=True)
     assert isinstance(state["hyper_parameters"]["config"], dict)  # plain containers only
     exported = ClapModel.from_pretrained(export)
     for name, value in exported.state_dict().items():
         torch.testing.assert_close(value, state["state_dict"][f"backbone.model.{name}"], msg=name)
     reloaded = from_pretrained(str(export))
     assert reloaded.embed_text(["a bright sound"]).shape == (1, 32)
+    card = (export / "README.md").read_text()  # the model card: what the export is, how to load it
+    assert f"| exported epoch | {summary['exported_epoch']} (lowest val/loss) |" in card
+    assert f"| `relevance/srcc` | {summary['exported']:.3f} (untrained baseline {summary['baseline']:.3f}, " in card
+    assert f'model = ClapModel.from_pretrained("{export}")' in card
 
 
 def _module(**kwargs) -> tuple[HumanClapModule, RatedPairDataModule]:
@@ -96,7 +105,7 @@ def test_cli_one_epoch(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "relevance/srcc: baseline" in result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].endswith(f"exported epoch 0 (lowest val/loss) to {export}")
     assert ClapModel.from_pretrained(export).config.projection_dim == 32
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "wandb should log offline by default"
 

@@ -55,8 +55,12 @@ eval mode while the model trains (``frozen_modules``), so no BatchNorm statistic
 Persistence: ``save_pretrained`` writes the usual ClapModel + processor files plus
 ``aggregation_heads.safetensors`` (``audio_head.*`` / ``text_head.*`` tensors) and
 ``aggregation_config.json`` (head hyper-parameters and the chunking). ``from_pretrained`` on such a
-directory (hence ``humanclap.evaluate model=<dir>``) returns a ``TransformerHeadBackbone``; plain
-transformers still loads the directory as an ordinary ClapModel (without the heads).
+directory (hence ``humanclap.evaluate model=<dir>``) returns a ``TransformerHeadBackbone``. Its
+``config.json`` says ``"model_type": "humanclap_clap_with_transformer_heads"`` (:data:`HEADS_MODEL_TYPE`),
+so that transformers does not load it silently without the heads: ``AutoModel`` refuses the unknown
+type and ``ClapModel.from_pretrained`` warns that it is loading a model of that type (the towers alone,
+whose embeddings are not the trained ones). humanclap's loader reads it with ``"model_type": "clap"``
+(:func:`heads_export_config`); directories exported before the marker load as before.
 """
 
 from __future__ import annotations
@@ -72,10 +76,11 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import ClapConfig
 
 from humanclap.backbones.checkpoint_safety import (CHUNKING_ARGUMENTS, HEADS_CONFIG_ENTRIES,
                                                     TRANSFORMER_HEAD_ARGUMENTS, CheckpointError, check_arguments,
-                                                    plain_reason)
+                                                    plain_reason, refuse_custom_code)
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.embedder import Waveform
 from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer, as_mono_array
@@ -84,6 +89,8 @@ HEADS_WEIGHTS = "aggregation_heads.safetensors"
 HEADS_CONFIG = "aggregation_config.json"
 HEADS_FORMAT = "humanclap.transformer_heads"
 HEADS_FORMAT_VERSION = 1
+HEADS_MODEL_TYPE = "humanclap_clap_with_transformer_heads"
+"""``model_type`` in the ``config.json`` of an export with heads: plain transformers refuses or warns."""
 
 
 # -- the head -----------------------------------------------------------------------------------
@@ -360,6 +367,10 @@ class TransformerHeadBackbone(ClapBackbone):
                    for key, value in head.state_dict().items()}
         save_file(tensors, str(directory / HEADS_WEIGHTS), metadata={"format": HEADS_FORMAT})
         (directory / HEADS_CONFIG).write_text(json.dumps(self.heads_config(), indent=2) + "\n")
+        config_path = directory / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["model_type"] = HEADS_MODEL_TYPE  # the ClapModel files alone are not this model
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return directory
 
 
@@ -410,6 +421,29 @@ def with_transformer_heads(
 
 def has_transformer_heads(directory: str | Path) -> bool:
     return (Path(directory).expanduser() / HEADS_CONFIG).is_file()
+
+
+def heads_export_config(directory: str | Path) -> ClapConfig | None:
+    """The ``ClapConfig`` of an export marked with :data:`HEADS_MODEL_TYPE`, read as a plain ``clap`` config
+    (pass it as ``config=`` to ``ClapModel`` / ``ClapProcessor.from_pretrained``, which then do not warn);
+    None for any other directory. A marked directory without its heads is refused: it is not a CLAP model.
+    """
+    directory = Path(directory).expanduser()
+    config_path = directory / "config.json"
+    if not directory.is_dir() or not config_path.is_file():
+        return None
+    refuse_custom_code(directory)  # before anything is built from its files
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"'{config_path}' is not valid JSON ({plain_reason(error)}).") from None
+    if not isinstance(document, dict) or document.get("model_type") != HEADS_MODEL_TYPE:
+        return None
+    if not has_transformer_heads(directory):
+        raise CheckpointError(f"'{config_path}' says model_type {HEADS_MODEL_TYPE!r}: the model needs its "
+                              f"Transformer heads, but {directory} has no {HEADS_CONFIG} (copy the whole export "
+                              f"directory, {HEADS_WEIGHTS} and {HEADS_CONFIG} included).")
+    return ClapConfig.from_dict({**document, "model_type": ClapConfig.model_type})
 
 
 def load_transformer_heads(backbone: ClapBackbone, directory: str | Path) -> TransformerHeadBackbone:

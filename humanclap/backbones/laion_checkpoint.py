@@ -46,7 +46,7 @@ from transformers import ClapTextConfig
 from humanclap.backbones.checkpoint_safety import LAION_CHECKPOINT, CheckpointError, read_torch_checkpoint
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.featurizer import ClapFeaturizer
-from humanclap.backbones.pretrained import CheckpointNotAvailable, _from_source
+from humanclap.backbones.pretrained import CheckpointNotAvailable, _from_source, missing_path
 
 # -- what cannot be read from the weights ----------------------------------------------------------
 
@@ -121,7 +121,7 @@ def read_laion_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise CheckpointNotAvailable(f"LAION-CLAP checkpoint '{path}' does not exist")
+        raise CheckpointNotAvailable(missing_path("LAION-CLAP checkpoint", str(path)))
     if path.is_dir():
         raise CheckpointNotAvailable(
             f"LAION-CLAP checkpoint '{path}' is a directory; a LAION checkpoint is a .pt file "
@@ -374,7 +374,7 @@ def _feature_extractor(state_dict: dict, config: ClapConfig) -> ClapFeatureExtra
 def _tokenizer(source: str):
     if not Path(source).expanduser().exists():
         source = LEGACY_HUB_IDS.get(source, source)
-    return _from_source(AutoTokenizer.from_pretrained, source, "tokenizer")
+    return _from_source(AutoTokenizer.from_pretrained, source, "tokenizer", "tokenizer")
 
 
 def from_laion_checkpoint(path: str | Path, tokenizer: str = "roberta-base", text_num_heads: int | None = None,

@@ -7,7 +7,10 @@ One string names any checkpoint, tried in this order:
    LAION-CLAP ``.pt``/``.pth`` file, or a Lightning ``.ckpt`` written by ``humanclap.train``,
 3. a Hugging Face hub id ``org/name`` (``laion/clap-htsat-fused``).
 
-Anything else is an error that lists the accepted kinds and the config names.
+A string shaped like a path (:func:`~humanclap.backbones.pretrained.looks_like_path`, e.g.
+``checkpoints/mine`` when ``./checkpoints`` exists) that does not exist is reported as a missing
+path with what its folder holds, never looked up on the hub. Anything else is an error that lists
+the accepted kinds and the config names.
 
 Hydra instantiates only the user's own configs (1., and a mapping passed to :func:`resolve_model`).
 Checkpoint files are data (:mod:`humanclap.backbones.checkpoint_safety`): the model config stored
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,9 +31,12 @@ from humanclap.backbones.checkpoint_safety import (LIGHTNING_CHECKPOINT, STORED_
                                                     build_stored_model, plain_reason, read_torch_checkpoint)
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
-from humanclap.backbones.pretrained import from_pretrained, looks_like_hub_id
+from humanclap.backbones.pretrained import (default_processor, from_pretrained, looks_like_hub_id, looks_like_path,
+                                            missing_path)
+from humanclap.cli import user_error
+from humanclap.recipe_files import RECIPES
 
-MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "model"
+MODEL_CONFIGS = RECIPES / "model"
 LAION_SUFFIXES = (".pt", ".pth")
 LIGHTNING_SUFFIX = ".ckpt"
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")  # transformers >= 5, older
@@ -72,11 +79,12 @@ def resolve_model(spec: str | Mapping[str, Any], name: str | None = None, seed: 
         config = OmegaConf.create(dict(spec)) if not OmegaConf.is_dict(spec) else spec
         target = str(config.get("_target_", "?"))
         label = name or str(config.get("source") or config.get("path") or target.rsplit(".", 1)[-1])
-        return ResolvedModel(label, "config", target, _instantiate(config, seed))
+        return ResolvedModel(label, "config", target, _instantiate(config, seed, label))
     spec = str(spec)
     label = name or spec.rstrip("/").split("/")[-1]
     if spec in model_config_names():
-        return ResolvedModel(label, "config", f"recipes/model/{spec}.yaml", _instantiate(model_config(spec), seed))
+        backbone = _instantiate(model_config(spec), seed, spec)
+        return ResolvedModel(label, "config", f"recipes/model/{spec}.yaml", backbone)
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -94,8 +102,11 @@ def resolve_model(spec: str | Mapping[str, Any], name: str | None = None, seed: 
         if path.suffix == LIGHTNING_SUFFIX:
             return ResolvedModel(label, "lightning_ckpt", str(path), from_lightning_checkpoint(path))
         raise UnknownModel(f"model file '{spec}' has an unknown kind (suffix '{path.suffix}'). {_accepted()}")
-    if looks_like_hub_id(spec):
-        return ResolvedModel(label, "hub", spec, from_pretrained(spec))  # released weights-only repos: PROCESSOR_FOR
+    if looks_like_path(spec):  # never a hub id: checkpoints/mine when ./checkpoints exists
+        raise UnknownModel(f"{missing_path('model', spec)} {_accepted()}")
+    if looks_like_hub_id(spec):  # `processor` serves the weights-only releases (PROCESSOR_FOR), as for directories
+        weights_only = default_processor(spec) != spec
+        return ResolvedModel(label, "hub", spec, from_pretrained(spec, processor=processor if weights_only else None))
     raise UnknownModel(f"model '{spec}' does not exist: it is not a config name, a file or directory, "
                        f"or a hub id 'org/name'. {_accepted()}")
 
@@ -129,6 +140,20 @@ def from_lightning_checkpoint(path: str | Path) -> ClapBackbone:
     return backbone
 
 
+def key_holding(config: Any, value: str, prefix: str = "") -> str | None:
+    """The dotted key of the first string ``value`` in ``config`` (nested mappings), or None."""
+    if OmegaConf.is_config(config):
+        config = OmegaConf.to_container(config, resolve=False)  # ${seed} has no root here
+    for key, entry in (config.items() if isinstance(config, dict) else []):
+        if isinstance(entry, dict):
+            found = key_holding(entry, value, f"{prefix}{key}.")
+            if found:
+                return found
+        elif entry == value:
+            return f"{prefix}{key}"
+    return None
+
+
 def _entry(document: Any, *keys: str) -> Any:
     """``document[k1][k2]...``, or None where a level is missing or not a mapping."""
     for key in keys:
@@ -138,11 +163,21 @@ def _entry(document: Any, *keys: str) -> Any:
     return document
 
 
-def _instantiate(config: DictConfig, seed: int) -> ClapBackbone:
+def _instantiate(config: DictConfig, seed: int, name: str) -> ClapBackbone:
     """A model config of the user's (never one read from a checkpoint) built with Hydra."""
     # Model configs may interpolate ${seed} (tiny.yaml); outside a composed run, give them one.
     root = OmegaConf.create({"seed": seed, "model": config})
-    return instantiate(root.model)
+    unset = sorted(OmegaConf.missing_keys(root.model))  # full keys: model.source
+    if unset:  # e.g. model=hf_dir alone
+        raise UnknownModel(f"model config '{name}' needs a value for {', '.join(unset)} (??? in the config): "
+                           f"give it after the config name, as in model={name} {unset[0]}=<value>")
+    try:
+        return instantiate(root.model)
+    except InstantiationException as error:
+        cause = user_error(error)  # our own message, not Hydra's repr of it
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def _accepted() -> str:

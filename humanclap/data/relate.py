@@ -64,6 +64,9 @@ GENERATORS = {
 }
 """First component of ``wavname`` -> group name."""
 
+NO_AUDIO_OVERRIDE = "data.pairs.check_audio=false"
+"""The command-line override of ``recipes/data/relate.yaml`` that reads the ratings without the audio."""
+
 SKIP_EXCLUDED = f"row marked '{EXCLUDED}' in '{SPLIT}'"
 SKIP_SCREENED = f"row of a listener whose mean anchor score > {ANCHOR_LIMIT:g} (rescreen)"
 
@@ -134,15 +137,22 @@ def screened_listeners(ratings: list[RelateRating], limit: float = ANCHOR_LIMIT)
 
 
 def read_relate(
-    csv_path: str | Path, audio_root: str | Path, rescreen: bool = False, check_audio: bool = True
+    csv_path: str | Path, audio_root: str | Path | None = None, rescreen: bool = False, check_audio: bool = True
 ) -> RatedPairs:
     """RELATE ratings averaged per (wavname, text), rescaled to [0, 1], split as the file says.
 
     Audio keys are ``audio_root / wavname`` (leading '/' dropped). ``check_audio=True`` requires
-    every kept pair's file to exist; ``False`` allows inspecting ratings without the audio.
+    every kept pair's file to exist; ``False`` reads the ratings without the audio, for probes that
+    need none (``text_sensitivity``); whatever does read audio then stops at the first missing file
+    (``humanclap.data.audio_check``). ``audio_root=None`` (no audio at all) needs ``check_audio=False``;
+    the keys are then the wavnames relative to the current directory.
     ``RatedPairs.skipped`` counts the dropped rows by reason.
     """
     path = Path(csv_path)
+    if audio_root is None and check_audio:
+        raise DataError(f"{path}: no audio folder given: pass the folder unpacked from RELATE_wave.zip (it holds "
+                        f"audiocaps/, audioldm/, ...), e.g. data.pairs.audio_root=/data/RELATE_wave, or "
+                        f"{NO_AUDIO_OVERRIDE} to read the ratings without the audio")
     ratings = read_relate_ratings(path)
     skipped = SkipReport()
     if rescreen:
@@ -171,7 +181,7 @@ def read_relate(
     if not grouped:
         raise DataError(f"{path}: no ratings left in train/validation/test ({skipped})")
 
-    root = Path(audio_root)
+    root = Path(audio_root if audio_root is not None else "")
     pairs = []
     for (wavname, text), rows in grouped.items():
         mean = sum(r.score for r in rows) / len(rows)
@@ -192,7 +202,8 @@ def read_relate(
         if missing:
             raise DataError(
                 f"{path}: {len(missing)} of {len(lines)} audio files missing under {root}; first: "
-                f"{missing[0]} (line {lines[missing[0]]}). Pass check_audio=False to read the ratings only."
+                f"{missing[0]} (line {lines[missing[0]]}). To read the ratings without the audio (probes that "
+                f"need none, e.g. probes=text_sensitivity), pass {NO_AUDIO_OVERRIDE}"
             )
     log.info("%s: %d pairs %s; skipped %s", path, len(pairs), dict(Counter(p.split for p in pairs)), skipped)
     synthesized = sorted({p.group for p in pairs} - {NATURAL})

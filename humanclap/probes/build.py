@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from humanclap.data.audio_check import require_probe_audio
 from humanclap.data.pairs import RatedPairs
 
 
@@ -18,7 +19,8 @@ def build_probes(probes_cfg: Mapping[str, Any] | None, default_pairs: RatedPairs
     """Instantiate each probe; one without its own ``pairs`` measures ``default_pairs``.
 
     In training ``default_pairs`` is the validation split, in ``humanclap.evaluate`` the chosen
-    evaluation split. Errors name the probe and say what went wrong with its data or config.
+    evaluation split. Errors name the probe and say what went wrong with its data or config; a
+    probe whose audio files are missing is refused here, before any model is loaded.
     """
     probes = {}
     for name, spec in (probes_cfg or {}).items():
@@ -31,4 +33,5 @@ def build_probes(probes_cfg: Mapping[str, Any] | None, default_pairs: RatedPairs
         except (InstantiationException, ValueError, FileNotFoundError) as error:
             cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
             raise ProbeConfigError(f"probe '{name}' cannot be built: {cause}") from error
+    require_probe_audio(probes)
     return probes

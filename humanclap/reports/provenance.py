@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import logging
+import os
 import platform
 import subprocess
 import sys
@@ -15,6 +17,8 @@ import torch
 from humanclap.data.audio import FileAudioStore
 from humanclap.data.pairs import RatedPairs, unique_in_order
 
+log = logging.getLogger(__name__)
+
 PACKAGES = ("humanclap", "torch", "transformers", "torchaudio", "torchmetrics", "lightning", "numpy", "scipy",
             "laion-clap", "hydra-core", "matplotlib")
 
@@ -24,17 +28,38 @@ def pairs_fingerprint(pairs: RatedPairs) -> dict[str, object]:
 
     Audio files are hashed by content; other stores by their ``fingerprint(keys)`` method if they
     have one (the synthetic store hashes its rendered clips), else the audio hash is ``None``.
+    ``audio_missing`` counts the clip files that do not exist (pairs read without their audio,
+    ``data.pairs.check_audio=false``); if any is missing the audio hash is ``None`` and
+    ``audio_missing_first`` names the first.
     """
     rows = [[p.audio, p.text, repr(p.score), p.group, p.split] for p in pairs]
     table = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
     keys = unique_in_order(p.audio for p in pairs)
-    return {"name": pairs.name, "pairs": len(pairs), "clips": len(keys),
-            "texts": len(set(p.text for p in pairs)), "table_sha256": table,
-            "audio_sha256": audio_fingerprint(pairs.audio_store, keys)}
+    missing = missing_files(pairs.audio_store, keys)
+    found: dict[str, object] = {
+        "name": pairs.name, "pairs": len(pairs), "clips": len(keys), "texts": len(set(p.text for p in pairs)),
+        "table_sha256": table, "audio_sha256": None if missing else audio_fingerprint(pairs.audio_store, keys),
+        "audio_missing": len(missing)}
+    if missing:
+        found["audio_missing_first"] = missing[0]
+        log.info("%s: %d of %d audio files missing (first: %s); metrics.json records no audio sha256",
+                    pairs.name, len(missing), len(keys), missing[0])
+    return found
+
+
+def missing_files(store, keys: list[str]) -> list[str]:
+    """The keys of a file-backed store whose files do not exist, in order (other stores: none)."""
+    if not isinstance(store, FileAudioStore):
+        return []
+    return [key for key in keys if not os.path.isfile(key)]
 
 
 def audio_fingerprint(store, keys: list[str]) -> str | None:
+    """sha256 of the audio of ``keys``: files by content, other stores by their ``fingerprint``;
+    ``None`` if the store has no fingerprint or a file is missing."""
     if isinstance(store, FileAudioStore):
+        if missing_files(store, keys):
+            return None
         digest = hashlib.sha256()
         for key in keys:
             digest.update(key.encode() + b"\0")
@@ -70,6 +95,8 @@ def versions() -> dict[str, str | None]:
 
 def _git_commit() -> str | None:
     root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        return None  # an installed wheel: its parent folders may belong to an unrelated repository
     try:
         result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=5, check=False)

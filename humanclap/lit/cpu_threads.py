@@ -1,0 +1,186 @@
+"""How many threads torch uses inside one operation on the CPU (intra-op threads), chosen per run.
+
+torch's default is one thread per core of the machine. A parallel operation waits for its slowest
+thread, so when other processes keep the cores busy (a shared laptop, a CI runner, an
+over-subscribed cluster node) every operation waits for a thread that is not running: on 2 cores
+next to two busy processes, Quickstart training steps took ~6x longer at torch's default than idle,
+and 1 thread was faster even on idle cores (``benchmarks/cpu_contention.py``). ``threads=``
+decides, first match wins:
+
+1. ``threads=<n>``: n threads, whatever the environment says.
+2. ``threads=null``: torch's setting is left as it is (e.g. when the code calling
+   :func:`humanclap.train.train` has called ``torch.set_num_threads``).
+3. ``OMP_NUM_THREADS`` set in the environment (by you, a launcher or a scheduler): that many.
+4. ``threads=auto`` (default): the CPUs this process may use (affinity mask, cgroup CPU quota,
+   ``SLURM_CPUS_PER_TASK``) divided by the training processes sharing them (``LOCAL_WORLD_SIZE``,
+   or the DDP processes per node). On the CPU accelerator, also no more than the CPUs the 1-minute
+   load average leaves idle when the run starts, and 1 for models under
+   :data:`SMALL_MODEL_PARAMETERS`, whose operations are too small to gain from threads. On a GPU
+   only the division applies: there the CPU feeds the GPU.
+
+With several processes the choice is also written to ``OMP_NUM_THREADS``: ``ddp_spawn`` ranks
+inherit it, and Lightning's DDP launchers, which set ``cpus // processes`` when it is unset, keep
+it. DataLoader workers need nothing: torch gives each worker process 1 thread. Inter-op threads
+(``torch.jit.fork``) are not used by training and are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from humanclap.errors import HumanClapError
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+# Below this many parameters one thread ran fastest even on idle cores (the tiny model has ~58 k).
+SMALL_MODEL_PARAMETERS = 5_000_000
+# Written next to OMP_NUM_THREADS when this module set it, so a later choice (a child process, the
+# next job of a local multirun) tells it from a user's setting.
+MARKER = "HUMANCLAP_AUTO_THREADS"
+
+
+class ThreadsSettingError(HumanClapError, ValueError):
+    """A ``threads=`` value that is neither ``auto``, a positive integer nor null."""
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    threads: int | None  # None: torch's current setting is kept
+    reason: str          # what it was chosen from, for the log line
+
+
+def choose_threads(setting: int | str | None, *, accelerator: str, cpus: int, processes: int = 1,
+                   load: float | None = None, parameters: int | None = None,
+                   environment: Mapping[str, str] | None = None) -> ThreadChoice:
+    """Intra-op threads for ``threads=setting`` (rules in the module docstring).
+
+    ``cpus``: CPUs this process may use (:func:`usable_cpus`); ``processes``: training processes
+    sharing them (:func:`processes_sharing_cpus`); ``load``: the 1-minute load average;
+    ``parameters``: the model's size (None: unknown); ``environment``: where OMP_NUM_THREADS is
+    looked up (default ``os.environ``).
+    """
+    environment = os.environ if environment is None else environment
+    setting = _parse(setting)
+    facts = f"{cpus} CPU{'s' if cpus != 1 else ''} available"
+    if processes > 1:
+        facts += f" to {processes} processes"
+    if load is not None:
+        facts += f", load {load:.1f}"
+    omp = environment.get("OMP_NUM_THREADS")
+    if omp is not None and omp == environment.get(MARKER):
+        omp = None  # written by an earlier automatic choice, not by the user
+    if isinstance(setting, int):
+        return ThreadChoice(setting, f"{facts}; threads={setting} overrides OMP_NUM_THREADS={omp}" if omp
+                            else f"{facts}; threads={setting}")
+    if setting is None:
+        return ThreadChoice(None, f"threads=null keeps torch's setting; {facts}")
+    if omp:
+        first = omp.split(",")[0].strip()  # OpenMP also allows a list, one count per nesting level
+        return ThreadChoice(int(first) if first.isdigit() and int(first) > 0 else None,
+                            f"OMP_NUM_THREADS={omp} in the environment; {facts}")
+    share = max(1, cpus // max(1, processes))
+    if accelerator != "cpu":
+        return ThreadChoice(share, f"{facts}; training on {accelerator}: divided among processes only")
+    if parameters is not None and parameters < SMALL_MODEL_PARAMETERS:
+        return ThreadChoice(1, f"{facts}; a {_count(parameters)}-parameter model runs fastest on one thread")
+    idle = math.floor((cpus - (load or 0.0)) / max(1, processes) + 0.5)  # this process's part of the idle CPUs
+    if idle < share:
+        return ThreadChoice(max(1, idle), f"{facts}; CPUs busy with other processes left out")
+    return ThreadChoice(share, facts)
+
+
+def _parse(setting: Any) -> int | str | None:
+    if setting is None or setting == AUTO:
+        return setting
+    if isinstance(setting, str) and setting.strip().isdigit():
+        setting = int(setting)
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        return setting
+    raise ThreadsSettingError(f"threads={setting!r} is not a thread count: use threads=auto, threads=<n> with "
+                              f"n >= 1, or threads=null to keep torch's setting")
+
+
+def usable_cpus(environment: Mapping[str, str] | None = None, cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may run on: its affinity mask, capped by the cgroup CPU quota (containers,
+    CI runners; rounded down) and by ``SLURM_CPUS_PER_TASK`` in a Slurm job."""
+    environment = os.environ if environment is None else environment
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, math.floor(quota))
+    slurm = environment.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        cpus = min(cpus, int(slurm))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs' worth of time per period the cgroup may use (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``); None: no limit."""
+    for quota_file, period_file in ((root / "cpu.max", None),
+                                    (root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us")):
+        try:
+            fields = quota_file.read_text().split()
+            if period_file is not None:
+                fields.append(period_file.read_text().strip())
+            quota, period = int(fields[0]), int(fields[1])
+        except (OSError, ValueError, IndexError):  # absent, or "max" (v2: no limit)
+            continue
+        return quota / period if quota > 0 and period > 0 else None  # v1: -1 is no limit
+    return None
+
+
+def processes_sharing_cpus(trainer: Any = None, environment: Mapping[str, str] | None = None) -> int:
+    """Training processes of this run on this node that share this process's CPUs.
+
+    Ranks that srun started as Slurm tasks with ``SLURM_CPUS_PER_TASK`` each have their own CPUs: 1.
+    Else ``LOCAL_WORLD_SIZE`` (torchrun), else the processes per node Lightning runs (``trainer.num_devices``).
+    """
+    environment = os.environ if environment is None else environment
+    cluster = getattr(getattr(trainer, "strategy", None), "cluster_environment", None)
+    if environment.get("SLURM_CPUS_PER_TASK") and getattr(cluster, "creates_processes_externally", False) \
+            and type(cluster).__name__ == "SLURMEnvironment":
+        return 1
+    local = environment.get("LOCAL_WORLD_SIZE", "")
+    if local.isdigit() and int(local) > 0:
+        return int(local)
+    return max(1, int(getattr(trainer, "num_devices", 1) or 1))
+
+
+def apply_cpu_threads(setting: int | str | None, *, accelerator: str, processes: int = 1,
+                      model: torch.nn.Module | None = None) -> ThreadChoice:
+    """:func:`choose_threads` with this machine's figures; sets torch (and, with several processes,
+    ``OMP_NUM_THREADS``) and logs the choice in one line."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    parameters = sum(p.numel() for p in model.parameters()) if model is not None else None
+    choice = choose_threads(setting, accelerator=accelerator, cpus=usable_cpus(), processes=processes,
+                            load=load, parameters=parameters)
+    if choice.threads is not None:
+        torch.set_num_threads(choice.threads)
+        if processes > 1 and os.environ.get("OMP_NUM_THREADS") in (None, os.environ.get(MARKER)):
+            os.environ["OMP_NUM_THREADS"] = os.environ[MARKER] = str(choice.threads)
+    threads = torch.get_num_threads()
+    log.info("CPU threads: %d (%s)", threads, choice.reason)
+    return choice
+
+
+def apply_to_trainer(setting: int | str | None, trainer: Any, model: torch.nn.Module | None = None) -> ThreadChoice:
+    """:func:`apply_cpu_threads` for a Lightning trainer: its accelerator and its processes per node."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    accelerator = "cpu" if isinstance(trainer.accelerator, CPUAccelerator) else \
+        type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    return apply_cpu_threads(setting, accelerator=accelerator, processes=processes_sharing_cpus(trainer), model=model)
+
+
+def _count(parameters: int) -> str:
+    if parameters >= 1_000_000:
+        return f"{parameters / 1e6:.1f}M"
+    return f"{parameters / 1e3:.0f}k" if parameters >= 1000 else str(parameters)

@@ -1,0 +1,97 @@
+"""``--help`` of both entry points: each option of each group with its one-line description
+(the first comment line of recipes/<group>/<option>.yaml), and evaluate's own groups only."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli import REPO
+
+from humanclap.recipe_files import description, option_names
+
+TRAIN_GROUPS = ("recipe", "model", "data", "probes", "trainer", "optimizer", "logger", "sweep", "hydra/launcher")
+
+
+def _cli(tmp_path: Path, module: str, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _help(tmp_path: Path, module: str, *args: str) -> str:
+    return _cli(tmp_path, module, *args, "--help")
+
+
+def _option_line(text: str, name: str) -> str:
+    (line,) = [line for line in text.splitlines() if re.match(rf"  [ *] {name} ", line)]
+    return line.rstrip()
+
+
+@pytest.fixture(scope="module")
+def train_help(tmp_path_factory) -> str:
+    return _help(tmp_path_factory.mktemp("train_help"), "humanclap.train")
+
+
+@pytest.fixture(scope="module")
+def evaluate_help(tmp_path_factory) -> str:
+    return _help(tmp_path_factory.mktemp("evaluate_help"), "humanclap.evaluate")
+
+
+def test_every_option_has_a_one_line_summary():
+    """What --help prints next to an option: a complete sentence, not the first line of a paragraph."""
+    for group in TRAIN_GROUPS:
+        for name in option_names(group):
+            summary = description(REPO / "recipes" / group / f"{name}.yaml")
+            assert summary.endswith((".", "?")) and len(summary) <= 100, f"recipes/{group}/{name}.yaml: {summary!r}"
+
+
+def test_train_help_describes_each_option_and_marks_the_defaults(train_help):
+    assert train_help.startswith("python -m humanclap.train: fine-tune a CLAP model toward human ratings")
+    assert _option_line(train_help, "wsce_mae") == (
+        "  * wsce_mae      wSCE + MAE (λ = [0.1, 0, 1]): contrastive and score regression.")
+    assert _option_line(train_help, "relate") == (
+        "    relate                RELATE (human-clap §II-B): scores/REL.csv and the audio it names (paths")
+    assert _option_line(train_help, "tiny") == (
+        "  * tiny                                A ~60k-parameter random ClapModel built offline: fast, for")
+    assert _option_line(train_help, "relevance").startswith("  * relevance              Relevance (human-clap §IV)")
+    assert _option_line(train_help, "optuna").startswith("    optuna  Hyperparameter search with Optuna")
+    for group in TRAIN_GROUPS:
+        assert re.search(rf"^{group}: \S", train_help, re.MULTILINE), group
+        for name in option_names(group):
+            assert _option_line(train_help, name)
+    assert "(no description)" not in train_help
+    assert "python -m humanclap.train --cfg job" in train_help and "--hydra-help" in train_help
+
+
+def test_train_help_marks_the_choices_of_the_command(tmp_path):
+    text = _help(tmp_path, "humanclap.train", "recipe=timbre", "trainer=gpu")
+    marked = {line.split()[1] for line in text.splitlines() if line.startswith("  * ")}
+    assert marked == {"timbre", "synthetic_timbre", "tiny", "relevance", "timbre_correlation", "timbre_trend", "gpu",
+                      "adamw", "wandb"}
+
+
+def test_evaluate_help_lists_evaluate_groups_only(evaluate_help):
+    assert evaluate_help.startswith("python -m humanclap.evaluate: measure one or several models with the probes")
+    headers = re.findall(r"^([a-z/]+): ", evaluate_help, re.MULTILINE)
+    assert headers == ["data", "probes"]
+    for training_only in ("wsce_mae", "mse", "timbre", "ordering", "cpu", "ddp", "ddp_spawn", "adamw", "csv", "optuna"):
+        assert not re.search(rf"^  [ *] {training_only} ", evaluate_help, re.MULTILINE), training_only
+    # models=: the model config names, with the same descriptions as in training, default marked.
+    assert _option_line(evaluate_help, "tiny") == (
+        "  * tiny                                A ~60k-parameter random ClapModel built offline: fast, for")
+    assert _option_line(evaluate_help, "laion_htsat_fused").startswith(
+        "    laion_htsat_fused                   laion/clap-htsat-fused from the hub: the paper's backbone.")
+    assert _option_line(evaluate_help, "relate").startswith("    relate                RELATE (human-clap §II-B)")
+    assert _option_line(evaluate_help, "bat").startswith("    bat                    Before-After Test")
+
+
+def test_hydras_own_help_stays_available(evaluate_help, tmp_path):
+    assert "Hydra's own flags (--cfg, --resolve, --info, -m, ...): --hydra-help" in evaluate_help
+    assert "--multirun,-m : Run multiple jobs" in _cli(tmp_path, "humanclap.train", "--hydra-help")
