@@ -21,6 +21,7 @@ time. The last line is the ratio for ``threads=auto``; the line before it the ra
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -38,12 +39,22 @@ HOGS = {
     "torch": "import torch\na = torch.randn(256, 256)\nbusy = lambda: [a @ a for _ in range(100)]",
     "python": "busy = lambda: sum(range(100_000))",
 }
-HOG_LOOP = "\nimport os\nparent = os.getppid()\nbusy()\nprint('ready', flush=True)\nwhile os.getppid() == parent:\n    busy()\n"
+HOG_LOOP = """
+import os
+parent = os.getppid()
+busy()
+print('ready', flush=True)
+while os.getppid() == parent:
+    busy()
+"""
 POLICIES = {"auto": "threads=auto", "default": "torch default"}
 
 
 def worker(policy: str, steps: int, warmup: int, output_dir: str) -> dict:
     """One timed training run in this (fresh) process; ``policy`` is ``auto`` or ``default``."""
+    # What loads first matters: `python -m humanclap.train` imports the humanclap package before torch
+    # (and with it the OpenMP runtime), the old behaviour is torch as it comes.
+    importlib.import_module("humanclap" if policy == "auto" else "torch")
     import logging
     import warnings
 
@@ -132,9 +143,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the busy processes on the way out
 
+    where = "this session" if args.same_session else "sessions of their own"
     print(f"{usable_cpus()} usable CPUs; load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())} at the start; "
-          f"{args.hogs} busy '{args.hog}' processes in {'this session' if args.same_session else 'sessions of their own'} "
-          f"when contended", flush=True)
+          f"{args.hogs} busy '{args.hog}' processes in {where} when contended", flush=True)
     extra_env = dict(item.split("=", 1) for item in args.env)
     if extra_env:
         print(f"timed runs with {' '.join(args.env)}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from types import SimpleNamespace
 
 import pytest
+import torch
 
-from humanclap.lit.cpu_threads import (MARKER, SMALL_MODEL_PARAMETERS, ThreadsSettingError, cgroup_cpu_quota,
-                                       choose_threads, processes_sharing_cpus, usable_cpus)
+from humanclap.lit.cpu_threads import (MARKER, SMALL_MODEL_PARAMETERS, ThreadsSettingError, apply_cpu_threads,
+                                       cgroup_cpu_quota, choose_threads, processes_sharing_cpus, usable_cpus)
 from cli import run_train
 
 BIG = 150_000_000  # a real CLAP backbone's size
@@ -118,6 +121,25 @@ def test_processes_sharing_the_cpus():
     srun = SimpleNamespace(num_devices=4, strategy=SimpleNamespace(cluster_environment=SLURMEnvironment()))
     assert processes_sharing_cpus(srun, {"SLURM_CPUS_PER_TASK": "8", "LOCAL_WORLD_SIZE": "4"}) == 1  # own CPUs
     assert processes_sharing_cpus(srun, {"LOCAL_WORLD_SIZE": "4"}) == 4      # no per-task CPUs: shared
+
+
+def test_applying_sets_torch_numpys_blas_and_for_several_processes_the_environment(monkeypatch, caplog):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for name in ("OMP_NUM_THREADS", MARKER):
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)  # restored to unset afterwards
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level(logging.INFO, logger="humanclap.lit.cpu_threads"):
+            apply_cpu_threads(1, accelerator="cpu", processes=2)
+        assert torch.get_num_threads() == 1
+        assert {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"} <= {1}
+        assert os.environ["OMP_NUM_THREADS"] == os.environ[MARKER] == "1"  # ddp_spawn ranks inherit it
+        assert re.fullmatch(r"CPU threads: 1 \(\d+ CPUs? available to 2 processes, load [\d.]+; threads=1\)",
+                            caplog.messages[-1])
+    finally:
+        torch.set_num_threads(before)
+        threadpoolctl.threadpool_limits(before, user_api="blas")
 
 
 def test_the_cli_chooses_and_logs_the_threads(tmp_path, monkeypatch):

@@ -111,6 +111,35 @@ def test_every_readme_command_is_classified():
     assert RUNS and COMPOSED and SHELL  # the parser found the README's commands at all
 
 
+def test_the_rules_leave_no_way_around_the_harness(tmp_path):
+    """Each way a command could slip past is a problem; the reading rules give the commands a user types."""
+    readme = tmp_path / "README.md"
+    readme.write_text("\n".join([
+        "```bash", "python -m humanclap.train recipe=mse", "```",                      # no marker
+        "<!-- readme:run -->", "```bash", "python -m humanclap.train data=relate ...", "```",  # elision in a run
+        "<!-- readme:run,compose -->", "```bash", "python -m humanclap.evaluate", "```",      # 2 modes, 1 command
+        "<!-- readme:shell -->", "```bash", "python -m humanclap.evaluate", "```",            # Python in a shell block
+        "<!-- readme:compose -->", "```bash", "rm -rf data && python -m humanclap.train", "```",  # not setup
+        "<!-- readme:compose -->", "```bash", "python -m humanclap.train | tee log", "```",    # a pipe
+        "<!-- readme:compose -->", "```bash", "wget http://x", "```",                        # another program
+        "Inline `python somewhere/else.sh now` and `python -c 'print(1)'`.",
+        "<!-- readme:run,compose -->", "```bash",
+        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python -m humanclap.train -m \\",
+        "    recipe=wsce  # comment", "python -m humanclap.evaluate model=checkpoints/<run> ...", "```",
+        "`humanclap.evaluate model=x`, `python`, `humanclap.train` and `python -m pytest -x`.",
+    ]))
+    _, commands, problems = read(readme)
+    assert len(problems) == 9, "\n".join(problems)
+    for expected in ("without a marker", "'...'", "gives 2 modes for 1 commands", "a Python command in a shell",
+                     "only setup", "pipes", "not a humanclap command", "somewhere/else.sh", "print(1)"):
+        assert sum(expected in problem for problem in problems) == 1, expected
+    run, compose, inline, suite = commands
+    assert (run.mode, run.run_argv("PY")) == ("run", ["PY", "-m", "humanclap.train", "-m", "recipe=wsce"])
+    assert compose.compose_arguments() == ["model=checkpoints/run", "--cfg", "job", "--resolve"]
+    assert (inline.key, inline.inline, inline.module) == ("humanclap.evaluate model=x", True, "humanclap.evaluate")
+    assert suite.mode == "suite"
+
+
 def test_ci_runs_the_readme_test_command():
     """.ci/run extracts the line after the ci:test-command marker's fence; markers must not move it."""
     (ci,) = [c for c in COMMANDS if c.mode == "ci"]

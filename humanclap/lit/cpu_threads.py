@@ -1,11 +1,11 @@
 """How many threads torch uses inside one operation on the CPU (intra-op threads), chosen per run.
 
-torch's default is one thread per core of the machine. A parallel operation waits for its slowest
-thread, so when other processes keep the cores busy (a shared laptop, a CI runner, an
-over-subscribed cluster node) every operation waits for a thread that is not running: on 2 cores
-next to two busy processes, Quickstart training steps took ~6x longer at torch's default than idle,
-and 1 thread was faster even on idle cores (``benchmarks/cpu_contention.py``). ``threads=``
-decides, first match wins:
+torch's default is one thread per core. The threads of a parallel operation wait for each other,
+spinning, so when other processes keep the cores busy (a shared laptop, a CI runner, an
+over-subscribed cluster node) the spinning threads take the time the working ones need: on 2 cores
+shared with other people's jobs, Quickstart steps took 5-10x longer at torch's 2 threads than at 1
+(``benchmarks/cpu_contention.py``; with ``OMP_WAIT_POLICY=PASSIVE`` set before torch loads, 2 threads
+were as fast as 1). ``threads=`` decides, first match wins:
 
 1. ``threads=<n>``: n threads, whatever the environment says.
 2. ``threads=null``: torch's setting is left as it is (e.g. when the code calling
@@ -14,14 +14,17 @@ decides, first match wins:
 4. ``threads=auto`` (default): the CPUs this process may use (affinity mask, cgroup CPU quota,
    ``SLURM_CPUS_PER_TASK``) divided by the training processes sharing them (``LOCAL_WORLD_SIZE``,
    or the DDP processes per node). On the CPU accelerator, also no more than the CPUs the 1-minute
-   load average leaves idle when the run starts, and 1 for models under
+   load average leaves idle when the run starts (on a busy machine even a 150 M-parameter CLAP
+   stepped 2.8x faster on 1 thread than on 2), and 1 for models under
    :data:`SMALL_MODEL_PARAMETERS`, whose operations are too small to gain from threads. On a GPU
-   only the division applies: there the CPU feeds the GPU.
+   only the division applies: there the CPU feeds the GPU. The load makes the count depend on the
+   moment the run starts; runs that must compute bit for bit alike fix it (``threads=1``).
 
 With several processes the choice is also written to ``OMP_NUM_THREADS``: ``ddp_spawn`` ranks
 inherit it, and Lightning's DDP launchers, which set ``cpus // processes`` when it is unset, keep
-it. DataLoader workers need nothing: torch gives each worker process 1 thread. Inter-op threads
-(``torch.jit.fork``) are not used by training and are left alone.
+it. numpy's BLAS gets the same count (:func:`limit_blas_threads`). DataLoader workers need nothing
+more: torch gives each worker process 1 thread. Inter-op threads (``torch.jit.fork``) are not used
+by training and are left alone.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from humanclap.errors import HumanClapError
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-# Below this many parameters one thread ran fastest even on idle cores (the tiny model has ~58 k).
+# Tells the tiny built-in models (~58 k parameters; one thread: 27.9 it/s on 2 idle cores, two: 21.8, issue 13)
+# from real backbones (laion/clap-htsat-*: ~150 M), whose larger operations can gain from threads.
 SMALL_MODEL_PARAMETERS = 5_000_000
 # Written next to OMP_NUM_THREADS when this module set it, so a later choice (a child process, the
 # next job of a local multirun) tells it from a user's setting.
@@ -156,19 +160,30 @@ def processes_sharing_cpus(trainer: Any = None, environment: Mapping[str, str] |
 
 def apply_cpu_threads(setting: int | str | None, *, accelerator: str, processes: int = 1,
                       model: torch.nn.Module | None = None) -> ThreadChoice:
-    """:func:`choose_threads` with this machine's figures; sets torch (and, with several processes,
-    ``OMP_NUM_THREADS``) and logs the choice in one line."""
+    """:func:`choose_threads` with this machine's figures; sets torch, numpy's BLAS (and, with several
+    processes, ``OMP_NUM_THREADS``) and logs the choice in one line."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     parameters = sum(p.numel() for p in model.parameters()) if model is not None else None
     choice = choose_threads(setting, accelerator=accelerator, cpus=usable_cpus(), processes=processes,
                             load=load, parameters=parameters)
     if choice.threads is not None:
         torch.set_num_threads(choice.threads)
+        limit_blas_threads(choice.threads)
         if processes > 1 and os.environ.get("OMP_NUM_THREADS") in (None, os.environ.get(MARKER)):
             os.environ["OMP_NUM_THREADS"] = os.environ[MARKER] = str(choice.threads)
-    threads = torch.get_num_threads()
-    log.info("CPU threads: %d (%s)", threads, choice.reason)
+    log.info("CPU threads: %d (%s)", torch.get_num_threads(), choice.reason)
     return choice
+
+
+def limit_blas_threads(threads: int) -> None:
+    """The BLAS numpy loaded (OpenBLAS, whose idle threads spin too) to ``threads``: the mel spectrograms
+    of every batch go through it (measured on a busy machine: 104-138 ms per Quickstart batch at 2 threads,
+    66-70 ms at 1). Needs threadpoolctl (installed with scikit-learn); without it, nothing changes."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads, user_api="blas")
 
 
 def apply_to_trainer(setting: int | str | None, trainer: Any, model: torch.nn.Module | None = None) -> ThreadChoice:
