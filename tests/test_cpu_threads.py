@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 
 from humanclap.lit.cpu_threads import (MARKER, SMALL_MODEL_PARAMETERS, ThreadsSettingError, apply_cpu_threads,
                                        cgroup_cpu_quota, choose_threads, processes_sharing_cpus, usable_cpus)
@@ -109,16 +110,13 @@ def test_cgroup_v1_quota(tmp_path):
     assert cgroup_cpu_quota(tmp_path / "absent") is None
 
 
-class SLURMEnvironment(SimpleNamespace):  # named as Lightning's, which reads its own variables
-    creates_processes_externally = True
-
-
 def test_processes_sharing_the_cpus():
     ddp = SimpleNamespace(num_devices=4, strategy=SimpleNamespace(cluster_environment=None))
     assert processes_sharing_cpus(ddp, {}) == 4                              # trainer=ddp trainer.devices=4
     assert processes_sharing_cpus(None, {"LOCAL_WORLD_SIZE": "2"}) == 2      # torchrun --nproc_per_node 2
     assert processes_sharing_cpus(None, {}) == 1
     srun = SimpleNamespace(num_devices=4, strategy=SimpleNamespace(cluster_environment=SLURMEnvironment()))
+    assert srun.strategy.cluster_environment.creates_processes_externally  # srun started the ranks
     assert processes_sharing_cpus(srun, {"SLURM_CPUS_PER_TASK": "8", "LOCAL_WORLD_SIZE": "4"}) == 1  # own CPUs
     assert processes_sharing_cpus(srun, {"LOCAL_WORLD_SIZE": "4"}) == 4      # no per-task CPUs: shared
 

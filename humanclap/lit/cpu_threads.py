@@ -147,10 +147,12 @@ def processes_sharing_cpus(trainer: Any = None, environment: Mapping[str, str] |
     Ranks that srun started as Slurm tasks with ``SLURM_CPUS_PER_TASK`` each have their own CPUs: 1.
     Else ``LOCAL_WORLD_SIZE`` (torchrun), else the processes per node Lightning runs (``trainer.num_devices``).
     """
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
     environment = os.environ if environment is None else environment
     cluster = getattr(getattr(trainer, "strategy", None), "cluster_environment", None)
-    if environment.get("SLURM_CPUS_PER_TASK") and getattr(cluster, "creates_processes_externally", False) \
-            and type(cluster).__name__ == "SLURMEnvironment":
+    if environment.get("SLURM_CPUS_PER_TASK") and isinstance(cluster, SLURMEnvironment) \
+            and cluster.creates_processes_externally:
         return 1
     local = environment.get("LOCAL_WORLD_SIZE", "")
     if local.isdigit() and int(local) > 0:
