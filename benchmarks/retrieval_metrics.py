@@ -20,7 +20,7 @@ from torchmetrics.functional.retrieval import (
     retrieval_reciprocal_rank,
 )
 
-from humanclap.probes.retrieval import ranked_matches, retrieval_metrics
+from humanclap.probes.retrieval.probe import ranked_matches, retrieval_metrics
 
 
 def per_query(scores: torch.Tensor, matches: torch.Tensor) -> dict[str, float]:

@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from humanclap.backbones import tiny_clap
-from humanclap.data.dataset import RatedPairCollator, RatedPairDataset
-from humanclap.data.synthetic import synthetic_pairs
+from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset
+from humanclap.data.synthetic.sounds import synthetic_pairs
 from humanclap.lit.module import HumanClapModule
 from humanclap.losses import HumanClapLoss
 

@@ -7,16 +7,20 @@ import sys
 from typing import Callable, TypeVar
 
 from humanclap.errors import HumanClapError
+from humanclap.moved import moved_target_error
 
 Task = TypeVar("Task", bound=Callable)
 
 
 def user_error(error: BaseException) -> HumanClapError | None:
-    """The :class:`HumanClapError` behind ``error``, also when Hydra's instantiate or Lightning wrapped it."""
+    """The :class:`HumanClapError` behind ``error``, also when Hydra's instantiate or Lightning wrapped it;
+    a ``_target_`` that moved (:mod:`humanclap.moved`) counts as one."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, HumanClapError):
             return error
+        if (moved := moved_target_error(error)) is not None:
+            return moved
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None

@@ -34,7 +34,7 @@ from humanclap.console import prepare_console
 from humanclap.data.pairs import DataError, RatedPairs
 from humanclap.distributed import rank_and_world
 from humanclap.probes.build import build_probes
-from humanclap.probes.cache import run_probes
+from humanclap.probes.base import run_probes
 from humanclap.recipe_files import RECIPES
 from humanclap.reports.provenance import pairs_fingerprint, versions, weights_fingerprint
 from humanclap.reports.report import ModelReport, write_evaluation

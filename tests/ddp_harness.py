@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 
 from humanclap.backbones import tiny_clap
 from humanclap.backbones.clap import ClapBackbone
-from humanclap.callbacks import ProbeCallback
-from humanclap.data.dataset import RatedPairCollator, RatedPairDataset
+from humanclap.lit.callbacks import ProbeCallback
+from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset
 from humanclap.lit.datamodule import RatedPairDataModule
 
 

@@ -493,15 +493,3 @@ def load_transformer_heads(backbone: ClapBackbone, directory: str | Path) -> Tra
                                      name=backbone.name,
                                      freeze_heads_with_towers=config.get("freeze_heads_with_towers", False))
     return loaded.to(backbone.device)
-
-
-def from_pretrained_with_heads(source: str, processor: str | None = None, name: str | None = None) -> TransformerHeadBackbone:
-    """Load a directory written by ``TransformerHeadBackbone.save_pretrained``; refuses one without heads."""
-    from humanclap.backbones.pretrained import from_pretrained
-
-    if not has_transformer_heads(source):
-        raise FileNotFoundError(f"'{source}' has no {HEADS_CONFIG}: it is a plain ClapModel directory "
-                                f"(load it with humanclap.backbones.from_pretrained, or wrap it with with_transformer_heads)")
-    backbone = from_pretrained(source, processor=processor, name=name)
-    assert isinstance(backbone, TransformerHeadBackbone)
-    return backbone

@@ -22,6 +22,8 @@ from huggingface_hub.utils import get_session
 from safetensors import SafetensorError
 from transformers import ClapModel, ClapProcessor
 
+from humanclap.backbones.aggregation import (HEADS_CONFIG, TransformerHeadBackbone, has_transformer_heads, heads_export_config,
+                                              load_transformer_heads)
 from humanclap.backbones.checkpoint_safety import (CheckpointError, plain_reason, refuse_custom_code,
                                                     weight_file_problem)
 from humanclap.backbones.clap import ClapBackbone
@@ -196,8 +198,6 @@ def from_pretrained(source: str, processor: str | None = None, name: str | None 
             or to ``laion/clap-htsat-fused`` for the weight-only Human-CLAP releases.
         name: label used in logs and reports; defaults to ``source``.
     """
-    from humanclap.backbones.aggregation import has_transformer_heads, heads_export_config, load_transformer_heads
-
     processor = processor or default_processor(source)
     # An export with Transformer heads says so in its config.json's model_type, which makes plain
     # transformers warn; it is read here as the ClapConfig it is, and its heads are restored below.
@@ -219,4 +219,14 @@ def from_pretrained(source: str, processor: str | None = None, name: str | None 
     # also restores them; any other checkpoint loads exactly as before.
     if Path(source).expanduser().is_dir() and has_transformer_heads(source):
         return load_transformer_heads(backbone, source)
+    return backbone
+
+
+def from_pretrained_with_heads(source: str, processor: str | None = None, name: str | None = None) -> TransformerHeadBackbone:
+    """Load a directory written by ``TransformerHeadBackbone.save_pretrained``; refuses one without heads."""
+    if not has_transformer_heads(source):
+        raise FileNotFoundError(f"'{source}' has no {HEADS_CONFIG}: it is a plain ClapModel directory "
+                                f"(load it with humanclap.backbones.from_pretrained, or wrap it with with_transformer_heads)")
+    backbone = from_pretrained(source, processor=processor, name=name)
+    assert isinstance(backbone, TransformerHeadBackbone)
     return backbone

@@ -12,7 +12,9 @@ or truncated file, not a sound a listener rated.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +81,28 @@ class FileAudioStore:
 
     def load(self, key: str, sample_rate: int) -> np.ndarray:
         return load_audio(key, sample_rate)
+
+
+def missing_files(store, keys: list[str]) -> list[str]:
+    """The keys of a file-backed store whose files do not exist, in order (other stores: none)."""
+    if not isinstance(store, FileAudioStore):
+        return []
+    return [key for key in keys if not os.path.isfile(key)]
+
+
+def audio_fingerprint(store, keys: list[str]) -> str | None:
+    """sha256 of the audio of ``keys``: files by content, other stores by their ``fingerprint``;
+    ``None`` if the store has no fingerprint or a file is missing."""
+    if isinstance(store, FileAudioStore):
+        if missing_files(store, keys):
+            return None
+        digest = hashlib.sha256()
+        for key in keys:
+            digest.update(key.encode() + b"\0")
+            with open(key, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+    if hasattr(store, "fingerprint"):
+        return store.fingerprint(keys)
+    return None

@@ -6,7 +6,7 @@ iterator is created once per run, so an uninterrupted run draws that base seed o
 resumed in epoch k draws it again in epoch k: every later shuffle and dropout mask shifts, and the
 resumed model differs (issue 12: max |Δweight| 22 with ``num_workers=2``). Here the permutation of
 epoch e is ``randperm(n, seed + e)`` and worker seeds come from a generator of the loader's own,
-so the global RNG (restored on resume by :class:`humanclap.resume.RandomState`) feeds only the model,
+so the global RNG (restored on resume by :class:`humanclap.lit.callbacks.RandomState`) feeds only the model,
 and the training sampler is set to the epoch it serves before Lightning first iterates it.
 """
 

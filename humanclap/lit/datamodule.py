@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from humanclap.backbones.featurizer import ClapFeaturizer
 from humanclap.data.audio_check import check_audio
-from humanclap.data.dataset import RatedPairCollator, RatedPairDataset, warn_long_texts
+from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset, warn_long_texts
 from humanclap.data.pairs import RatedPairs
 from humanclap.data.sampling import loader_generator, run_seed, training_sampler
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
+from humanclap.backbones.embedder import Embedder
+from humanclap.probes.cache import EmbeddingCache, ProbeInputs
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from humanclap.probes.cache import EmbeddingCache, ProbeInputs
 
 
 @dataclass
@@ -84,3 +85,15 @@ class Probe(Protocol):
     def inputs(self) -> "ProbeInputs": ...
 
     def run(self, cache: "EmbeddingCache") -> ProbeResult: ...
+
+
+def run_probes(probes: Mapping[str, Probe], embedder: Embedder, batch_size: int = 32,
+               progress: bool = False) -> tuple[dict[str, ProbeResult], EmbeddingCache]:
+    """Run several probes on one model through one cache: ({name: ProbeResult}, cache).
+
+    The union of all probes' inputs is embedded first in one pass (one progress bar per kind),
+    then each probe computes its metrics from cached rows.
+    """
+    cache = EmbeddingCache(embedder, batch_size=batch_size, progress=progress)
+    cache.prefetch(probe.inputs() for probe in probes.values())
+    return {name: probe.run(cache) for name, probe in probes.items()}, cache

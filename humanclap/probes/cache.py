@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -30,9 +30,6 @@ from humanclap.data.pairs import AudioStore
 from humanclap.distributed import rank_and_world
 from humanclap.errors import NonFiniteError
 from humanclap.probes.sharded import embed_sharded
-
-if TYPE_CHECKING:
-    from humanclap.probes.base import Probe, ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +152,3 @@ def _describe(key: Hashable) -> str:
 def as_cache(source: "EmbeddingCache | Embedder", batch_size: int = 32) -> EmbeddingCache:
     """``source`` itself if it is a cache, else a fresh cache over the embedder."""
     return source if isinstance(source, EmbeddingCache) else EmbeddingCache(source, batch_size=batch_size)
-
-
-def run_probes(probes: Mapping[str, "Probe"], embedder: Embedder, batch_size: int = 32,
-               progress: bool = False) -> tuple[dict[str, "ProbeResult"], EmbeddingCache]:
-    """Run several probes on one model through one cache: ({name: ProbeResult}, cache).
-
-    The union of all probes' inputs is embedded first in one pass (one progress bar per kind),
-    then each probe computes its metrics from cached rows.
-    """
-    cache = EmbeddingCache(embedder, batch_size=batch_size, progress=progress)
-    cache.prefetch(probe.inputs() for probe in probes.values())
-    return {name: probe.run(cache) for name, probe in probes.items()}, cache

@@ -6,7 +6,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 import platform
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from humanclap.data.audio import FileAudioStore
+from humanclap.data.audio import audio_fingerprint, missing_files
 from humanclap.data.pairs import RatedPairs, unique_in_order
 
 log = logging.getLogger(__name__)
@@ -45,31 +44,6 @@ def pairs_fingerprint(pairs: RatedPairs) -> dict[str, object]:
         log.info("%s: %d of %d audio files missing (first: %s); metrics.json records no audio sha256",
                     pairs.name, len(missing), len(keys), missing[0])
     return found
-
-
-def missing_files(store, keys: list[str]) -> list[str]:
-    """The keys of a file-backed store whose files do not exist, in order (other stores: none)."""
-    if not isinstance(store, FileAudioStore):
-        return []
-    return [key for key in keys if not os.path.isfile(key)]
-
-
-def audio_fingerprint(store, keys: list[str]) -> str | None:
-    """sha256 of the audio of ``keys``: files by content, other stores by their ``fingerprint``;
-    ``None`` if the store has no fingerprint or a file is missing."""
-    if isinstance(store, FileAudioStore):
-        if missing_files(store, keys):
-            return None
-        digest = hashlib.sha256()
-        for key in keys:
-            digest.update(key.encode() + b"\0")
-            with open(key, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        return digest.hexdigest()
-    if hasattr(store, "fingerprint"):
-        return store.fingerprint(keys)
-    return None
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:

@@ -1,6 +1,6 @@
 """Event-ordering text manipulations (event-ordering §3.2): pure functions of one sentence.
 
-The ordering probes (``humanclap.probes.bat``, ``clause_swap``, ``as_then_swap``,
+The ordering probes (``humanclap.probes.ordering.bat``, ``clause_swap``, ``as_then_swap``,
 ``text_sensitivity``) ask whether a model notices when a caption's temporal connective or the order
 of its two events is changed. Each manipulation here takes one sentence and returns a
 :class:`Manipulation`: the new sentence, or no sentence and the *reason* it was skipped. Nothing

@@ -1,0 +1,1 @@
+"""Transforms of rated pairs (e.g. NV-text variants of captions)."""

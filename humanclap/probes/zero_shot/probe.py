@@ -1,0 +1,317 @@
+"""Zero-shot instrument recognition probe (two-tower paper, arXiv 2407.18058, "I can listen but
+cannot read").
+
+**Classification** (two-tower §"Method Summary": "zero-shot classification with cosine similarity
+between audio and text embeddings in joint space"). Each class c gets one text
+``template.format(x=c)``; clip i is scored against every class by ``s_{i,c} = cos(a_i, t_c)`` and
+ranked. Metrics (:mod:`humanclap.probes.zero_shot.metrics`, torchmetrics multiclass functional
+metrics): ``top1`` ... ``top5`` accuracy (k <= number of classes), ``f1_weighted`` (of the top-1
+prediction, weighted by class support), ``roc_auc`` and ``pr_auc`` (one-vs-rest, macro = mean over
+classes; PR-AUC = average precision) and per class ``roc_auc/<class>``, ``pr_auc/<class>``.
+**Ties count against the model** (a true class tied with another ranks after it) and ``n_tied``
+counts the clips concerned; see that module for why and how.
+
+**Prompt sensitivity** (§"Key Results": "classification performance is highly sensitive to prompt
+formulation"). Every template of ``templates`` is measured: ``prompt/<slug>/<metric>`` with
+``<slug>`` the template in lower case with ``{x}`` as ``x`` ("A {x} track" -> ``a_x_track``), and
+``spread/<metric>/range`` (max − min over templates) and ``spread/<metric>/std`` (population std).
+The unprefixed metrics are those of the first template. The defaults are the paper's four label
+prompts plus a negated one ("A no {x} track"): a text tower that reads would rank the named class
+*last* there, one that spots words ranks it first.
+
+**Families.** The same classification with one text per family (``family_templates``, the paper's
+"A {family} track"): ``family/<metric>`` (first family template) and ``family/prompt/<slug>/...``.
+Families come from the data (TinySOL's Brass / Keyboards / Strings / Winds), or else from the
+ontology (depth-1 ancestor of each class).
+
+**Ontology triplets** (§"Key Results": "49-59% accuracy on semantic relationship understanding").
+Triplets (a, p, n) of the data's classes with depth(LCA(a, p)) > depth(LCA(a, n)) in the
+instrument ontology (:mod:`humanclap.data.readers.instrument_ontology`); accuracy = share with
+cos(e_a, e_p) > cos(e_a, e_n) (ties fail) with e = the class texts (``triplets/text/accuracy``,
+first template; ``prompt/<slug>/triplet_accuracy`` per template) and with e = the unit-norm mean
+of each class's audio embeddings (``triplets/audio/accuracy``), contrasting the two towers.
+``triplets/n`` counts the triplets, ``triplets/n_anchors`` the classes that anchor at least one.
+
+**Similarity diagnostics** (§"Method Summary": "similarity distributions between positive and
+negative pairs ... top-2 class similarity differences"): ``similarity/positive_mean`` (clip vs its
+class text), ``similarity/negative_mean`` (vs the other classes), the same against class-mean
+audio (``similarity/audio/...``), and the top-2 margin (best minus second-best class cosine)
+``similarity/margin_mean`` / ``margin_median``; the figure ``similarity_histograms`` draws them.
+
+**Data.** The probe brings its own labelled clips (it ignores the run's rated pairs): ``data`` is
+``"synthetic"`` (generated TinySOL-like notes, offline), a TinySOL audio root or a CSV manifest
+(:func:`load_labelled_audio`), or a ready ``LabelledAudio``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from humanclap.backbones.embedder import Embedder
+from humanclap.data.pairs import DataError
+from humanclap.data.readers.instrument_ontology import Ontology, triplets
+from humanclap.data.readers.labelled_audio import LabelledAudio, prompt_name, read_labelled_manifest, read_tinysol
+from humanclap.data.synthetic.instruments import synthetic_instruments
+from humanclap.probes.base import ProbeResult, Table
+from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
+from humanclap.probes.zero_shot.figures import similarity_histograms
+from humanclap.probes.zero_shot.metrics import (
+    class_means,
+    classification_metrics,
+    named,
+    similarity_split,
+    spread,
+    top2_margins,
+    triplet_accuracy,
+)
+
+DEFAULT_TEMPLATES = ("A {x} track", "This is a recording of {x}", "Solo musical instrument sound of {x}",
+                     "Sound of {x} musical instrument", "A no {x} track")
+DEFAULT_FAMILY_TEMPLATES = ("A {x} track",)
+CLASS_KS = (1, 2, 3, 4, 5)
+FAMILY_KS = (1,)
+CLASS_METRICS = ("top1", "top2", "top3", "top4", "top5", "f1_weighted", "roc_auc", "pr_auc")
+HEADERS = {"top1": "Top-1", "top2": "Top-2", "top3": "Top-3", "top4": "Top-4", "top5": "Top-5",
+           "f1_weighted": "F1 (weighted)", "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "n_tied": "n tied",
+           "triplet_accuracy": "triplet acc."}
+
+
+def check_templates(templates: Sequence[str] | str, what: str) -> dict[str, str]:
+    """slug -> template for a non-empty list of format strings whose only field is ``{x}``."""
+    if isinstance(templates, str) or not isinstance(templates, Sequence) or not templates:
+        raise ValueError(f"{what} must be a non-empty list of templates such as 'A {{x}} track', got {templates!r}")
+    slugs: dict[str, str] = {}
+    for template in templates:
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(str(template)) if f is not None}
+        except ValueError as err:
+            raise ValueError(f"{what}: {template!r} is not a format string ({err})") from err
+        if fields != {"x"}:
+            raise ValueError(f"{what}: {template!r} must contain {{x}} (the class name) and no other field")
+        slug = re.sub(r"[^a-z0-9]+", "_", str(template).lower().replace("{x}", "x")).strip("_")
+        if slug in slugs:
+            raise ValueError(f"{what}: {slugs[slug]!r} and {template!r} have the same metric name {slug!r}")
+        slugs[slug] = str(template)
+    return slugs
+
+
+class ZeroShotInstrumentProbe:
+    """Zero-shot instrument classification, prompt sensitivity, family level, ontology triplets.
+
+    Args:
+        data: ``"synthetic"``, a TinySOL audio root, a CSV manifest (``path,label[,family,fold]``)
+            or a ``LabelledAudio``.
+        folds: folds to keep (e.g. ``[0]``); None = all.
+        metadata: the TinySOL metadata CSV when ``data`` is a TinySOL root without it.
+        labels: raw label (TinySOL abbreviation) -> prompt name, overriding the built-in table.
+        synthetic: keyword arguments of the synthetic set (``clips_per_class``, ``duration_s``, ``seed``).
+        templates: class prompt templates with ``{x}``; the first one gives the headline metrics.
+        family_templates: family prompt templates; empty to skip the family level.
+        ontology: the ontology JSON (None: the shipped one); used for triplets, and for families
+            when the data has none.
+        use_ontology: False skips the triplets (for label sets no ontology covers).
+        bins: histogram bins of the figure.
+        batch_size: clips or texts per model call when given an embedder rather than a cache.
+        pairs: ignored (training builds every probe with the validation pairs; this probe brings
+            its own data).
+    """
+
+    name = "zero_shot_instruments"
+
+    def __init__(
+        self,
+        data: "str | Path | LabelledAudio" = "synthetic",
+        folds: Sequence[int | str] | int | str | None = None,
+        metadata: str | Path | None = None,
+        labels: Mapping[str, str] | None = None,
+        synthetic: Mapping[str, Any] | None = None,
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        family_templates: Sequence[str] = DEFAULT_FAMILY_TEMPLATES,
+        ontology: str | Path | None = None,
+        use_ontology: bool = True,
+        bins: int = 40,
+        batch_size: int = 32,
+        pairs: Any = None,
+    ) -> None:
+        del pairs  # this probe brings its own data
+        self.templates = check_templates(templates, "templates")
+        self.family_templates = check_templates(family_templates, "family_templates") if family_templates else {}
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.bins, self.batch_size = bins, batch_size
+        self.data = load_labelled_audio(data, folds=folds, metadata=metadata, labels=labels, synthetic=synthetic)
+        where = f"zero-shot probe on {self.data.name}"
+        self.classes = self.data.classes
+        if len(self.classes) < 2:
+            raise ValueError(f"{where}: needs at least 2 classes, got {self.classes}")
+        index = {label: i for i, label in enumerate(self.classes)}
+        self.target = torch.tensor([index[c.label] for c in self.data])
+        self.ontology = Ontology.load(ontology) if use_ontology else None
+        self.triplets: list[tuple[int, int, int]] = []
+        if self.ontology is not None:
+            found = triplets(self.ontology, self.classes)  # names every class the ontology lacks
+            self.triplets = [(index[t.anchor], index[t.positive], index[t.negative]) for t in found]
+        families = self.data.families
+        if families is None and self.ontology is not None:
+            of = {label: prompt_name(self.ontology.family(label), where, "family") for label in self.classes}
+            families = list(dict.fromkeys(of[label] for label in self.classes))
+            family_of = [of[c.label] for c in self.data]
+        else:
+            family_of = [c.family for c in self.data] if families is not None else []
+        self.families = families if self.family_templates and families and len(families) > 1 else []
+        self.family_target = torch.tensor([self.families.index(f) for f in family_of]) if self.families else None
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def refs(self) -> list[AudioRef]:
+        return [AudioRef(self.data.audio_store, clip.audio) for clip in self.data]
+
+    def prompts(self, template: str, names: Sequence[str]) -> list[str]:
+        return [template.format(x=name) for name in names]
+
+    def inputs(self) -> ProbeInputs:
+        """Every clip once, and one text per (template, class) and (family template, family)."""
+        texts = [t for template in self.templates.values() for t in self.prompts(template, self.classes)]
+        texts += [t for template in self.family_templates.values() for t in self.prompts(template, self.families)]
+        return ProbeInputs(audio=self.refs(), texts=list(dict.fromkeys(texts)))
+
+    # -- measurement ----------------------------------------------------------------------------
+    def run(self, source: EmbeddingCache | Embedder) -> ProbeResult:
+        cache = as_cache(source, self.batch_size)
+        audio = _unit(cache.audio(self.refs()))
+        metrics: dict[str, float] = {"n_clips": float(len(self.data)), "n_classes": float(len(self.classes))}
+        first = None
+        for slug, template in self.templates.items():
+            text = _unit(cache.text(self.prompts(template, self.classes)))
+            scores = audio @ text.T
+            values, per_class = classification_metrics(scores, self.target, CLASS_KS)
+            if self.ontology is not None:
+                values["triplet_accuracy"] = triplet_accuracy(text, self.triplets)
+            metrics.update({f"prompt/{slug}/{key}": value for key, value in values.items()})
+            if first is None:
+                first = template, scores
+                metrics.update(values)
+                metrics.update(named(per_class, self.classes))
+        first_slug = next(iter(self.templates))
+        keys = [k for k in (*CLASS_METRICS, "triplet_accuracy") if f"prompt/{first_slug}/{k}" in metrics]
+        for key in keys:
+            for name, value in spread([metrics[f"prompt/{slug}/{key}"] for slug in self.templates]).items():
+                metrics[f"spread/{key}/{name}"] = value
+        metrics.update(self._families(cache, audio))
+        centroids = class_means(audio, self.target, len(self.classes))
+        if self.ontology is not None:
+            metrics["triplets/text/accuracy"] = metrics.pop("triplet_accuracy")
+            metrics["triplets/audio/accuracy"] = triplet_accuracy(centroids, self.triplets)
+            metrics["triplets/n"] = float(len(self.triplets))
+            metrics["triplets/n_anchors"] = float(len({a for a, _, _ in self.triplets}))
+        template, scores = first
+        text_split = similarity_split(scores, self.target)
+        audio_split = similarity_split(audio @ centroids.T, self.target)
+        margins = top2_margins(scores)
+        metrics.update({
+            "similarity/positive_mean": float(text_split[0].mean()),
+            "similarity/negative_mean": float(text_split[1].mean()),
+            "similarity/audio/positive_mean": float(audio_split[0].mean()),
+            "similarity/audio/negative_mean": float(audio_split[1].mean()),
+            "similarity/margin_mean": float(margins.mean()),
+            "similarity/margin_median": float(np.median(margins)),
+        })
+        figures: dict[str, Callable[[], Figure]] = {
+            "similarity_histograms": lambda: similarity_histograms(text_split, audio_split, margins, template,
+                                                                   self.bins)}
+        return ProbeResult(metrics, tables=self.tables(), figures=figures)
+
+    def _families(self, cache: EmbeddingCache, audio: torch.Tensor) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.family_target is None:
+            return out
+        for position, (slug, template) in enumerate(self.family_templates.items()):
+            text = _unit(cache.text(self.prompts(template, self.families)))
+            values, _ = classification_metrics(audio @ text.T, self.family_target, FAMILY_KS)
+            out.update({f"family/prompt/{slug}/{key}": value for key, value in values.items()})
+            if position == 0:
+                out.update({f"family/{key}": value for key, value in values.items()})
+        return out
+
+    # -- layout ---------------------------------------------------------------------------------
+    def tables(self) -> dict[str, Table]:
+        """Per prompt (the paper's rows: Top-k, ROC-AUC, PR-AUC), prompt spread, families, triplets,
+        per class, similarities."""
+        ks = [f"top{k}" for k in CLASS_KS if k <= len(self.classes)]
+        tables = {}
+        note = ("two-tower zero-shot classification: cosine of each clip with one text per class. Top-k: ties count "
+                "against the model (`n tied` clips have their class tied with another); ROC-AUC and PR-AUC (average "
+                "precision): one-vs-rest on the cosine, macro over classes.")
+        for slug, template in self.templates.items():
+            tables[f"Zero-shot instruments — «{template}»"] = Table(
+                [(HEADERS[k], f"prompt/{slug}/{k}") for k in (*ks, "f1_weighted", "roc_auc", "pr_auc", "n_tied")]
+                + [("clips", "n_clips")], note=note)
+            note = "As the first prompt's table."
+        spread_keys = ["top1", "roc_auc"] + (["triplet_accuracy"] if self.ontology is not None else [])
+        tables["Zero-shot instruments — prompt sensitivity"] = Table(
+            [(f"«{template}» Top-1", f"prompt/{slug}/top1") for slug, template in self.templates.items()]
+            + [(f"{HEADERS[k]} {name}", f"spread/{k}/{name}") for k in spread_keys for name in ("range", "std")],
+            note="range = max − min over the templates, std = population standard deviation over them.")
+        if self.families:
+            family_keys = ("top1", "f1_weighted", "roc_auc", "pr_auc")
+            tables["Zero-shot instruments — family level"] = Table(
+                [(f"«{template}» {HEADERS[k]}", f"family/prompt/{slug}/{k}")
+                 for slug, template in self.family_templates.items() for k in family_keys],
+                note=f"One text per family ({', '.join(self.families)}).")
+        if self.ontology is not None:
+            tables["Zero-shot instruments — ontology triplets"] = Table(
+                [("text", "triplets/text/accuracy"), ("audio (class means)", "triplets/audio/accuracy"),
+                 ("triplets", "triplets/n"), ("anchors", "triplets/n_anchors")],
+                note="Share of triplets (a, p, n), depth(LCA(a, p)) > depth(LCA(a, n)) in the instrument ontology, "
+                     "with cos(a, p) > cos(a, n) (ties fail); text = class prompts of the first template, audio = "
+                     "unit-norm mean of each class's clip embeddings. Chance is 0.5.")
+        for metric in ("roc_auc", "pr_auc"):
+            tables[f"Zero-shot instruments — {HEADERS[metric]} per class"] = Table(
+                [(label, f"{metric}/{label}") for label in self.classes],
+                note=f"First template «{next(iter(self.templates.values()))}», one-vs-rest.")
+        tables["Zero-shot instruments — similarity"] = Table(
+            [("positive", "similarity/positive_mean"), ("negative", "similarity/negative_mean"),
+             ("audio positive", "similarity/audio/positive_mean"), ("audio negative", "similarity/audio/negative_mean"),
+             ("top-2 margin mean", "similarity/margin_mean"), ("top-2 margin median", "similarity/margin_median")],
+            note="Mean cosine of each clip with its own class (positive) and the other classes (negative): class "
+                 "texts of the first template, or class-mean audio embeddings (audio). Top-2 margin: best minus "
+                 "second-best class cosine.")
+        return tables
+
+
+def _unit(rows: torch.Tensor) -> torch.Tensor:
+    """Rows as unit-norm float64 on the CPU."""
+    return torch.nn.functional.normalize(rows.detach().cpu().double(), dim=-1)
+
+
+def load_labelled_audio(
+    data: "str | Path | LabelledAudio",
+    folds: Iterable[int | str] | int | str | None = None,
+    metadata: str | Path | None = None,
+    labels: Mapping[str, str] | None = None,
+    synthetic: Mapping[str, object] | None = None,
+) -> LabelledAudio:
+    """The labelled set a config names: ``"synthetic"`` (generated, offline), a ``.csv`` manifest,
+    a TinySOL audio root (a directory; ``metadata`` defaults to ``<dir>/TinySOL_metadata.csv``) or
+    a ready :class:`LabelledAudio`. ``folds`` selects folds; ``synthetic`` holds the keyword
+    arguments of :func:`humanclap.data.synthetic.instruments.synthetic_instruments`."""
+    if isinstance(data, LabelledAudio):
+        return data.select_folds(folds)
+    if str(data) == "synthetic":
+        return synthetic_instruments(**dict(synthetic or {})).select_folds(folds)
+    path = Path(os.path.expanduser(str(data)))
+    if path.is_dir():
+        return read_tinysol(path, metadata=metadata, folds=folds, labels=labels)
+    if path.suffix.lower() == ".csv":
+        return read_labelled_manifest(path, folds=folds, labels=labels)
+    raise DataError(f"{data}: not 'synthetic', a TinySOL audio directory or a .csv manifest"
+                    + ("" if path.exists() else " (no such file or directory)"))
