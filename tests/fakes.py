@@ -1,5 +1,5 @@
-"""Test doubles shared by the probe tests: an in-memory audio store, 2-D unit vectors and an
-embedder with fixed vectors."""
+"""Test doubles and small file writers shared by the tests: an in-memory audio store, 2-D unit vectors,
+an embedder with fixed vectors, CSV/wav writers, hostile checkpoint payloads."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ class MemoryStore:
 
 
 class VectorEmbedder:
-    """An embedder with fixed float32 vectors per clip (of a ``MemoryStore``) and per text; counts
-    what it embeds."""
+    """An embedder with fixed float32 vectors per clip (of a ``MemoryStore``) and per text; records
+    every call (``audio_calls`` / ``text_calls``: (items, batch_size)) and counts what it embeds."""
 
     sample_rate = 16_000
 
@@ -41,13 +41,22 @@ class VectorEmbedder:
         self.text_vectors = text_vectors
         self.audio_items: Counter = Counter()
         self.text_items: Counter = Counter()
+        self.audio_calls: list[tuple[int, int]] = []
+        self.text_calls: list[tuple[int, int]] = []
+
+    @property
+    def embedded(self) -> dict[str, int]:
+        """How many clips and texts were embedded in all."""
+        return {"audio": sum(self.audio_items.values()), "text": sum(self.text_items.values())}
 
     def embed_audio(self, waves, batch_size=32):
+        self.audio_calls.append((len(waves), batch_size))
         codes = [float(w[0]) for w in waves]
         self.audio_items.update(self.code_to_key[c] for c in codes)
         return torch.tensor(np.array([self.audio_by_code[c] for c in codes]), dtype=torch.float32)
 
     def embed_text(self, texts, batch_size=64):
+        self.text_calls.append((len(texts), batch_size))
         self.text_items.update(texts)
         return torch.tensor(np.array([self.text_vectors[t] for t in texts]), dtype=torch.float32)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import write_csv
 from humanclap.data.readers.captions import SKIP_DUPLICATE, read_captions
 from humanclap.data.readers.manifest import SKIP_MISSING_AUDIO
 from humanclap.data.pairs import DataError
@@ -27,12 +28,8 @@ def audio_dir(tmp_path):
     return folder
 
 
-def write_csv(path, rows, header=("audio", "caption", "split")):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+def write_captions(path, rows, header=("audio", "caption", "split")):
+    return write_csv(path, header, rows)
 
 
 def write_jsonl(path, objects):
@@ -54,7 +51,7 @@ def _check(pairs, audio_dir, rows=ROWS):
 
 
 def test_csv(tmp_path, audio_dir):
-    pairs = read_captions(write_csv(tmp_path / "caps.csv", ROWS))
+    pairs = read_captions(write_captions(tmp_path / "caps.csv", ROWS))
     _check(pairs, audio_dir)
     assert pairs.name == "caps.csv" and pairs.skipped.total == 0
     assert pairs.splits() == ["test", "train"]
@@ -71,14 +68,14 @@ def test_jsonl_and_other_column_names(tmp_path, audio_dir):
 
 
 def test_split_selects_rows(tmp_path, audio_dir):
-    path = write_csv(tmp_path / "caps.csv", ROWS)
+    path = write_captions(tmp_path / "caps.csv", ROWS)
     pairs = read_captions(path, split="test")
     _check(pairs, audio_dir, [r for r in ROWS if r[2] == "test"])
     assert pairs.name == "caps.csv:test"
     with pytest.raises(DataError, match=r"caps.csv: no rows in split 'validation'; "
                                         r"splits present: \['test', 'train'\]"):
         read_captions(path, split="validation")
-    plain = write_csv(tmp_path / "plain.csv", [r[:2] for r in ROWS], header=("audio", "caption"))
+    plain = write_captions(tmp_path / "plain.csv", [r[:2] for r in ROWS], header=("audio", "caption"))
     assert read_captions(plain)[0].split is None
     with pytest.raises(DataError, match=r"plain.csv: split='test' asked for, but the file has no 'split' column; "
                                         r"columns found: \['audio', 'caption'\]"):
@@ -87,33 +84,33 @@ def test_split_selects_rows(tmp_path, audio_dir):
 
 def test_audio_root_and_absolute_paths(tmp_path, audio_dir):
     rows = [("a.wav", "x", ""), (str(audio_dir / "b.wav"), "y", "")]
-    pairs = read_captions(write_csv(tmp_path / "caps.csv", rows), audio_root=audio_dir)
+    pairs = read_captions(write_captions(tmp_path / "caps.csv", rows), audio_root=audio_dir)
     assert [(p.audio, p.split) for p in pairs] == [(str(audio_dir / "a.wav"), None), (str(audio_dir / "b.wav"), None)]
 
 
 def test_missing_audio_is_skipped_and_counted(tmp_path, audio_dir, caplog):
     rows = ROWS + [("clips/gone.wav", "x", "test"), ("clips/gone.wav", "y", "test"), ("clips/lost.wav", "x", "test")]
     with caplog.at_level(logging.WARNING, logger="humanclap.data.readers.captions"):
-        pairs = read_captions(write_csv(tmp_path / "caps.csv", rows))
+        pairs = read_captions(write_captions(tmp_path / "caps.csv", rows))
     _check(pairs, audio_dir)
     assert SKIP_MISSING_AUDIO == "audio file missing"
     assert pairs.skipped.counts == {SKIP_MISSING_AUDIO: 3}
     assert pairs.skipped.examples[SKIP_MISSING_AUDIO].startswith(f"{tmp_path / 'caps.csv'}, line 6: ")
     assert "skipped 3 caption row(s) whose audio is missing (2 file(s))" in caplog.text
     with pytest.raises(DataError, match=r"none.csv: no captions left \(3 x audio file missing"):
-        read_captions(write_csv(tmp_path / "none.csv", rows[-3:]))
+        read_captions(write_captions(tmp_path / "none.csv", rows[-3:]))
 
 
 def test_the_same_caption_twice_for_one_clip_is_kept_once(tmp_path, audio_dir):
     rows = ROWS + [("clips/a.wav", "A dog barks twice", "test")]
-    pairs = read_captions(write_csv(tmp_path / "caps.csv", rows))
+    pairs = read_captions(write_captions(tmp_path / "caps.csv", rows))
     _check(pairs, audio_dir)
     assert pairs.skipped.counts == {SKIP_DUPLICATE: 1} and "line 6" in pairs.skipped.examples[SKIP_DUPLICATE]
 
 
 def test_empty_caption_names_file_and_line(tmp_path, audio_dir):
     with pytest.raises(DataError, match=r"caps.csv, line 3: empty caption"):
-        read_captions(write_csv(tmp_path / "caps.csv", [ROWS[0], ("clips/b.wav", "   ", "test")]))
+        read_captions(write_captions(tmp_path / "caps.csv", [ROWS[0], ("clips/b.wav", "   ", "test")]))
     path = write_jsonl(tmp_path / "caps.jsonl", [{"audio": "clips/a.wav", "caption": "x"}, {"audio": "clips/b.wav"}])
     with pytest.raises(DataError, match=r"caps.jsonl, line 2: missing required column\(s\) \['caption'\]"):
         read_captions(path)
@@ -121,16 +118,16 @@ def test_empty_caption_names_file_and_line(tmp_path, audio_dir):
     with pytest.raises(DataError, match=r"caps.jsonl, line 1: empty caption"):
         read_captions(path)
     with pytest.raises(DataError, match=r"caps.csv, line 2: empty audio path"):
-        read_captions(write_csv(tmp_path / "caps.csv", [("", "x", "")]))
+        read_captions(write_captions(tmp_path / "caps.csv", [("", "x", "")]))
 
 
 def test_missing_columns_are_listed_with_the_columns_found(tmp_path):
-    path = write_csv(tmp_path / "caps.csv", [("a.wav", "x")], header=("file", "caption"))
+    path = write_captions(tmp_path / "caps.csv", [("a.wav", "x")], header=("file", "caption"))
     with pytest.raises(DataError, match=r"caps.csv: missing required column\(s\) \['audio'\]; "
                                         r"columns found: \['file', 'caption'\] \(AudioCaps files may give "
                                         r"youtube_id and start_time instead of 'audio'\)"):
         read_captions(path)
-    path = write_csv(tmp_path / "caps.csv", [("a.wav", "x")], header=("audio", "text"))
+    path = write_captions(tmp_path / "caps.csv", [("a.wav", "x")], header=("audio", "text"))
     with pytest.raises(DataError, match=r"missing required column\(s\) \['caption'\]; "
                                         r"columns found: \['audio', 'text'\]"):
         read_captions(path)
@@ -163,7 +160,7 @@ def test_audiocaps_layout_names_clips_by_youtube_id_and_start_time(tmp_path):
     audio.mkdir()
     for name in ("vfY_TJq7n_U_130.wav", "tdWhHV3X25Q_60.wav"):
         (audio / name).write_bytes(b"")
-    path = write_csv(tmp_path / "test.csv", AUDIOCAPS_ROWS, header=AUDIOCAPS_HEADER)
+    path = write_captions(tmp_path / "test.csv", AUDIOCAPS_ROWS, header=AUDIOCAPS_HEADER)
     pairs = read_captions(path, audio_root=audio)
     duck, crowd = str(audio / "vfY_TJq7n_U_130.wav"), str(audio / "tdWhHV3X25Q_60.wav")
     assert [(p.audio, p.text) for p in pairs] == [

@@ -22,20 +22,12 @@ from humanclap.probes.zero_shot.probe import load_labelled_audio
 from humanclap.data.pairs import DataError
 from humanclap.data.synthetic.sounds import SAMPLE_RATE, measure
 from humanclap.data.synthetic.instruments import INSTRUMENTS, synthetic_instruments
-from fakes import MemoryStore
+from fakes import MemoryStore, write_csv
 
 REAL_TINYSOL = Path(__file__).resolve().parents[1] / "fixtures" / "tinysol" / "TinySOL_metadata.csv"  # CC BY 4.0, see tests/data/README.md
 TINYSOL_HEADER = ["Path", "Fold", "Family", "Instrument (abbr.)", "Instrument (in full)", "Technique (abbr.)",
                   "Technique (in full)", "Pitch", "Pitch ID", "Dynamics", "Dynamics ID", "Instance ID",
                   "String ID (if applicable)", "Needed digital retuning"]
-
-
-def write_csv(path: Path, header, rows) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def touch(root: Path, relative: str) -> None:

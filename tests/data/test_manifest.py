@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 
 import pytest
 
+from fakes import write_csv
 from humanclap.data.readers.manifest import SKIP_MISSING_AUDIO, read_manifest
 from humanclap.data.pairs import DataError
 
@@ -23,12 +23,8 @@ def audio_dir(tmp_path):
     return folder
 
 
-def write_csv(path, rows, header=("audio", "text", "score", "split", "group", "listener")):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+def write_ratings(path, rows, header=("audio", "text", "score", "split", "group", "listener")):
+    return write_csv(path, header, rows)
 
 
 def write_jsonl(path, objects):
@@ -53,7 +49,7 @@ def _check_good(pairs, audio_dir):
 
 
 def test_csv_ratings_are_averaged_and_rescaled(tmp_path, audio_dir):
-    pairs = read_manifest(write_csv(tmp_path / "m.csv", GOOD_ROWS))
+    pairs = read_manifest(write_ratings(tmp_path / "m.csv", GOOD_ROWS))
     _check_good(pairs, audio_dir)
     assert pairs.name == "m.csv" and pairs.skipped.total == 0
     assert pairs.splits() == ["test", "train"]
@@ -72,20 +68,20 @@ def test_jsonl_gives_the_same_pairs(tmp_path, audio_dir):
 
 def test_score_range_audio_root_and_absolute_paths(tmp_path, audio_dir):
     rows = [("a.wav", "x", "3", "", "", ""), (str(audio_dir / "b.wav"), "y", "5", "", "", "")]
-    path = write_csv(tmp_path / "sub.csv", rows)
+    path = write_ratings(tmp_path / "sub.csv", rows)
     pairs = read_manifest(path, score_range=(1, 5), audio_root=audio_dir)
     assert [(p.audio, p.score, p.split, p.group) for p in pairs] == [
         (str(audio_dir / "a.wav"), 0.5, None, None), (str(audio_dir / "b.wav"), 1.0, None, None)]
 
 
 def test_only_required_columns(tmp_path, audio_dir):
-    path = write_csv(tmp_path / "m.csv", [("clips/a.wav", "x", "7")], header=("audio", "text", "score"))
+    path = write_ratings(tmp_path / "m.csv", [("clips/a.wav", "x", "7")], header=("audio", "text", "score"))
     (pair,) = read_manifest(path)
     assert pair.score == pytest.approx(0.7) and pair.split is None
 
 
 def test_missing_columns_are_listed_with_the_columns_found(tmp_path):
-    path = write_csv(tmp_path / "m.csv", [("clips/a.wav", "x")], header=("audio", "caption"))
+    path = write_ratings(tmp_path / "m.csv", [("clips/a.wav", "x")], header=("audio", "caption"))
     expected = r"m.csv: missing required column\(s\) \['text', 'score'\]; columns found: \['audio', 'caption'\]"
     with pytest.raises(DataError, match=expected):
         read_manifest(path)
@@ -103,7 +99,7 @@ def test_missing_columns_are_listed_with_the_columns_found(tmp_path):
 def test_bad_scores_name_file_and_line(tmp_path, audio_dir, score, message):
     rows = [GOOD_ROWS[0], ("clips/a.wav", TEXT_A, score, "train", "natural", "0007")]
     with pytest.raises(DataError, match="m.csv, " + message):
-        read_manifest(write_csv(tmp_path / "m.csv", rows))
+        read_manifest(write_ratings(tmp_path / "m.csv", rows))
 
 
 def test_bad_json_scores_name_the_line(tmp_path, audio_dir):
@@ -117,28 +113,28 @@ def test_bad_json_scores_name_the_line(tmp_path, audio_dir):
 
 def test_empty_text_and_empty_audio(tmp_path, audio_dir):
     with pytest.raises(DataError, match="m.csv, line 3: empty text"):
-        read_manifest(write_csv(tmp_path / "m.csv", [GOOD_ROWS[0], ("clips/b.wav", "  ", "3", "", "", "")]))
+        read_manifest(write_ratings(tmp_path / "m.csv", [GOOD_ROWS[0], ("clips/b.wav", "  ", "3", "", "", "")]))
     with pytest.raises(DataError, match="m.csv, line 2: empty audio path"):
-        read_manifest(write_csv(tmp_path / "m.csv", [("", "x", "3", "", "", "")]))
+        read_manifest(write_ratings(tmp_path / "m.csv", [("", "x", "3", "", "", "")]))
 
 
 def test_a_pair_in_two_splits_is_refused_naming_both_lines(tmp_path, audio_dir):
     rows = GOOD_ROWS[:2] + [("clips/a.wav", TEXT_A, "6", "test", "natural", "0007")]
     with pytest.raises(DataError, match=r"m.csv, line 4: .*different split values: 'train' \(line 2\) and 'test'"):
-        read_manifest(write_csv(tmp_path / "m.csv", rows))
+        read_manifest(write_ratings(tmp_path / "m.csv", rows))
 
 
 def test_missing_audio_is_an_error_by_default(tmp_path, audio_dir):
     rows = GOOD_ROWS + [("clips/gone.wav", "x", "5", "", "", "")]
     with pytest.raises(DataError, match=r"m.csv, line 6: audio file not found: .*clips/gone.wav"):
-        read_manifest(write_csv(tmp_path / "m.csv", rows))
+        read_manifest(write_ratings(tmp_path / "m.csv", rows))
 
 
 def test_missing_audio_can_be_skipped_counted_and_logged(tmp_path, audio_dir, caplog):
     rows = GOOD_ROWS + [("clips/gone.wav", "x", "5", "", "", ""), ("clips/gone.wav", "y", "5", "", "", ""),
                         ("clips/lost.wav", "x", "5", "", "", "")]
     with caplog.at_level(logging.WARNING, logger="humanclap.data.readers.manifest"):
-        pairs = read_manifest(write_csv(tmp_path / "m.csv", rows), on_missing_audio="skip")
+        pairs = read_manifest(write_ratings(tmp_path / "m.csv", rows), on_missing_audio="skip")
     _check_good(pairs, audio_dir)
     assert pairs.skipped.counts == {SKIP_MISSING_AUDIO: 3}
     assert "line 6" in pairs.skipped.examples[SKIP_MISSING_AUDIO]
@@ -148,7 +144,7 @@ def test_missing_audio_can_be_skipped_counted_and_logged(tmp_path, audio_dir, ca
 
 
 def test_all_audio_missing_leaves_nothing(tmp_path):
-    path = write_csv(tmp_path / "m.csv", [("gone.wav", "x", "5", "", "", "")])
+    path = write_ratings(tmp_path / "m.csv", [("gone.wav", "x", "5", "", "", "")])
     with pytest.raises(DataError, match="m.csv: no ratings left"):
         read_manifest(path, on_missing_audio="skip")
 

@@ -17,7 +17,7 @@ from humanclap.data.pairs import RatedPair, RatedPairs
 from humanclap.data.synthetic.sounds import synthetic_pairs
 from humanclap.probes.relevance.probe import RelevanceProbe
 from humanclap.probes.sharded import embed_sharded
-from fakes import MemoryStore, unit
+from fakes import MemoryStore, VectorEmbedder, unit
 
 # Clips and texts are 2-D unit vectors at these angles (degrees): cos(audio, text) = cos(θ - φ).
 CLIP_ANGLES = {"c0": 0.0, "c1": 40.0, "c2": 100.0, "c3": 170.0}
@@ -44,30 +44,10 @@ GROUP_SETS = {"synthesized": ["tta_a", "tta_b"]}
 
 
 
-class FakeEmbedder:
+def angle_embedder(store: MemoryStore, clip_angles=CLIP_ANGLES, text_angles=TEXT_ANGLES) -> VectorEmbedder:
     """Hand-chosen unit vectors keyed by clip and text; records every call."""
-
-    sample_rate = 16_000
-
-    def __init__(self, store: MemoryStore, clip_angles=CLIP_ANGLES, text_angles=TEXT_ANGLES):
-        self.audio_by_code = {store.codes[k]: unit(a) for k, a in clip_angles.items()}
-        self.text_vectors = {t: unit(a) for t, a in text_angles.items()}
-        self.code_to_key = {code: key for key, code in store.codes.items()}
-        self.audio_calls: list[tuple[int, int]] = []  # (number of waves, batch_size)
-        self.text_calls: list[tuple[int, int]] = []
-        self.audio_items: Counter = Counter()
-        self.text_items: Counter = Counter()
-
-    def embed_audio(self, waves, batch_size=32):
-        self.audio_calls.append((len(waves), batch_size))
-        codes = [float(w[0]) for w in waves]
-        self.audio_items.update(self.code_to_key[c] for c in codes)
-        return torch.tensor([self.audio_by_code[c] for c in codes], dtype=torch.float32)
-
-    def embed_text(self, texts, batch_size=64):
-        self.text_calls.append((len(texts), batch_size))
-        self.text_items.update(texts)
-        return torch.tensor([self.text_vectors[t] for t in texts], dtype=torch.float32)
+    return VectorEmbedder(store, {k: unit(a) for k, a in clip_angles.items()},
+                          {t: unit(a) for t, a in text_angles.items()})
 
 
 def make_pairs(rows=PAIRS):
@@ -110,7 +90,7 @@ def reference_subsets(rows, group_sets, threshold=0.5) -> dict[str, list[int]]:
 def test_clapscore_clamps_negative_cosines_to_zero():
     pairs, store = make_pairs()
     probe = RelevanceProbe(pairs)
-    scores = probe.clap_scores(FakeEmbedder(store))
+    scores = probe.clap_scores(angle_embedder(store))
     expected = expected_clapscores()
     assert scores.dtype == torch.float32
     assert np.allclose(scores.numpy(), expected, atol=1e-6)
@@ -122,7 +102,7 @@ def test_clapscore_clamps_negative_cosines_to_zero():
 @pytest.mark.parametrize("min_subset_size", [3, 5])
 def test_metrics_equal_scipy_overall_and_per_subset(min_subset_size):
     pairs, store = make_pairs()
-    result = RelevanceProbe(pairs, group_sets=GROUP_SETS, min_subset_size=min_subset_size).run(FakeEmbedder(store))
+    result = RelevanceProbe(pairs, group_sets=GROUP_SETS, min_subset_size=min_subset_size).run(angle_embedder(store))
     metrics = result.metrics
     predicted = expected_clapscores()
     human = np.array([r[2] for r in PAIRS])
@@ -176,7 +156,7 @@ def test_metrics_equal_scipy_overall_and_per_subset(min_subset_size):
 def test_overall_numbers_by_hand():
     """Spot check without scipy: MSE of the 13 pairs, and Table-III band membership at exactly 0.5."""
     pairs, store = make_pairs()
-    metrics = RelevanceProbe(pairs).run(FakeEmbedder(store)).metrics
+    metrics = RelevanceProbe(pairs).run(angle_embedder(store)).metrics
     cos = [math.cos(math.radians(a)) for a in (10, 60, 30, 40, 35, 35)]  # the positive cosines
     positive = [(cos[0], 0.9), (cos[1], 0.6), (cos[2], 0.8), (cos[3], 0.7), (cos[4], 0.55), (cos[5], 0.4)]
     zero_scores = [0.1, 0.5, 0.2, 0.3, 0.45, 0.5, 0.35]
@@ -198,7 +178,7 @@ def test_constant_predictions_give_nan_correlations():
     rows = [("c0", "t3", 0.2, "g"), ("c1", "t3", 0.7, "g"), ("c3", "t1", 0.4, "g"), ("c2", "t3", 0.9, "g")]
     pairs, store = make_pairs(rows)
     assert (expected_clapscores(rows) == 0).all()  # every cosine <= 0
-    metrics = RelevanceProbe(pairs).run(FakeEmbedder(store)).metrics
+    metrics = RelevanceProbe(pairs).run(angle_embedder(store)).metrics
     for key in ("srcc", "lcc", "ktau"):
         assert math.isnan(metrics[key]), key
     assert metrics["mse"] == pytest.approx(np.mean(np.array([0.2, 0.7, 0.4, 0.9]) ** 2))
@@ -209,7 +189,7 @@ def test_cosine_srcc_ranks_the_unclamped_cosines():
     # cosines -0.342, -0.866, -0.940 (no ties): CLAPScore is constant 0, the cosines are not.
     rows = [("c0", "t3", 0.2, "g"), ("c1", "t3", 0.7, "g"), ("c3", "t0", 0.4, "g")]
     pairs, store = make_pairs(rows)
-    embedder = FakeEmbedder(store, clip_angles={key: CLIP_ANGLES[key] for key in store.codes})
+    embedder = angle_embedder(store, clip_angles={key: CLIP_ANGLES[key] for key in store.codes})
     metrics = RelevanceProbe(pairs).run(embedder).metrics
     raw = [math.cos(math.radians(CLIP_ANGLES[c] - TEXT_ANGLES[t])) for c, t, *_ in rows]
     assert math.isnan(metrics["srcc"])
@@ -221,12 +201,12 @@ def test_cosine_srcc_ranks_the_unclamped_cosines():
 @pytest.mark.parametrize("batch_size", [1, 3, 64])
 def test_each_clip_and_text_embedded_once_in_batches(batch_size):
     pairs, store = make_pairs()
-    embedder = FakeEmbedder(store)
+    embedder = angle_embedder(store)
     RelevanceProbe(pairs, batch_size=batch_size).run(embedder)
     assert embedder.audio_items == Counter({key: 1 for key in CLIP_ANGLES})
     assert embedder.text_items == Counter({text: 1 for text in TEXT_ANGLES})
     assert store.loads == Counter({key: 1 for key in CLIP_ANGLES})
-    assert store.rates == {FakeEmbedder.sample_rate}
+    assert store.rates == {VectorEmbedder.sample_rate}
     expected_sizes = [min(batch_size, 4 - start) for start in range(0, 4, batch_size)]  # 4 clips, 4 texts
     assert [n for n, _ in embedder.audio_calls] == expected_sizes
     assert [n for n, _ in embedder.text_calls] == expected_sizes

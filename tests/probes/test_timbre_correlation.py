@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from matplotlib.figure import Figure
 
 from humanclap.data.pairs import DataError, RatedPair, RatedPairs
@@ -26,7 +25,7 @@ from humanclap.probes.timbre.correlation import (
     descriptor_names,
     summarize,
 )
-from fakes import MemoryStore, unit
+from fakes import MemoryStore, VectorEmbedder, unit
 
 TEMPLATE = "a {descriptor} sound"
 # Recordings and descriptor texts are 2-D unit vectors at these angles (degrees), so that
@@ -51,26 +50,11 @@ GROUPS = {"A": "Chinese", "B": "Chinese", "C": "Western", "D": "Western"}
 
 
 
-class FakeEmbedder:
-    """Unit vectors at chosen angles, keyed by clip and by descriptor text; counts embedded items."""
-
-    sample_rate = 16_000
-
-    def __init__(self, store: MemoryStore, clip_angles=CLIP_ANGLES, text_angles=TEXT_ANGLES, template=TEMPLATE):
-        self.audio_by_code = {store.codes[f"{k}.wav"]: unit(a) for k, a in clip_angles.items()}
-        self.text_vectors = {template.format(descriptor=d): unit(a) for d, a in text_angles.items()}
-        self.code_to_key = {code: key for key, code in store.codes.items()}
-        self.audio_items: Counter = Counter()
-        self.text_items: Counter = Counter()
-
-    def embed_audio(self, waves, batch_size=32):
-        codes = [float(w[0]) for w in waves]
-        self.audio_items.update(self.code_to_key[c] for c in codes)
-        return torch.tensor([self.audio_by_code[c] for c in codes], dtype=torch.float32)
-
-    def embed_text(self, texts, batch_size=64):
-        self.text_items.update(texts)
-        return torch.tensor([self.text_vectors[t] for t in texts], dtype=torch.float32)
+def angle_embedder(store: MemoryStore, clip_angles=CLIP_ANGLES, text_angles=TEXT_ANGLES,
+                   template=TEMPLATE) -> VectorEmbedder:
+    """Unit vectors at chosen angles, keyed by clip and by descriptor text."""
+    return VectorEmbedder(store, {f"{k}.wav": unit(a) for k, a in clip_angles.items()},
+                          {template.format(descriptor=d): unit(a) for d, a in text_angles.items()})
 
 
 def make_pairs(ratings=RATINGS, template=TEMPLATE, group_sets=None):
@@ -108,7 +92,7 @@ def np_spearman(x, y) -> float:
 
 def test_descriptor_and_instrument_correlations_equal_numpy_and_hand_values():
     pairs, store = make_pairs()
-    result = TimbreCorrelationProbe(pairs, template=TEMPLATE).run(FakeEmbedder(store))
+    result = TimbreCorrelationProbe(pairs, template=TEMPLATE).run(angle_embedder(store))
     m = result.metrics
     h, s, instruments, descriptors = matrices()
     for k, d in enumerate(descriptors):
@@ -138,7 +122,7 @@ def test_descriptor_and_instrument_correlations_equal_numpy_and_hand_values():
 
 def test_summaries_count_positive_correlations_and_average_r():
     pairs, store = make_pairs()
-    m = TimbreCorrelationProbe(pairs, instrument_groups=GROUPS, template=TEMPLATE).run(FakeEmbedder(store)).metrics
+    m = TimbreCorrelationProbe(pairs, instrument_groups=GROUPS, template=TEMPLATE).run(angle_embedder(store)).metrics
     h, s, instruments, descriptors = matrices()
     descriptor_r = [np_pearson(h[:, k], s[:, k]) for k in range(3)]
     instrument_r = {i: np_pearson(h[k], s[k]) for k, i in enumerate(instruments)}
@@ -164,7 +148,7 @@ def test_summaries_count_positive_correlations_and_average_r():
 
 def test_similarities_are_raw_cosines_not_clamped():
     pairs, store = make_pairs()
-    similarity = TimbreCorrelationProbe(pairs).similarities(FakeEmbedder(store))
+    similarity = TimbreCorrelationProbe(pairs).similarities(angle_embedder(store))
     _, s, _, _ = matrices()
     assert similarity.shape == (4, 3) and similarity.dtype == np.float64
     assert np.allclose(similarity, s, atol=1e-6)
@@ -178,9 +162,9 @@ def test_groups_from_the_data_and_explicit_groups_replace_them():
     assert probe.groups == {"Chinese": ["A", "B"], "Western": ["C", "D"]}
     explicit = TimbreCorrelationProbe(pairs, instrument_groups={"A": "bowed", "C": "bowed", "Z": "plucked"})
     assert explicit.groups == {"bowed": ["A", "C"]}  # Z is absent: group dropped; B, D ungrouped
-    m = explicit.run(FakeEmbedder(store)).metrics
+    m = explicit.run(angle_embedder(store)).metrics
     assert m["group/bowed/instrument/n"] == 2 and "group/Chinese/instrument/n" not in m
-    figures = explicit.run(FakeEmbedder(store)).figures
+    figures = explicit.run(angle_embedder(store)).figures
     assert set(figures) == {"descriptor_correlation", "instrument_correlation-bowed", "instrument_correlation-ungrouped"}
 
 
@@ -198,7 +182,7 @@ def test_constant_human_ratings_give_nan_with_a_warning():
     ratings = {i: {**by_descriptor, "pure": 5} for i, by_descriptor in RATINGS.items()}
     pairs, store = make_pairs(ratings)
     probe = TimbreCorrelationProbe(pairs, template=TEMPLATE)
-    embedder = FakeEmbedder(store, text_angles={**TEXT_ANGLES, "pure": 200.0})
+    embedder = angle_embedder(store, text_angles={**TEXT_ANGLES, "pure": 200.0})
     with pytest.warns(UndefinedCorrelationWarning, match=r"descriptor-level .* 'pure' \(constant human ratings\)"):
         m = probe.run(embedder).metrics
     assert math.isnan(m["descriptor/pure/pearson"]) and math.isnan(m["descriptor/pure/spearman"])
@@ -214,14 +198,14 @@ def test_a_model_with_identical_similarities_gives_nan_with_a_warning():
     pairs, store = make_pairs()
     probe = TimbreCorrelationProbe(pairs, instrument_groups=GROUPS, template=TEMPLATE)
     # Every recording on the same vector: each descriptor's similarities are equal across instruments.
-    same_audio = FakeEmbedder(store, clip_angles=dict.fromkeys(CLIP_ANGLES, 20.0))
+    same_audio = angle_embedder(store, clip_angles=dict.fromkeys(CLIP_ANGLES, 20.0))
     with pytest.warns(UndefinedCorrelationWarning, match=r"3 descriptor\(s\): 'bright' \(constant model similarities\)"):
         m = probe.run(same_audio).metrics
     assert all(math.isnan(m[f"descriptor/{d}/pearson"]) for d in TEXT_ANGLES)
     assert m["descriptor/n_undefined"] == 3 and m["descriptor/n_positive"] == 0 and math.isnan(m["descriptor/mean_r"])
     assert m["instrument/n_undefined"] == 0
     # Every text on the same vector: each instrument's profile is flat.
-    same_text = FakeEmbedder(store, text_angles=dict.fromkeys(TEXT_ANGLES, 20.0))
+    same_text = angle_embedder(store, text_angles=dict.fromkeys(TEXT_ANGLES, 20.0))
     with pytest.warns(UndefinedCorrelationWarning, match=r"instrument-level .* 'A' \(constant model similarities\)"):
         m = probe.run(same_text).metrics
     assert m["instrument/n_undefined"] == 4 and math.isnan(m["instrument/mean_r"])
@@ -293,7 +277,7 @@ def test_descriptor_names_from_the_template():
         descriptor_names(texts, "a {timbre} sound")
     pairs, store = make_pairs()
     assert TimbreCorrelationProbe(pairs).descriptors == ["a bright sound", "a dark sound", "a raspy sound"]
-    assert "descriptor/a bright sound/pearson" in TimbreCorrelationProbe(pairs).run(FakeEmbedder(store)).metrics
+    assert "descriptor/a bright sound/pearson" in TimbreCorrelationProbe(pairs).run(angle_embedder(store)).metrics
 
 
 # -- embedding, tables and figures ---------------------------------------------------------------
@@ -305,13 +289,13 @@ def test_each_recording_and_descriptor_is_embedded_once():
     assert [ref.key for ref in inputs.audio] == ["A.wav", "B.wav", "C.wav", "D.wav"]
     assert all(ref.store is store for ref in inputs.audio)
     assert inputs.texts == ["a bright sound", "a dark sound", "a raspy sound"]
-    embedder = FakeEmbedder(store)
+    embedder = angle_embedder(store)
     probe.run(embedder)
     assert embedder.audio_items == Counter({f"{i}.wav": 1 for i in RATINGS})
     assert embedder.text_items == Counter(dict.fromkeys(inputs.texts, 1))
     assert store.loads == Counter({f"{i}.wav": 1 for i in RATINGS})
     # Through a shared cache, together with the relevance probe on the same pairs: still once each.
-    embedder = FakeEmbedder(store)
+    embedder = angle_embedder(store)
     results, cache = run_probes({"relevance": RelevanceProbe(pairs), "timbre_correlation": probe}, embedder)
     assert cache.embedded == {"audio": 4, "text": 3}
     assert set(embedder.audio_items.values()) == {1} and set(embedder.text_items.values()) == {1}
@@ -323,7 +307,7 @@ def test_each_recording_and_descriptor_is_embedded_once():
 
 def test_table_cells_are_metrics():
     pairs, store = make_pairs()
-    result = TimbreCorrelationProbe(pairs, instrument_groups=GROUPS, template=TEMPLATE).run(FakeEmbedder(store))
+    result = TimbreCorrelationProbe(pairs, instrument_groups=GROUPS, template=TEMPLATE).run(angle_embedder(store))
     summary = result.tables["Timbre Exp. 1 — positive correlations and mean r"]
     by_descriptor = result.tables["Timbre Exp. 1 — descriptor-level Pearson r"]
     for table in (summary, by_descriptor):
@@ -341,7 +325,7 @@ def test_table_cells_are_metrics():
 
 def test_figures_are_sorted_bar_charts_per_level_and_group():
     pairs, store = make_pairs()
-    result = TimbreCorrelationProbe(pairs, instrument_groups=GROUPS, template=TEMPLATE).run(FakeEmbedder(store))
+    result = TimbreCorrelationProbe(pairs, instrument_groups=GROUPS, template=TEMPLATE).run(angle_embedder(store))
     m = result.metrics
     assert set(result.figures) == {"descriptor_correlation", "instrument_correlation-Chinese",
                                    "instrument_correlation-Western"}
@@ -356,7 +340,7 @@ def test_figures_are_sorted_bar_charts_per_level_and_group():
     assert sorted(t.get_text() for t in western.get_xticklabels()) == ["C", "D"]
     assert "Western" in western.get_title() and "1/2 instruments r > 0" in western.get_title()
     # Without groups: one instrument figure with every instrument.
-    plain = TimbreCorrelationProbe(pairs).run(FakeEmbedder(store)).figures
+    plain = TimbreCorrelationProbe(pairs).run(angle_embedder(store)).figures
     assert set(plain) == {"descriptor_correlation", "instrument_correlation"}
     assert len(plain["instrument_correlation"]().axes[0].patches) == 4
 

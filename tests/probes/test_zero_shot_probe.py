@@ -24,7 +24,7 @@ from humanclap.probes.cache import EmbeddingCache
 from humanclap.probes.zero_shot.probe import ZeroShotInstrumentProbe
 from humanclap.probes.zero_shot.metrics import classification_metrics, pessimistic_ranks
 from humanclap.train import train
-from fakes import MemoryStore
+from fakes import MemoryStore, VectorEmbedder
 
 S = 1 / math.sqrt(2)
 # Six clips of three classes (5-D; the audio lives in the first three dims). Class texts of
@@ -48,24 +48,11 @@ FAMILY_TEXT = {"strings": [S, S, 0.0, 0.0, 0.0], "winds": [0.0, 0.0, 1.0, 0.0, 0
 TEMPLATES = ["A {x} track", "A no {x} track"]  # the negated one embeds as minus the plain one
 
 
-class FakeEmbedder:
-    """Clips and texts as the vectors above; counts what it embeds."""
-
-    sample_rate = 16_000
-
-    def __init__(self, store: MemoryStore):
-        self.audio = {store.codes[key]: vector + [0.0, 0.0] for key, (_, _, vector) in CLIPS.items()}
-        self.text = {f"A {label} track": vector for label, vector in {**TEXT, **FAMILY_TEXT}.items()}
-        self.text.update({f"A no {label} track": [-v for v in vector] for label, vector in TEXT.items()})
-        self.embedded = {"audio": 0, "text": 0}
-
-    def embed_audio(self, waves, batch_size=32):
-        self.embedded["audio"] += len(waves)
-        return torch.tensor([self.audio[float(w[0])] for w in waves], dtype=torch.float32)
-
-    def embed_text(self, texts, batch_size=64):
-        self.embedded["text"] += len(texts)
-        return torch.tensor([self.text[t] for t in texts], dtype=torch.float32)
+def toy_embedder(store: MemoryStore) -> VectorEmbedder:
+    """Clips and texts as the vectors above."""
+    text = {f"A {label} track": vector for label, vector in {**TEXT, **FAMILY_TEXT}.items()}
+    text.update({f"A no {label} track": [-v for v in vector] for label, vector in TEXT.items()})
+    return VectorEmbedder(store, {key: vector + [0.0, 0.0] for key, (_, _, vector) in CLIPS.items()}, text)
 
 
 def toy_data(families: bool = True, labels: dict | None = None) -> LabelledAudio:
@@ -78,7 +65,7 @@ def toy_data(families: bool = True, labels: dict | None = None) -> LabelledAudio
 @pytest.fixture
 def result():
     data = toy_data()
-    embedder = FakeEmbedder(data.audio_store)
+    embedder = toy_embedder(data.audio_store)
     probe = ZeroShotInstrumentProbe(data, templates=TEMPLATES)
     out = probe.run(embedder)
     return out, embedder, probe
@@ -223,7 +210,7 @@ def test_bad_input_is_refused_with_clear_errors():
 
 def test_without_the_ontology_there_are_no_triplets():
     data = toy_data(labels={"flute": "kazoo"})
-    embedder = FakeEmbedder(data.audio_store)
+    embedder = toy_embedder(data.audio_store)
     embedder.text.update({"A kazoo track": TEXT["flute"]})
     metrics = ZeroShotInstrumentProbe(data, templates=TEMPLATES[:1], use_ontology=False).run(embedder).metrics
     assert metrics["top1"] == pytest.approx(4 / 6)  # the same clips and texts as the flute example
@@ -232,7 +219,7 @@ def test_without_the_ontology_there_are_no_triplets():
 
 def test_a_cache_embeds_each_input_once_across_runs():
     data = toy_data()
-    embedder = FakeEmbedder(data.audio_store)
+    embedder = toy_embedder(data.audio_store)
     cache = EmbeddingCache(embedder)
     probe = ZeroShotInstrumentProbe(data, templates=TEMPLATES)
     cache.prefetch([probe.inputs()])
