@@ -3,7 +3,7 @@
 Both sides train the tiny backbone through Lightning with the same loss, optimiser and
 pre-featurised global batches (featurisation excluded). With W processes rank r gets rows
 r*G/W .. (r+1)*G/W - 1 of every global batch of G pairs; the loss gathers the global batch and DDP
-averages the gradients, so both sides take the same steps (tests/test_ddp_equivalence.py). Every
+averages the gradients, so both sides take the same steps (tests/lit/test_ddp_equivalence.py). Every
 side runs in fresh processes with torch threads = cores / processes (Lightning's own choice for
 ddp_spawn), so each uses the whole machine; the first --warmup steps are not timed. Prints samples/s
 of each side (best of interleaved repeats, and the median) and the ratio 2-process / 1-process.

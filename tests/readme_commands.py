@@ -1,6 +1,6 @@
-"""The commands README.md prints, read as a user reads them, and what tests/test_readme.py does with each.
+"""The commands README.md prints, read as a user reads them, and what tests/integration/test_readme.py does with each.
 
-The rules are stated in tests/test_readme.py's docstring; this module implements them and reports every
+The rules are stated in tests/integration/test_readme.py's docstring; this module implements them and reports every
 block or command that breaks one (a ``problem``) instead of silently skipping it.
 """
 

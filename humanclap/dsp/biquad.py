@@ -171,7 +171,7 @@ def apply_cascade(waves: Tensor, b: Tensor, a: Tensor, *, backend: Backend = "au
     ``scipy.signal.sosfilt`` (transposed direct form II) on a thread per core (CPU only).
     ``"auto"`` (default) picks scipy for CPU tensors and torchaudio otherwise: on CPU lfilter is
     several times slower, mostly in its float64 grouped ``conv1d`` for the numerator
-    (benchmarks/effects_render.py). The two agree to ~1e-12 (tests/test_dsp_eq.py).
+    (benchmarks/effects_render.py). The two agree to ~1e-12 (tests/dsp/test_dsp_eq.py).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

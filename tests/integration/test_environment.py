@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-# laion_clap is checked in tests/test_laion_checkpoint.py: importing it fetches tokenizers from the
+# laion_clap is checked in tests/backbones/test_laion_checkpoint.py: importing it fetches tokenizers from the
 # hub at import time, which only works offline inside the prepared directory that test builds.
 MODULES = [
     "torch", "torchaudio", "torchvision", "lightning", "transformers", "torchmetrics", "wandb",

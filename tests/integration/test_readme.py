@@ -106,7 +106,7 @@ RUNS = _run_units()
 # -- the README is fully classified ---------------------------------------------------------------------
 
 def test_every_readme_command_is_classified():
-    assert PROBLEMS == [], "README.md breaks the harness's rules (tests/test_readme.py docstring):\n" + "\n".join(
+    assert PROBLEMS == [], "README.md breaks the harness's rules (tests/integration/test_readme.py docstring):\n" + "\n".join(
         PROBLEMS)
     assert RUNS and COMPOSED and SHELL  # the parser found the README's commands at all
 

@@ -78,7 +78,7 @@ def _rank(rank: int, world: int, port: int, config: dict) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     train(OmegaConf.create(config))
-    # Both ranks arrive before the group goes away (see tests/test_losses_ddp.py).
+    # Both ranks arrive before the group goes away (see tests/lit/test_losses_ddp.py).
     dist.barrier()
     dist.destroy_process_group()
 

@@ -2,7 +2,7 @@
 function a user's command calls, and the table is compared with what came out.
 
 Rewrite the table after a deliberate change of a message:
-``HUMANCLAP_WRITE_RELIABILITY=1 python -m pytest tests/test_reliability_table.py``.
+``HUMANCLAP_WRITE_RELIABILITY=1 python -m pytest tests/probes/test_reliability_table.py``.
 """
 
 from __future__ import annotations
@@ -435,7 +435,7 @@ CASES: dict[str, Case] = {
     "export-exists": Case("an export directory that already holds a model", "error", existing_export),
     "export-unwritable": Case("an export directory that cannot be written", "error", unwritable_export),
     "resume-workers": Case("`resume=auto` after SIGKILL with `num_workers=2` (was: other weights, max abs diff 22); "
-                           "the end-to-end check is in tests/test_resume.py", "handled", resume_with_workers),
+                           "the end-to-end check is in tests/runs/test_resume.py", "handled", resume_with_workers),
     # training
     "lr-diverges": Case("`optimizer.lr=1e6` (the run diverges)", "error", diverging_run),
     "export-nonfinite": Case("a best checkpoint holding NaN weights at export", "error", nonfinite_export),
