@@ -134,10 +134,10 @@ def match_ranks(scores: Tensor, matches: Tensor, depth: int) -> tuple[Tensor, Te
     """Ranks (1 = best, float64) of each query's best matches, best first, up to ``depth`` of
     them (fewer if no query has that many; inf where a query has fewer): (pessimistic, optimistic).
 
-    Rows are queries, columns the gallery. The i-th best match of a query ranks
+    Rows are queries, columns the gallery (finite scores). The i-th best match of a query ranks
     ``i + (non-matches scoring >= it)`` pessimistically (a tie counts against the model) and
     ``i + (non-matches scoring > it)`` optimistically. Matches tied with each other take
-    consecutive ranks, which no metric here tells apart.
+    consecutive ranks, which no metric here tells apart. Memory: queries x depth x gallery booleans.
     """
     depth = max(1, min(depth, int(matches.sum(dim=1).max())))
     best = torch.topk(scores.masked_fill(~matches, -math.inf), depth, dim=1).values[:, :, None]
