@@ -31,7 +31,7 @@ from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import RatedPairs, unique_in_order
 from humanclap.probes.base import ProbeResult, Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
-from humanclap.probes.retrieval.probe import retrieval_metrics
+from humanclap.probes.metrics import retrieval_metrics
 from humanclap.text.ordering import Manipulation, ManipulationStats
 
 if TYPE_CHECKING:

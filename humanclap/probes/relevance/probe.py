@@ -15,17 +15,15 @@ those with an error that says so.
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import torch
-from scipy.stats import kendalltau, rankdata
-from torchmetrics.functional import mean_squared_error, pearson_corrcoef
 
 from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import RatedPairs, unique_in_order
 from humanclap.probes.base import ProbeResult, Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
+from humanclap.probes.metrics import kendall_tau, lcc, mse, srcc
 from humanclap.probes.relevance.figures import range_figure, scatter_figure
 
 METRIC_NAMES = ("srcc", "lcc", "mse", "ktau")
@@ -52,26 +50,12 @@ def cosines(audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return (audio * text).sum(dim=-1)
 
 
-def _average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks with ties sharing their mean rank, as in Spearman's definition."""
-    return torch.from_numpy(rankdata(values.cpu().numpy())).to(values.dtype)
-
-
 def agreement(predicted: torch.Tensor, human: torch.Tensor) -> dict[str, float]:
-    """SRCC, LCC, MSE and Kendall τ between model scores and human scores (torchmetrics)."""
-    predicted, human = predicted.double(), human.double()
-    with warnings.catch_warnings():
-        # Constant inputs give NaN correlations; torchmetrics warns about it, we report NaN.
-        warnings.filterwarnings("ignore", message=".*(constant|variance).*")
-        return {
-            # SRCC = Pearson of average ranks. torchmetrics' spearman_corrcoef adds 1e-6 to the
-            # denominator, so constant inputs came out as 0.0 instead of NaN (and n=2 as 0.999996).
-            "srcc": float(pearson_corrcoef(_average_ranks(predicted), _average_ranks(human))),
-            "lcc": float(pearson_corrcoef(predicted, human)),
-            "mse": float(mean_squared_error(predicted, human)),
-            # scipy's tau-b is O(n log n); torchmetrics' loops over the pairs in Python (~60x slower).
-            "ktau": float(kendalltau(predicted.numpy(), human.numpy()).statistic),
-        }
+    """SRCC, LCC, MSE and Kendall τ between model scores and human scores (human-clap §IV, Table I)
+    by :mod:`humanclap.probes.metrics`, in float64; correlations of constant scores or of fewer
+    than 2 pairs are NaN."""
+    return {"srcc": srcc(predicted, human), "lcc": lcc(predicted, human), "mse": mse(predicted, human),
+            "ktau": kendall_tau(predicted, human)}
 
 
 class RelevanceProbe:

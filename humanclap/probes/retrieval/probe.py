@@ -12,16 +12,16 @@ every unique clip of the pairs (in order of first appearance). Audio -> text (``
 with at least one match is a query, the gallery every unique text. Texts or clips without a match
 stay in the gallery as distractors but are not queries (``n_queries`` counts the queries).
 
-**Metrics** (``torchmetrics.functional.retrieval``, averaged over queries):
+**Metrics** (:func:`humanclap.probes.metrics.retrieval_metrics`, averaged over queries):
 
-* ``R@k`` = ``retrieval_hit_rate(top_k=k)``: 1 if *any* match is among the top k, else 0 -- the
-  "R@k" of the CLAP papers (with one match per query it equals recall@k).
-* ``MRR`` = ``retrieval_reciprocal_rank``: 1 / rank of the first match, the retrieval metric of
-  CLaMP 3 (§4.2 "English Text-to-Music Retrieval", Tables 2-4: "Mean Reciprocal Rank (MRR), which
-  measures the inverse of the rank of the paired item"; the paper gives it in words, no equation):
+* ``R@k``: 1 if *any* match is among the top k, else 0 -- the "R@k" of the CLAP papers (with one
+  match per query it equals recall@k).
+* ``MRR``: 1 / rank of the first match, the retrieval metric of CLaMP 3 (§4.2 "English
+  Text-to-Music Retrieval", Tables 2-4: "Mean Reciprocal Rank (MRR), which measures the inverse of
+  the rank of the paired item"; the paper gives it in words, no equation):
   ``MRR = 1/|Q| · Σ_q 1 / rank_q``.
-* ``mAP@k`` = ``retrieval_average_precision(top_k=k)``. torchmetrics keeps the top k items and
-  averages the precision at each match found there::
+* ``mAP@k``, torchmetrics' ``retrieval_average_precision(top_k=k)``: the precision at each match
+  found in the top k, averaged over those matches::
 
       AP@k(q) = 1/|M_q ∩ top_k(q)| · Σ_{i ≤ k, item i a match} P@i,   P@i = |M_q ∩ top_i(q)| / i
 
@@ -35,123 +35,24 @@ ahead of it if it is not a match, so a model that gives every item the same scor
 ranks, not the best. The same metrics with ties broken in the model's favour are reported as
 ``<direction>/<metric>_optimistic`` (e.g. ``t2a/R@1_optimistic``); the two differ only when exact
 ties between a match and a non-match occur (a collapsed or untrained model, duplicate clips).
-Ties are broken exactly: the gallery is sorted by float64 score and, within a block of exactly
-equal scores, non-matches are put first (pessimistic) or last (optimistic). Nudging each match's
-score by one float64 ulp would not survive torchmetrics, which casts scores to float32.
-
-**Handing the ranking to torchmetrics.** torchmetrics casts ``preds`` to float32 (merging nearby
-float64 cosines into ties it breaks by position) and, in MRR and AP, treats a match whose
-``preds`` is <= 0 as a non-match (``target = where(preds > 0, target, 0)``) -- every query whose
-match has a negative cosine would score 0 even when ranked first. So the probe ranks in float64
-(tie rule above) and passes each query's matches in that order with ``preds = n_gallery - position``
-(positive, distinct, exact in float32). Every metric only depends on the order of matches and
-non-matches, so queries with the same pattern (same match positions within the top k for R@k and
-mAP@k, same first-match position for MRR) get the same value: torchmetrics scores one
-representative query per pattern and the mean is weighted by the pattern's count. 5000 text
-queries x 1000 clips take about 0.25 s per direction on a 2-core CPU, both tie rules included (the
-modular metrics with ``indexes`` loop over queries in Python: 1.2-1.7 s for *each* metric).
+Each match's rank is counted directly in float64: its place among the query's matches plus the
+non-matches scoring at least as high (pessimistic) or higher (optimistic).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.retrieval import (
-    retrieval_average_precision,
-    retrieval_hit_rate,
-    retrieval_reciprocal_rank,
-)
 
 from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import RatedPairs, unique_in_order
 from humanclap.probes.base import ProbeResult, Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
+from humanclap.probes.metrics import OPTIMISTIC, check_cutoffs, retrieval_metrics
 
 DIRECTIONS = {"t2a": "text → audio", "a2t": "audio → text"}
-OPTIMISTIC = "_optimistic"
-
-
-def _check_ks(ks: Sequence[int], map_k: int) -> tuple[tuple[int, ...], int]:
-    ks = tuple(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-        raise ValueError(f"ks must be a non-empty list of integers >= 1, got {list(ks)}")
-    if isinstance(map_k, bool) or not isinstance(map_k, int) or map_k < 1:
-        raise ValueError(f"map_k must be an integer >= 1, got {map_k!r}")
-    return tuple(dict.fromkeys(ks)), map_k
-
-
-def ranked_matches(scores: Tensor, matches: Tensor) -> tuple[Tensor, Tensor]:
-    """Each row's match flags in rank order (best first): (pessimistic, optimistic).
-
-    Rows are queries, columns the gallery. Sorted by score (descending); within a block of
-    exactly equal scores non-matches come first (pessimistic) or last (optimistic). Rows without
-    a tie between a match and a non-match are the same in both.
-    """
-    order = torch.argsort(scores, dim=1, descending=True, stable=True)
-    ranked_scores = scores.gather(1, order)
-    ranked = matches.gather(1, order)
-    tied = ranked_scores[:, 1:] == ranked_scores[:, :-1]
-    mixed = (tied & (ranked[:, 1:] != ranked[:, :-1])).any(dim=1)
-    if not bool(mixed.any()):
-        return ranked, ranked
-    rows = ranked[mixed]
-    # Tie-block id of every position: a new block starts wherever the score changes.
-    block = torch.cat([torch.zeros(len(rows), 1, dtype=torch.long), (~tied[mixed]).long()], dim=1).cumsum(dim=1)
-    pessimistic, optimistic = ranked.clone(), ranked.clone()
-    pessimistic[mixed] = rows.gather(1, torch.argsort(2 * block + rows.long(), dim=1, stable=True))
-    optimistic[mixed] = rows.gather(1, torch.argsort(2 * block + (~rows).long(), dim=1, stable=True))
-    return pessimistic, optimistic
-
-
-def _pattern_mean(ranked: Tensor, pattern: Tensor, metric: Callable[[Tensor, Tensor], Tensor]) -> float:
-    """Mean of ``metric(preds, matches)`` over the rows of ``ranked``, one torchmetrics call per
-    distinct row of ``pattern`` (rows with equal patterns are known to score alike)."""
-    _, group, counts = torch.unique(pattern, dim=0, return_inverse=True, return_counts=True)
-    n = len(ranked)
-    representative = torch.full((len(counts),), n, dtype=torch.long).scatter_reduce(
-        0, group, torch.arange(n), reduce="amin")
-    # Position i (0 = best) gets score n_gallery - i: positive, distinct and exact in float32.
-    preds = torch.arange(ranked.shape[1], 0, -1, dtype=torch.float32)
-    values = torch.stack([metric(preds, ranked[int(row)]) for row in representative]).double()
-    return float((values * counts.double()).sum() / n)
-
-
-def _means(ranked: Tensor, ks: tuple[int, ...], map_k: int) -> dict[str, float]:
-    head = ranked[:, : max(*ks, map_k)]  # R@k and mAP@k only see the top k
-    first = ranked.to(torch.uint8).argmax(dim=1)  # MRR only sees the first match
-    values = {f"R@{k}": _pattern_mean(ranked, head, lambda p, t, k=k: retrieval_hit_rate(p, t, top_k=k))
-              for k in ks}
-    values["MRR"] = _pattern_mean(ranked, first, retrieval_reciprocal_rank)
-    values[f"mAP@{map_k}"] = _pattern_mean(ranked, head,
-                                           lambda p, t: retrieval_average_precision(p, t, top_k=map_k))
-    return values
-
-
-def retrieval_metrics(scores: Tensor, matches: Tensor, ks: Sequence[int] = (1, 5, 10),
-                      map_k: int = 10) -> dict[str, float]:
-    """R@k, MRR and mAP@map_k of one direction, pessimistic and ``_optimistic`` about ties.
-
-    ``scores`` (queries x gallery) and the boolean ``matches`` of the same shape; rows without a
-    match are left out. Also ``n_queries`` and ``n_gallery``.
-    """
-    ks, map_k = _check_ks(ks, map_k)
-    if scores.shape != matches.shape or scores.dim() != 2:
-        raise ValueError(f"scores {tuple(scores.shape)} and matches {tuple(matches.shape)} must be the same 2-D shape")
-    scores = scores.detach().cpu().double().contiguous()
-    matches = matches.detach().cpu().bool().contiguous()
-    if not bool(torch.isfinite(scores).all()):
-        raise ValueError("similarities contain NaN or inf (non-finite embeddings?)")
-    queries = matches.any(dim=1)
-    if not bool(queries.any()):
-        raise ValueError("no query has a match")
-    pessimistic, optimistic = ranked_matches(scores[queries], matches[queries])
-    metrics = _means(pessimistic, ks, map_k)
-    lucky = metrics if optimistic is pessimistic else _means(optimistic, ks, map_k)
-    metrics.update({f"{name}{OPTIMISTIC}": value for name, value in lucky.items()})
-    metrics.update(n_queries=float(queries.sum()), n_gallery=float(scores.shape[1]))
-    return metrics
 
 
 class RetrievalProbe:
@@ -169,7 +70,7 @@ class RetrievalProbe:
 
     def __init__(self, pairs: RatedPairs, match_threshold: float = 0.5, ks: Sequence[int] = (1, 5, 10),
                  map_k: int = 10, batch_size: int = 32) -> None:
-        self.ks, self.map_k = _check_ks(ks, map_k)
+        self.ks, self.map_k = check_cutoffs(ks, map_k)
         if len(pairs) == 0:
             raise ValueError(f"retrieval probe: {pairs.name} has no pairs")
         self.pairs = pairs

@@ -51,12 +51,12 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from scipy.stats import pearsonr, spearmanr
 
 from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import RatedPairs, unique_in_order
 from humanclap.probes.base import ProbeResult, Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
+from humanclap.probes.metrics import lcc, srcc, undefined_reason
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,10 @@ def _template_pattern(template: str) -> re.Pattern | None:
 
 
 def correlate(human: np.ndarray, model: np.ndarray) -> tuple[float, float, str | None]:
-    """(Pearson r, Spearman ρ, why undefined or None); NaN for a constant vector."""
-    reasons = [why for why, values in (("constant human ratings", human), ("constant model similarities", model))
-               if np.ptp(values) == 0]
-    if reasons:
-        return math.nan, math.nan, " and ".join(reasons)
-    return float(pearsonr(human, model).statistic), float(spearmanr(human, model).statistic), None
+    """(Pearson r, Spearman ρ, why undefined or None) by :mod:`humanclap.probes.metrics`: NaN for
+    a constant vector, and for a non-finite one (whose ρ scipy used to rank, inf as the largest)."""
+    why = undefined_reason(human, model, names=("human ratings", "model similarities"))
+    return lcc(human, model), srcc(human, model), why
 
 
 def summarize(pearson: Sequence[float], spearman: Sequence[float]) -> dict[str, float]:

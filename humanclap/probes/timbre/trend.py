@@ -80,15 +80,14 @@ from humanclap.probes.timbre.trend_rule import (
     TRENDS,
     check_tolerance,
     classify_trend,
-    least_squares_slope,
     trend_statistics,
     trend_symbol,
 )
 
 __all__ = [  # the rule, figure and effects are re-exported: tests and configs import them from here
     "DEFAULT_AMOUNTS", "TREND_CODES", "TREND_COLOURS", "TREND_SYMBOLS", "TRENDS", "Effect", "TimbreTrendProbe",
-    "amount_label", "classify_trend", "default_effects", "least_squares_slope", "trend_figure",
-    "trend_statistics", "trend_symbol",
+    "amount_label", "classify_trend", "default_effects", "trend_figure", "trend_statistics",
+    "trend_symbol",
 ]
 
 EFFECT_LABELS = {"eq": "EQ", "reverb": "Reverb"}

@@ -30,8 +30,7 @@ import numbers
 import warnings
 from typing import Any, Sequence
 
-import numpy as np
-from scipy.stats import ConstantInputWarning, spearmanr
+from humanclap.probes.metrics import slope, srcc
 
 TRENDS = ("up", "down", "peak", "flat")
 TREND_CODES: dict[str, float] = {"up": 1.0, "down": -1.0, "peak": 2.0, "flat": 0.0}
@@ -89,27 +88,19 @@ def classify_trend(deltas: Sequence[float], tolerance: float = 0.0, include_orig
     return _TREND_OF_MOVES.get(tuple(moves), "flat")
 
 
-def least_squares_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Slope of the least-squares line through (xs, ys); NaN if any y is NaN or xs are constant."""
-    x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
-    dx = x - x.mean()
-    denominator = float((dx * dx).sum())
-    return float((dx * (y - y.mean())).sum() / denominator) if denominator > 0 else math.nan
-
-
 def trend_statistics(amounts: Sequence[float], deltas: Sequence[float], tolerance: float = 0.0,
                      include_origin: bool = True) -> dict[str, Any]:
     """Δ at each amount, least-squares slope, Spearman ρ and trend class of one descriptor.
 
-    Returns ``{"deltas": [...], "slope": float, "spearman": float, "trend": str}``.
+    Returns ``{"deltas": [...], "slope": float, "spearman": float, "trend": str}``. Slope and ρ
+    come from :mod:`humanclap.probes.metrics`: NaN for fewer than 2 points or a non-finite Δ
+    (an infinite Δ used to get the ρ of scipy's ranks, inf as the largest), ρ also for a constant
+    Δ, whose slope is 0.
     """
     if len(amounts) != len(deltas):
         raise ValueError(f"{len(amounts)} amounts but {len(deltas)} Δ values")
     xs, ys = trend_points(amounts, deltas, include_origin)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)  # constant Δ: ρ is NaN, reported as such
-        rho = float(spearmanr(xs, ys).statistic) if len(xs) >= 2 else math.nan
-    return {"deltas": [float(d) for d in deltas], "slope": least_squares_slope(xs, ys), "spearman": rho,
+    return {"deltas": [float(d) for d in deltas], "slope": slope(xs, ys), "spearman": srcc(xs, ys),
             "trend": classify_trend(deltas, tolerance, include_origin)}
 
 
