@@ -1,55 +1,8 @@
 """Retrieval probe: does the model rank the matching clips (texts) first for a text (clip)?
 
-**Matches.** A pair whose human score is ``>= match_threshold`` is a match. Caption files
-(``humanclap.data.readers.captions``) give every pair score 1.0, so each caption matches its clip; on rated
-data (RELATE, the synthetic default) the well-rated pairs are the matches and poorly rated pairs
-are simply not matches. A clip may have several matching captions and a caption may match several
-clips (AudioCaps repeats some captions verbatim across clips).
-
-**Directions.** Similarity is the cosine ``text @ audio.T`` of the unit-norm embeddings, in
-float64. Text -> audio (``t2a/``): every text with at least one match is a query, the gallery is
-every unique clip of the pairs (in order of first appearance). Audio -> text (``a2t/``): every clip
-with at least one match is a query, the gallery every unique text. Texts or clips without a match
-stay in the gallery as distractors but are not queries (``n_queries`` counts the queries).
-
-**Metrics** (``torchmetrics.functional.retrieval``, averaged over queries):
-
-* ``R@k`` = ``retrieval_hit_rate(top_k=k)``: 1 if *any* match is among the top k, else 0 -- the
-  "R@k" of the CLAP papers (with one match per query it equals recall@k).
-* ``MRR`` = ``retrieval_reciprocal_rank``: 1 / rank of the first match, the retrieval metric of
-  CLaMP 3 (§4.2 "English Text-to-Music Retrieval", Tables 2-4: "Mean Reciprocal Rank (MRR), which
-  measures the inverse of the rank of the paired item"; the paper gives it in words, no equation):
-  ``MRR = 1/|Q| · Σ_q 1 / rank_q``.
-* ``mAP@k`` = ``retrieval_average_precision(top_k=k)``. torchmetrics keeps the top k items and
-  averages the precision at each match found there::
-
-      AP@k(q) = 1/|M_q ∩ top_k(q)| · Σ_{i ≤ k, item i a match} P@i,   P@i = |M_q ∩ top_i(q)| / i
-
-  and AP@k(q) = 0 if no match is in the top k. The denominator is the number of matches
-  *retrieved within the top k* -- not |M_q| and not min(k, |M_q|). So a query with two matches
-  at ranks 1 and 50 has AP@10 = 1 (its AP over the whole list is (1 + 2/50)/2 = 0.52). With one
-  match per query AP@k is 1/rank if rank <= k, else 0 (MRR cut at k).
-
-**Ties count against the model** (the defaults): an item tied in score with a match is ranked
-ahead of it if it is not a match, so a model that gives every item the same score gets the worst
-ranks, not the best. The same metrics with ties broken in the model's favour are reported as
-``<direction>/<metric>_optimistic`` (e.g. ``t2a/R@1_optimistic``); the two differ only when exact
-ties between a match and a non-match occur (a collapsed or untrained model, duplicate clips).
-Ties are broken exactly: the gallery is sorted by float64 score and, within a block of exactly
-equal scores, non-matches are put first (pessimistic) or last (optimistic). Nudging each match's
-score by one float64 ulp would not survive torchmetrics, which casts scores to float32.
-
-**Handing the ranking to torchmetrics.** torchmetrics casts ``preds`` to float32 (merging nearby
-float64 cosines into ties it breaks by position) and, in MRR and AP, treats a match whose
-``preds`` is <= 0 as a non-match (``target = where(preds > 0, target, 0)``) -- every query whose
-match has a negative cosine would score 0 even when ranked first. So the probe ranks in float64
-(tie rule above) and passes each query's matches in that order with ``preds = n_gallery - position``
-(positive, distinct, exact in float32). Every metric only depends on the order of matches and
-non-matches, so queries with the same pattern (same match positions within the top k for R@k and
-mAP@k, same first-match position for MRR) get the same value: torchmetrics scores one
-representative query per pattern and the mean is weighted by the pattern's count. 5000 text
-queries x 1000 clips take about 0.25 s per direction on a 2-core CPU, both tie rules included (the
-modular metrics with ``indexes`` loop over queries in Python: 1.2-1.7 s for *each* metric).
+Text -> audio and audio -> text R@k, MRR (clamp3 §4.2) and mAP@k, the pairs rated
+``>= match_threshold`` being the matches; ties count against the model (``*_optimistic``: the
+other rule). Matches, metric definitions and ties: see docs/probes.md#retrieval.
 """
 
 from __future__ import annotations
@@ -161,7 +114,7 @@ class RetrievalProbe:
         pairs: the pairs (in training: the validation split of the training data).
         match_threshold: a pair with ``score >= match_threshold`` is a match.
         ks: cut-offs of R@k (hit rate: any match in the top k).
-        map_k: cut-off of mAP@k (torchmetrics' definition, see the module docstring).
+        map_k: cut-off of mAP@k (torchmetrics' definition, see docs/probes.md#retrieval).
         batch_size: inputs per model call when ``run`` gets an ``Embedder``.
     """
 
