@@ -1,4 +1,4 @@
-"""Cost of rendering the timbre-semantics manipulations (timbre-semantics.txt §2.3, Experiment 2).
+"""Cost of rendering the timbre-semantics manipulations (timbre-semantics §2.3, Experiment 2).
 
 All manipulated audio of one reference clip: D = 20 descriptors × L = 3 intensities
 (0.3, 0.6, 1.0) × 2 effects (Audealize 40-band EQ, Audealize reverb) = 120 clips of 10 s at

@@ -1,4 +1,4 @@
-"""Human-CLAP losses (human-clap.txt eqs. (2)-(6)) and exact DDP gathering.
+"""Human-CLAP losses (human-clap eqs. (2)-(6), see docs/references.md) and exact DDP gathering.
 
 Notation of the paper: ``a_i in [0, 1]`` is the rescaled human score of the i-th audio-text pair,
 ``e_i^audio``/``e_i^text`` its embeddings (unit-norm, as CLAP's projections produce them),

@@ -1,66 +1,10 @@
 """Transformer aggregation heads (event-ordering paper §2.1), as an optional CLAP backbone variant.
 
-CLAP summarises each modality by pooling (HTSAT's average pool over time, RoBERTa's first token)
-and an MLP projection. Pooling over time cannot tell "A then B" from "B then A". The paper
-replaces these "Agg/Proj layers with a 2-layer 2-head Transformer with positional encoding, one for
-the text branch and one for the audio branch [...] We use the output from the first position (i.e.
-the [CLS] token) as the final representation. On the text branch the Transformer takes the word
-(token) embeddings from the language encoder as input, and on the audio branch we apply the audio
-encoder to consecutive 1 s chunks to produce a sequence of audio embeddings".
-
-Here that is:
-
-* :class:`TransformerAggregator` - (B, T, input_dim) sequence + validity mask -> (B, output_dim).
-* :class:`ChunkedClapFeaturizer` - a :class:`ClapFeaturizer` whose ``audio`` cuts every clip into
-  consecutive 1 s chunks and featurises each chunk on its own; ``input_features`` is
-  (B * C, ...) plus ``chunk_mask`` (B, C). ``RatedPairCollator`` needs no change.
-* :class:`TransformerHeadBackbone` - a :class:`ClapBackbone` whose audio side is
-  chunks -> ``ClapAudioModel`` pooled chunk embedding (before ``audio_projection``) -> audio head,
-  and whose text side is ``ClapTextModel.last_hidden_state`` (all tokens) -> text head. The heads
-  *replace* ``audio_projection`` / ``text_projection`` (and the text pooler), which stay in the
-  exported ClapModel files untouched but unused and frozen.
-* :func:`with_transformer_heads` - wraps any backbone (Hydra target, see
-  ``recipes/model/tiny_transformer_head.yaml``).
-
-Design decisions
-----------------
-[CLS]: the audio head prepends a learned [CLS] vector (a chunk embedding is no summary of the
-clip, so position 0 must be a dedicated query). The text head, by default, uses the first input
-position as the paper says: that is the text encoder's own [CLS] (RoBERTa ``<s>``, also what
-``ClapTextPooler`` reads), which is always a real token. ``text_cls_token=True`` gives the text
-head a learned [CLS] as well.
-
-Positional encoding: fixed sinusoidal (Vaswani et al.), added after the input projection. It has
-no parameters to learn from the small rated-pair sets this project fine-tunes on, so even a fresh
-head is order-sensitive from its first step, and nothing about it has to be persisted.
-
-Masking: padded chunks / tokens are excluded as attention keys (``src_key_padding_mask``), and the
-head reads only position 0, which is never padding - so padded values cannot reach the output.
-Padded chunks are also never run through the audio encoder (only the valid rows of
-``input_features`` are encoded), so they do not enter BatchNorm statistics either.
-
-Chunking: consecutive ``chunk_seconds`` (1 s) windows from the start of the clip; the last partial
-window is kept (and padded by the feature extractor's own rule, ``repeatpad`` for LAION-CLAP, as
-CLAP pads any short clip) unless it is shorter than ``min_last_chunk_seconds`` and not the only
-chunk; at most ``max_chunks`` (10) chunks, i.e. the first 10 s are used. Each chunk is a full
-forward pass of the audio encoder, so a clip costs up to ``max_chunks`` times more than with
-``ClapBackbone`` (HTSAT always sees its fixed window, e.g. 10 s with the chunk repeat-padded).
-
-Freezing: ``freeze(audio=True)`` freezes the audio *encoder*; its head stays trainable (it is new
-and randomly initialised - freezing it would fix a random projection). Pass
-``freeze_heads_with_towers=True`` to freeze a tower's head with its encoder (then a frozen tower
-gives constant embeddings, as with ``ClapBackbone``). Frozen parts, and the replaced layers, stay in
-eval mode while the model trains (``frozen_modules``), so no BatchNorm statistics or dropout change them.
-
-Persistence: ``save_pretrained`` writes the usual ClapModel + processor files plus
-``aggregation_heads.safetensors`` (``audio_head.*`` / ``text_head.*`` tensors) and
-``aggregation_config.json`` (head hyper-parameters and the chunking). ``from_pretrained`` on such a
-directory (hence ``humanclap.evaluate model=<dir>``) returns a ``TransformerHeadBackbone``. Its
-``config.json`` says ``"model_type": "humanclap_clap_with_transformer_heads"`` (:data:`HEADS_MODEL_TYPE`),
-so that transformers does not load it silently without the heads: ``AutoModel`` refuses the unknown
-type and ``ClapModel.from_pretrained`` warns that it is loading a model of that type (the towers alone,
-whose embeddings are not the trained ones). humanclap's loader reads it with ``"model_type": "clap"``
-(:func:`heads_export_config`); directories exported before the marker load as before.
+Pooling + MLP projection are replaced per tower by a 2-layer, 2-head Transformer over 1 s audio
+chunks and over token states (:class:`TransformerAggregator`, :class:`ChunkedClapFeaturizer`,
+:class:`TransformerHeadBackbone`, :func:`with_transformer_heads`). The design decisions ([CLS],
+positions, masking, chunking, freezing, persistence):
+see docs/models.md#transformer-aggregation-heads.
 """
 
 from __future__ import annotations
@@ -234,7 +178,7 @@ class ChunkedClapFeaturizer(ClapFeaturizer):
         return max(1, int(round(self.chunk_seconds * self.sample_rate)))
 
     def split(self, wave: Waveform, what: str = "waveform") -> list[np.ndarray]:
-        """Consecutive chunks of one clip (see the module docstring for the rules)."""
+        """Consecutive chunks of one clip (rules: docs/models.md#transformer-aggregation-heads)."""
         array = as_mono_array(wave, what=what)
         size = self.chunk_samples
         chunks = [array[start : start + size] for start in range(0, array.shape[0], size)]
@@ -261,7 +205,9 @@ class ChunkedClapFeaturizer(ClapFeaturizer):
 
 # -- the backbone -------------------------------------------------------------------------------
 class TransformerHeadBackbone(ClapBackbone):
-    """A ClapBackbone whose pooling + projection are replaced by Transformer heads (module docstring).
+    """A ClapBackbone whose pooling + projection are replaced by Transformer heads.
+
+    See docs/models.md#transformer-aggregation-heads.
 
     ``audio_embeddings`` needs ``ChunkedClapFeaturizer`` output; ``text_embeddings`` takes the usual
     token ids. Both return L2-normalised (B, head output_dim) rows.
@@ -360,7 +306,7 @@ class TransformerHeadBackbone(ClapBackbone):
         }
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """The ClapModel + processor directory, plus the heads (see the module docstring)."""
+        """The ClapModel + processor directory, plus the heads (docs/models.md#transformer-aggregation-heads)."""
         directory = super().save_pretrained(directory)
         tensors = {f"{prefix}.{key}": value.detach().cpu().contiguous()
                    for prefix, head in (("audio_head", self.audio_head), ("text_head", self.text_head))

@@ -1,21 +1,9 @@
 """What a checkpoint may contain: tensors and plain data, never code.
 
-People evaluate checkpoints they downloaded, so nothing named inside a checkpoint is ever imported
-or called:
-
-* torch files (Lightning ``.ckpt``, LAION-CLAP ``.pt``, ``pytorch_model.bin``) are read by
-  :func:`read_torch_checkpoint`, torch's weights-only unpickler; a file that names a Python object is
-  refused (:class:`UnsafeCheckpoint`) before anything is imported.
-* the model config a Lightning checkpoint stores may only choose a builder from
-  :data:`MODEL_BUILDERS` and pass it plain arguments of the types it takes
-  (:func:`check_model_config`); :func:`build_stored_model` then calls that builder itself, never
-  Hydra.
-* a transformers directory may not ask for custom code (:func:`refuse_custom_code`), and its
-  weight files are checked one by one when transformers cannot load them
-  (:func:`weight_file_problem`).
-
-Errors name the file and the entry, and never repeat a library's advice to load with
-``weights_only=False`` or ``trust_remote_code=True``.
+Torch files are read by torch's weights-only unpickler (:func:`read_torch_checkpoint`), a stored
+model config may only choose a builder from :data:`MODEL_BUILDERS` (:func:`check_model_config`) and
+a transformers directory may not ask for custom code (:func:`refuse_custom_code`).
+See docs/models.md#checkpoint-safety.
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """Deterministic CLAP input features: log-mel spectrograms + ``is_longer``, and token ids.
 
-transformers' ``ClapFeatureExtractor`` has two sources of randomness that make a clip's CLAPScore
-depend on the batch it happens to sit in:
-
-* with ``truncation="fusion"`` it marks one *random* clip of a batch as ``is_longer`` whenever no
-  clip is longer than ``max_length_s`` (original LAION-CLAP only does this while training, to keep
-  the fusion branch in the graph);
-* clips longer than ``max_length_s`` are cropped at random positions (``rand_trunc``) or fused
-  from three random crops (``fusion``).
-
-``ClapFeaturizer`` featurises every clip on its own under a fixed NumPy seed (restoring the
-caller's global NumPy state afterwards) and computes ``is_longer`` from the clip length with the
-extractor's own framing rule, so each clip always gets the same features wherever it appears.
-The object is picklable and holds no model weights, so DataLoader workers can run it.
+Unlike transformers' ``ClapFeatureExtractor``, a clip's features never depend on the batch it
+sits in (a fixed crop seed per clip, ``is_longer`` from the clip length).
+See docs/models.md#deterministic-features.
 """
 
 from __future__ import annotations

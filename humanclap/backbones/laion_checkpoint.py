@@ -1,30 +1,8 @@
 """Original LAION-CLAP ``.pt`` checkpoints, converted into a transformers ``ClapModel``.
 
-LAION-CLAP (``laion_clap.CLAP_Module``) saves ``{"epoch", "state_dict", "optimizer", ...}``, with
-the weights of an HTSAT audio tower (``audio_branch``, a Swin transformer), a RoBERTa text tower
-(``text_branch``, a transformers ``RobertaModel``) and two 2-layer MLP projections. transformers'
-``ClapModel`` is a port of the same network, so conversion is a renaming:
-
-=============================================  ================================================
-LAION-CLAP                                     transformers ClapModel
-=============================================  ================================================
-``text_branch.*``                              ``text_model.*`` (same RoBERTa layout)
-``{audio,text}_projection.0`` / ``.2``         ``{audio,text}_projection.linear1`` / ``.linear2``
-``audio_branch.bn0``                           ``audio_model.audio_encoder.batch_norm``
-``audio_branch.*``                             ``audio_model.audio_encoder.*``, and per Swin block:
-``  norm1`` / ``norm2``                        ``  layernorm_before`` / ``layernorm_after``
-``  attn.qkv`` (fused, rows q|k|v)             ``  attention.self.{query,key,value}``
-``  attn.proj``                                ``  attention.output.dense``
-``  attn.relative_position_*``                 ``  attention.self.relative_position_*``
-``  mlp.fc1`` / ``mlp.fc2``                    ``  intermediate.dense`` / ``output.dense``
-``logit_scale_a`` / ``logit_scale_t``          unchanged
-=============================================  ================================================
-
-A few LAION weights have no counterpart and are dropped from an explicit list (``UNUSED_LAION_KEYS``);
-everything else must land in the ClapModel and every ClapModel weight must be filled, otherwise
-conversion fails with the list of offending names (transformers' own conversion script loads with
-``strict=False`` and would silently keep random weights). The architecture is read from tensor
-shapes, so HTSAT-tiny/base/large and fused/unfused checkpoints all convert.
+The conversion renames weights: every LAION weight not on an explicit drop list must land in the
+ClapModel and every ClapModel weight must be filled, or it fails with the names. The renaming
+table: see docs/models.md#laion-clap-checkpoints.
 
 Command line::
 

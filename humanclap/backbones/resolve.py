@@ -1,20 +1,7 @@
 """Turn what a user types after ``model=`` into a backbone: the evaluate CLI's model argument.
 
-One string names any checkpoint, tried in this order:
-
-1. a model config in ``recipes/model/`` (``laion_htsat_fused``, ``human_clap_wsce_mae``, ``tiny``),
-2. a local path: a transformers ``ClapModel`` directory (has ``config.json``), an original
-   LAION-CLAP ``.pt``/``.pth`` file, or a Lightning ``.ckpt`` written by ``humanclap.train``,
-3. a Hugging Face hub id ``org/name`` (``laion/clap-htsat-fused``).
-
-A string shaped like a path (:func:`~humanclap.backbones.pretrained.looks_like_path`, e.g.
-``checkpoints/mine`` when ``./checkpoints`` exists) that does not exist is reported as a missing
-path with what its folder holds, never looked up on the hub. Anything else is an error that lists
-the accepted kinds and the config names.
-
-Hydra instantiates only the user's own configs (1., and a mapping passed to :func:`resolve_model`).
-Checkpoint files are data (:mod:`humanclap.backbones.checkpoint_safety`): the model config stored
-in a ``.ckpt`` may only pick one of humanclap's model builders, which is then called directly.
+Tried in this order: a model config in ``recipes/model/``, a local path (ClapModel directory,
+LAION-CLAP ``.pt``, Lightning ``.ckpt``), a hub id ``org/name``. See docs/models.md#model-names.
 """
 
 from __future__ import annotations
@@ -68,7 +55,7 @@ def model_config(name: str) -> DictConfig:
 
 def resolve_model(spec: str | Mapping[str, Any], name: str | None = None, seed: int = 0,
                   laion_tokenizer: str = "roberta-base", processor: str | None = None) -> ResolvedModel:
-    """Load the backbone ``spec`` names (see the module docstring); a mapping is a ``_target_`` config.
+    """Load the backbone ``spec`` names (see docs/models.md#model-names); a mapping is a ``_target_`` config.
 
     ``laion_tokenizer`` is the RoBERTa tokenizer (hub id or directory) for LAION ``.pt`` files,
     which do not contain one. ``processor`` (hub id or directory) serves transformers directories

@@ -1,23 +1,7 @@
 """Check every clip a run will read before the first step, so a bad file fails in seconds, not at batch 60.
 
-Only file-backed pairs (``FileAudioStore``) are checked; generated audio has no files. Each unique
-clip is opened once with libsndfile, which reads the header (format, frames, rate) but decodes no
-sample, and fails if
-
-* the file is missing or cannot be opened as audio (corrupt, truncated header, not audio), or
-* it is shorter than ``MIN_AUDIO_SECONDS`` (10 ms, see ``humanclap.data.audio``).
-
-``decode=True`` also reads every sample, which finds NaN/inf samples and damage inside compressed
-files that a header does not show, at the cost of a full decode. Errors name the data line
-(``RatedPair.source``) and the file; with ``skip_bad=True`` the pairs of bad clips are dropped
-instead and counted per reason.
-
-``require_probe_audio`` does the existence part for the files the probes of a run will read, so
-pairs read without their audio (RELATE with ``data.pairs.check_audio=false``) run the probes that
-need no audio and refuse the others up front.
-
-Measured on 1,300 10 s 16 kHz wavs (warm cache, 2 shared cores): the header check takes 0.08-0.14 s,
-a full decode 1.1 s; 2 or 8 worker threads made neither faster, so there are none.
+Each unique file is opened once (its header only, unless ``decode=True``); errors name the data line
+and the file, or ``skip_bad=True`` drops and counts the pairs. See docs/data.md#checking-audio.
 """
 
 from __future__ import annotations

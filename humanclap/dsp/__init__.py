@@ -1,4 +1,4 @@
-"""Audio effects of the timbre-semantics study (timbre-semantics.txt §2.3, Experiment 2).
+"""Audio effects of the timbre-semantics study (timbre-semantics §2.3, Experiment 2).
 
 The paper manipulates clips with SocialFX descriptors through the EQ and reverberator of the
 Audealize online demo, at three intensities (0.3 = low, 0.6 = medium, 1.0 = high):
@@ -9,6 +9,7 @@ Audealize online demo, at three intensities (0.3 = low, 0.6 = medium, 1.0 = high
   reverberator (``reverb.py``).
 
 Both render every descriptor × intensity of one clip in a single call, shape (D, L, T).
+See docs/effects.md.
 """
 
 from humanclap.dsp.eq import AUDEALIZE_EQ_CENTRES_HZ, AUDEALIZE_Q, GraphicEQ, normalize_curve

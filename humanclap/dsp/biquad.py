@@ -1,25 +1,7 @@
 """Web-Audio biquads in float64 torch: coefficients, analytic response, batched cascades.
 
-The timbre-semantics study (timbre-semantics.txt §2.3) reproduces the effects of the Audealize
-online demo, which builds them from Web Audio ``BiquadFilterNode``s. Their coefficients are the
-Audio EQ Cookbook formulas as the W3C Web Audio API specifies them (w0 = 2π f0 / Fs):
-
-- ``"peaking"``: A = 10^(G/40), α = sin(w0) / (2Q) (Q linear);
-  b = [1 + αA, −2 cos w0, 1 − αA], a = [1 + α/A, −2 cos w0, 1 − α/A];
-- ``"lowpass"``: α = sin(w0) / (2 · 10^(Q/20)) (Q in dB, default 1);
-  b = [(1 − cos w0)/2, 1 − cos w0, (1 − cos w0)/2], a = [1 + α, −2 cos w0, 1 − α].
-
-All coefficients are returned normalised by a0 (a[..., 0] = 1). Web Audio clamps the frequency
-to [0, Nyquist]; at Nyquist both filters are exactly the identity (the spec's "z-transform is 1"),
-so a centre or cut-off at or above Nyquist gives b = a = [1, 0, 0] here — written out, not
-computed, because sin(π) is not exactly 0 in floating point and the formula's double pole at
-z = −1 would make the recursion marginally unstable. A peaking band with gain 0 dB is also written
-as the exact identity (b = a mathematically; exact coefficients make a flat curve bitwise
-transparent).
-
-:func:`apply_cascade` runs K biquads in series on B rows, each row with its own coefficients, in
-float64: low-frequency, high-Q poles (20 Hz at Q 4.31 and 48 kHz: |p| ≈ 1 − 2.3e-4) sit too close
-to the unit circle for float32 direct-form recursions.
+The "peaking" and "lowpass" filters of the Audealize effects (timbre-semantics §2.3), with the
+coefficients the W3C Web Audio API specifies. See docs/effects.md#biquads.
 """
 
 from __future__ import annotations
@@ -59,7 +41,7 @@ def peaking_coefficients(centre_hz, gain_db, q, sample_rate: int) -> tuple[Tenso
     """Web Audio ``"peaking"`` biquad(s): ``(b, a)``, float64, shape ``broadcast(...) + (3,)``.
 
     ``centre_hz``, ``gain_db`` and ``q`` broadcast against each other. Centres at or above Nyquist
-    and 0 dB gains give the exact identity (see the module docstring).
+    and 0 dB gains give the exact identity (see docs/effects.md#biquads).
     """
     sample_rate = positive_rate(sample_rate)
     centre, gain, q = torch.broadcast_tensors(

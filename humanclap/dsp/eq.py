@@ -1,21 +1,7 @@
-"""Audealize's 40-band graphic EQ (timbre-semantics.txt §2.3, Experiment 2, "Equalization").
+"""Audealize's 40-band graphic EQ (timbre-semantics §2.3, Experiment 2, "Equalization").
 
-The paper: "a 40-band parametric equalizer, where each band is defined by a center frequency,
-bandwidth, and gain. For each descriptor, the SocialFX parameters specify the gain adjustments
-across bands. An amount scaling factor was applied to linearly scale all band gains, producing
-three discrete effect intensities (0.3 = low, 0.6 = medium, 1.0 = high)", reproduced from the
-Audealize online demo. The rules below are after the Audealize sources (interactiveaudiolab),
-equalizer.js / filter.js; the code is our own:
-
-- 40 Web Audio "peaking" biquads in series, Q = 4.31, centres :data:`AUDEALIZE_EQ_CENTRES_HZ`
-  (coefficients in :mod:`humanclap.dsp.biquad`);
-- a descriptor's 40 settings are rescaled to [−1, 1] by :func:`normalize_curve`, whose range
-  always contains 0 (Audealize's running min/max start at 0);
-- gain_dB[band] = amount × max_db × normalised[band], max_db = 5 (Audealize's "range × 5").
-
-Bands at or above Nyquist (at 16 kHz the eight from 8839 Hz up) are the identity, as in Web Audio,
-which clamps the frequency to Nyquist; the curve is still normalised over all 40 settings, so the
-remaining bands get the same gains at every sample rate.
+40 Web Audio peaking biquads in series; band gain = amount × ``max_db`` (5 dB) × the descriptor's
+normalised curve. See docs/effects.md#graphic-eq.
 """
 
 from __future__ import annotations

@@ -1,40 +1,8 @@
-"""Audealize's reverberator (Rafii & Pardo 2009) (timbre-semantics.txt §2.3, "Reverberation").
+"""Audealize's reverberator (Rafii & Pardo 2009) (timbre-semantics §2.3, "Reverberation").
 
-The paper: "a digital reverberator combining parallel comb filters, all-pass filters, and
-low-pass filters. Parameters included decay time, feedback gain, modulation, low-pass cutoff
-frequency, and overall effect gain. The wet/dry ratio controlled effect intensity at three
-discrete levels (0.3 = low, 0.6 = medium, 1.0 = high)", reproduced from the Audealize online
-demo. The structure below is after the Audealize sources (interactiveaudiolab), reverb.js /
-filter.js, from Z. Rafii and B. Pardo, "A digital reverberator controlled through measures of the
-reverberation" (NU EECS tech. report, 2009); the code is our own. Settings [d, g, m, f, E, wetdry]:
-
-- delay section (filter.js): y[n] = g1·x[n] + x[n−D] + g2·y[n−D], H(z) = (g1 + z^−D)/(1 − g2 z^−D);
-- six parallel combs (g1 = 0), k = 0..5: delay_k = d·(15−k)/15 s, rt = d·ln(0.001)/ln(g),
-  g2_k = 0.001^(delay_k/rt) (from the unrounded delay), D_k = prev_prime(delay_k·fs) samples;
-- their sum feeds two all-passes (g1 = −0.1, g2 = 0.1), D = prev_prime((0.016 ± m/2)·fs) samples
-  (+ left, − right; 0.016 s = minimum delay 0.01 s + 0.006 s);
-- each all-pass output goes through a Web Audio "lowpass" biquad at f, Q = 1 dB (the node's
-  default; :func:`humanclap.dsp.biquad.lowpass_coefficients`; f >= Nyquist is the identity);
-- with g1 = 1/(E+1): reverb gain = cos(g1·3π/8), clean gain = cos((1−g1)·π/8),
-  gain scale = 0.4/(clean gain + reverb gain); the clean path is the wet input delayed by 0.01 s;
-- wet = cos((1 − wetdry)·π/2), dry = cos(wetdry·π/2), output gain 0.45. Per channel c:
-  out_c = 0.45·(dry·x + gain_scale·(reverb_gain·LPF(AP_c(Σ_k comb_k(wet·x))) + clean_gain·x_{0.01 s}(wet·x))).
-
-``prev_prime(x)`` is the largest prime <= floor(x), and 2 when x < 2 — as Audealize's
-primefactors.js (whose odd-only search returns NaN for floor(x) = 2; we return 2 there). So delays
-never drop below 2 samples, however small d is. Differences from the browser, all outside the
-descriptor data: the demo hard-codes fs = 48 kHz in its delay arithmetic (we use the actual
-``sample_rate``); Web Audio raises delays inside a feedback loop to >= 128 samples (one render
-quantum), which only matters for delays < 2.7 ms at 48 kHz (descriptor delays are >= 11 ms); and
-its 0.01 s clean delay is fractional at rates where 0.01·fs is not an integer (we round it).
-
-For CLAP the output is mono: the mean of the left and right channels. The intensity amount
-replaces the descriptor's own wetdry (always 1 in reverbdescriptors.json). The effect is linear,
-time-invariant and causal, so the first T output samples are exactly the input convolved with the
-impulse response truncated to T samples: combs and all-passes have closed-form sparse impulse
-responses, the low-pass is run on the combined response, and the clip is convolved once per
-descriptor by FFT (float64); the L wet/dry levels are linear mixes of that one rendering and the
-input. The reverb tail after the clip is cut unless ``tail_s`` appends silence to keep it.
+Six parallel combs, two all-passes and a low-pass per channel, rendered as one FFT convolution per
+descriptor. The structure, the formulas and the differences from the browser:
+see docs/effects.md#reverb.
 """
 
 from __future__ import annotations
@@ -102,7 +70,7 @@ class ReverbSettings:
 
 
 def prev_prime(x: float) -> int:
-    """The largest prime <= floor(x); 2 if x < 3 (Audealize's rule, see the module docstring)."""
+    """The largest prime <= floor(x); 2 if x < 3 (Audealize's rule, see docs/effects.md#reverb)."""
     if not math.isfinite(x):
         raise ValueError(f"prev_prime needs a finite number, got {x!r}")
     n = math.floor(x)
@@ -160,7 +128,7 @@ def _sparse_feedback(length: int, delay: int, feedforward: float, feedback: floa
 
 
 class AudealizeReverb:
-    """Audealize's reverberator at ``sample_rate``; see the module docstring for the structure.
+    """Audealize's reverberator at ``sample_rate``; the structure: docs/effects.md#reverb.
 
     ``backend`` runs the low-pass biquad (:func:`humanclap.dsp.biquad.apply_cascade`).
     """

@@ -174,7 +174,9 @@ class RandomState(L.Callback):
 
 
 class SameHyperparameters(L.Callback):
-    """Stops a run whose ranks would train with different hyperparameters (see module docstring).
+    """Stops a run whose ranks would train with different hyperparameters.
+
+    Why: docs/training.md#multiruns-and-ddp.
 
     At the start of ``fit`` every rank contributes :func:`rank_record` (fingerprint of
     ``pl_module.hparams`` and the optimizers' learning rates); ``ranks`` keeps the gathered records

@@ -1,30 +1,8 @@
 """How many threads torch uses inside one operation on the CPU (intra-op threads), chosen per run.
 
-torch's default is one thread per core. The threads of a parallel operation wait for each other,
-spinning, so when other processes keep the cores busy (a shared laptop, a CI runner, an
-over-subscribed cluster node) the spinning threads take the time the working ones need: on 2 cores
-shared with other people's jobs, Quickstart steps took 5-10x longer at torch's 2 threads than at 1
-(``benchmarks/cpu_contention.py``; with ``OMP_WAIT_POLICY=PASSIVE`` set before torch loads, 2 threads
-were as fast as 1). ``threads=`` decides, first match wins:
-
-1. ``threads=<n>``: n threads, whatever the environment says.
-2. ``threads=null``: torch's setting is left as it is (e.g. when the code calling
-   :func:`humanclap.train.train` has called ``torch.set_num_threads``).
-3. ``OMP_NUM_THREADS`` set in the environment (by you, a launcher or a scheduler): that many.
-4. ``threads=auto`` (default): the CPUs this process may use (affinity mask, cgroup CPU quota,
-   ``SLURM_CPUS_PER_TASK``) divided by the training processes sharing them (``LOCAL_WORLD_SIZE``,
-   or the DDP processes per node). On the CPU accelerator, also no more than the CPUs the 1-minute
-   load average leaves idle when the run starts (on a busy machine even a 150 M-parameter CLAP
-   stepped 2.8x faster on 1 thread than on 2), and 1 for models under
-   :data:`SMALL_MODEL_PARAMETERS`, whose operations are too small to gain from threads. On a GPU
-   only the division applies: there the CPU feeds the GPU. The load makes the count depend on the
-   moment the run starts; runs that must compute bit for bit alike fix it (``threads=1``).
-
-With several processes the choice is also written to ``OMP_NUM_THREADS``: ``ddp_spawn`` ranks
-inherit it, and Lightning's DDP launchers, which set ``cpus // processes`` when it is unset, keep
-it. numpy's BLAS gets the same count (:func:`limit_blas_threads`). DataLoader workers need nothing
-more: torch gives each worker process 1 thread. Inter-op threads (``torch.jit.fork``) are not used
-by training and are left alone.
+``threads=<n>``, ``threads=null``, ``OMP_NUM_THREADS`` or ``threads=auto`` (the default: the usable
+CPUs per process, limited by the load and the model size), first match wins.
+See docs/training.md#cpu-threads.
 """
 
 from __future__ import annotations
@@ -64,7 +42,7 @@ class ThreadChoice:
 def choose_threads(setting: int | str | None, *, accelerator: str, cpus: int, processes: int = 1,
                    load: float | None = None, parameters: int | None = None,
                    environment: Mapping[str, str] | None = None) -> ThreadChoice:
-    """Intra-op threads for ``threads=setting`` (rules in the module docstring).
+    """Intra-op threads for ``threads=setting`` (rules: docs/training.md#cpu-threads).
 
     ``cpus``: CPUs this process may use (:func:`usable_cpus`); ``processes``: training processes
     sharing them (:func:`processes_sharing_cpus`); ``load``: the 1-minute load average;

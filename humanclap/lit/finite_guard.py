@@ -1,29 +1,8 @@
 """Stop training at the first non-finite loss, gradient or parameter (issue 12).
 
-Without it a diverged run (e.g. ``optimizer.lr=1e6``) trained on with NaN weights, exited 0 and
-exported them. :class:`FiniteGuard` checks every training batch
-
-* the loss: ``torch.isfinite(loss)``;
-* the gradients, in ``on_before_optimizer_step`` (after DDP's all-reduce and AMP's unscaling, before
-  clipping and the step): their total 2-norm, from one fused ``torch._foreach_norm`` per device and
-  dtype;
-* the parameters the optimizer holds, after the step: their total 2-norm, likewise;
-
-and reads the flags back to the CPU once per batch, together. A NaN or inf element makes its norm
-non-finite; a norm can also overflow with finite elements (float32 values beyond ~1e19), so a
-non-finite norm is confirmed element-wise before anything is raised. On a failure the guard raises
-:class:`TrainingDivergedError` naming the global step (as logged), the epoch, what was non-finite
-(which loss terms, the gradient norm, which parameters) and the likely cause. Lightning re-raises
-exceptions from callbacks, so ``trainer.fit`` and the command line fail (status 1) and nothing is
-exported.
-
-DDP: every rank stops at the same batch. The loss is computed from gathered embeddings (every
-rank's wSCE softmax runs over all of them, and every term is always added), so a non-finite
-embedding on any rank makes every rank's loss non-finite; and gradients are all-reduced before
-``on_before_optimizer_step``, so they, and hence the updated parameters, agree across ranks.
-
-float16 mixed precision (``precision=16-mixed``): overflowing gradients are routine there; the
-GradScaler skips such steps and lowers its scale, so non-finite gradients are not an error then.
+:class:`FiniteGuard` checks the loss, the gradient norm and the parameter norm of every training
+batch and raises :class:`TrainingDivergedError`; every DDP rank stops at the same batch.
+See docs/training.md#divergence-guard.
 """
 
 from __future__ import annotations
@@ -75,8 +54,8 @@ def _nonfinite(named: Iterable[tuple[str, Tensor]]) -> list[str]:
 
 class FiniteGuard(L.Callback):
     """Raises :class:`TrainingDivergedError` at the first batch whose loss, gradients or updated
-    parameters are not finite (module docstring). ``HumanClapModule.configure_callbacks`` adds it to
-    every fit; it keeps no state in checkpoints."""
+    parameters are not finite (docs/training.md#divergence-guard).
+    ``HumanClapModule.configure_callbacks`` adds it to every fit; it keeps no state in checkpoints."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -152,7 +131,7 @@ class FiniteGuard(L.Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         learning_rate = f"optimizer.lr={lr:g}" if lr is not None else "optimizer.lr"
         inputs = nonfinite_inputs(batch)
-        # Every rank is on this path at the same batch (module docstring), so a collective is safe here;
+        # Every rank is on this path at the same batch (docs/training.md), so a collective is safe here;
         # the gathered embeddings make a bad batch on one rank non-finite on all of them.
         bad_ranks = torch.nonzero(trainer.strategy.all_gather(
             torch.tensor(float(bool(inputs)), device=trainer.strategy.root_device)).reshape(-1))

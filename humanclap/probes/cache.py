@@ -1,18 +1,7 @@
 """One embedding per unique clip and per unique text, shared by all probes of an evaluation.
 
-Probes ask the cache for rows (``audio(refs)``, ``text(texts)``) instead of calling the model. The
-cache embeds only what it has not seen, in batches, and under DDP splits those new inputs across
-ranks (rank r loads and embeds items r, r+W, ...), gathers the rows and stores them on every rank,
-so every rank holds the same matrix a single process would and each input is embedded once.
-Every rank must make the same requests in the same order (probes are deterministic, so they do).
-
-Every new row is checked for NaN and inf: a model that produces them (e.g. diverged weights) is
-refused with a :class:`~humanclap.errors.NonFiniteError` naming the inputs, instead of letting
-probes report NaN metrics that look like "constant CLAPScores".
-
-Audio is referenced lazily (``AudioRef``: a store and a key) so nothing is loaded twice and ranks
-only load their own share. Generated audio (manipulated or synthesised clips) can be passed with
-``waves`` under a content key of the caller's choosing.
+Only what it has not seen is embedded, split across DDP ranks and gathered on every rank; non-finite
+embeddings are refused. See docs/probes.md#embedding-cache.
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
 """Launching training runs: Hydra multiruns (sweeps) and DDP without silent surprises.
 
-**The hazard.** ``strategy=ddp`` (likewise ``auto`` with several devices, FSDP and DeepSpeed) starts
-ranks 1..N-1 by running the command line again. Under a Hydra multirun (``-m``, ``sweep=optuna``)
-every re-executed rank composes and sweeps on its own: with the Optuna sweeper, ranks trained with
-different learning rates and nothing failed.
-
-**The rule** (:func:`check_launch`, called once the Trainer is built, before anything trains): in a
-multirun, a strategy that re-executes the script is refused unless a cluster environment has
-already started the ranks, which is what ``hydra/launcher=slurm`` does with ``tasks_per_node ==
-trainer.devices`` (Lightning's SLURMEnvironment then starts nothing; torchrun works the same way).
-Locally use ``trainer=ddp_spawn``: the job spawns its ranks and hands them its composed config.
-The error names both fixes. We refuse instead of switching to ddp_spawn behind the user's back:
-spawn pickles the module and data into every rank and starts slower, so it should be chosen.
-
-**Belt and braces.** :class:`humanclap.lit.callbacks.SameHyperparameters` gathers every rank's hyperparameters and learning
-rates at the start of ``fit`` and stops the run before the first step if they differ, whatever
-started the ranks; the per-rank record is part of every checkpoint.
-
-ddp_spawn trains in child processes, and Lightning hands the weights and the best checkpoint path
-back to the job's process but not the callbacks' state (the probe history the run summary and the
-sweep objective come from): :func:`recover_spawned_state` reloads it from ``last.ckpt``.
+:func:`check_launch` refuses a multirun with a strategy that re-executes the script (every rank
+would sweep on its own) unless a cluster environment started the ranks;
+:func:`recover_spawned_state` brings back the callbacks' state after ``ddp_spawn``.
+See docs/training.md#multiruns-and-ddp.
 """
 
 from __future__ import annotations

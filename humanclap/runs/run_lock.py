@@ -1,18 +1,8 @@
 """One live run per directory, and no export written over another run's model.
 
-``humanclap.train`` writes to two places named after ``run_name``: its output directory
-(``outputs/<run>``: Lightning checkpoints, logs) and the export directory (``checkpoints/<run>``).
-Two live runs with the same name would mix their checkpoints in one folder and overwrite each
-other's export, so :func:`claim_run_directories`, called on rank 0 before any training work:
-
-- takes an exclusive ``flock`` on ``<dir>/.humanclap.lock`` in both directories and keeps it for
-  the life of the process. The kernel releases it when the process ends, however it ends
-  (SIGKILL included), so a killed run never leaves a stale lock behind and ``resume=auto`` can
-  continue at once; a second live run is refused with the PID and host of the first;
-- refuses an export directory that already holds a model, unless this run continues the run
-  that wrote it (``resume``) or ``overwrite_export=true`` says that replacing it is meant;
-- checks that the export directory is writable, so a typo'd or read-only path fails in the
-  first second rather than after the last epoch.
+:func:`claim_run_directories` locks the output and export directories (``flock``, released however
+the process ends), refuses an export over another run's model and checks that it is writable.
+See docs/training.md#run-directories.
 """
 
 from __future__ import annotations

@@ -1,89 +1,9 @@
 """Event-ordering text manipulations (event-ordering §3.2): pure functions of one sentence.
 
-The ordering probes (``humanclap.probes.ordering.bat``, ``clause_swap``, ``as_then_swap``,
-``text_sensitivity``) ask whether a model notices when a caption's temporal connective or the order
-of its two events is changed. Each manipulation here takes one sentence and returns a
-:class:`Manipulation`: the new sentence, or no sentence and the *reason* it was skipped. Nothing
-is changed silently: a sentence whose manipulation would be ambiguous (which connective, where a
-clause ends) is skipped, and :class:`ManipulationStats` counts the skips by reason. What is not
-skipped is changed by the purely textual rules below, whose known limits are listed with them.
-
-**Connectives.** :func:`find_connectives` finds, case-insensitively and as whole words (not inside
-``afternoon``, ``aftermath`` or hyphenated words), the *order* connectives ``before``, ``after``,
-``then``, ``followed by`` (any whitespace between the two words) and the *simultaneity*
-connectives ``as``, ``while``, ``during``. An occurrence inside one of these fixed phrases is not a
-connective (it is reported with ``fixed_phrase`` set and ignored by every manipulation):
-
-====================  =================================================================
-``as well as``        "Chirping as well as continuous running water"
-``as ... as``         ``as <one word> as``: "revving as high as it can go", "as soon as"
-``as well``           "a dog barks as well"
-``such as``           "farm animals such as a horse"
-``as if``             "squealing as if it were in pain"
-``as though``
-``so as to``
-``as opposed to``
-``known as``
-``same as``
-``before and after``  "A cat meowing before and after plastic rattling" (both words)
-``one after another`` ``one [up to 3 words] after|before another|the other``:
-                      "one after the other", "One explosion after another"
-``now and then``      "every now and then"
-====================  =================================================================
-
-``as a`` is *not* excluded: in AudioCaps it is almost always temporal ("A man speaks as a dog
-barks"; it occurs 2616 times in the 22,848 AudioCaps captions with a connective).
-
-**Skip reasons** (checked in this order; the first that applies is reported):
-
-* ``no_connective`` -- none of the connectives the manipulation acts on;
-* ``fixed_phrase`` -- they only occur inside fixed phrases (which phrase: ``Manipulation.detail``);
-* ``several_connectives`` -- more than one connective the manipulation acts on (e.g. "A before B
-  after C", "A then B then C", "A as B, then C"): which one to change, or where the clauses
-  end, is ambiguous;
-* ``several_sentences`` -- (clause swap only) the text has more than one sentence (``.``, ``!``,
-  ``?`` or ``;`` followed by more text), so the extent of the clauses is unknown;
-* ``connective_at_start`` -- (clause swap, as/then swap) the connective (with the ``and`` that is
-  moved or dropped with it) opens the sentence ("Then a dog barks", "And then a dog barks", "As
-  the wind blows, a bird sings"): there is no first clause, or "as"/"then" would change the
-  sentence's structure rather than its meaning;
-* ``connective_at_end`` -- (clause swap, as/then swap) nothing but punctuation follows it ("a man
-  speaking after", "silence after that").
-
-**The manipulations** (the input is stripped of surrounding whitespace; everything not named here
-is kept verbatim, including inner punctuation and spacing):
-
-* :func:`swap_before_after` -- the single ``before`` <-> ``after`` (BAT). Case is kept per word
-  ("Before" -> "After", "AFTER" -> "BEFORE"); "after which" -> "before which", "shortly before" ->
-  "shortly after". Other connectives (then, followed by, as, ...) are left alone and do not block
-  the swap. It may open or close the sentence ("Before a dog barks, a man speaks" -> "After ...").
-* :func:`swap_clauses` -- "A <sep> B" -> "B <sep> A" for the single order connective (before,
-  after, then, followed by; simultaneity connectives stay inside their clause and move with it).
-  The separator ``<sep>`` is moved verbatim and is the connective together with: a preceding comma,
-  a preceding ``and`` ("A, and then B"), an auxiliary ``is|are|was|were`` before ``followed by``
-  ("A is followed by B" -> "B is followed by A"), a preceding adverb ``just|shortly|soon|
-  immediately|right|closely|directly`` before before/after/followed by ("shortly before", "closely
-  followed by"; not before "then": "turns right then stops") and a following
-  ``which`` or ``that`` after before/after ("after which", "after that"). ``briefly`` and
-  ``quickly`` are *not* taken along: they usually modify clause A ("whistles briefly followed by").
-  Trailing ``.``/``!``/``?``/``…`` stay at the end. **Capitalisation:** if A begins with an
-  upper-case letter (a capitalised sentence), B's first letter is upper-cased and A's first letter
-  lower-cased -- unless A's first word looks like a proper noun or acronym: ``I`` (and "I'm",
-  ...) or a word with an upper-case letter after its first character ("TV", "ATV", "McDonald").
-  Capitalised names ("Rachel") cannot be told from a capitalised first word and are lower-cased.
-  If A does not begin with an upper-case letter, neither clause's case is changed.
-  As in the paper, the swap is purely textual. Known limits: a clause with an omitted subject is
-  moved as it is ("A man sneezes then speaks" -> "Speaks then a man sneezes"); commas inside a
-  clause stay with it ("A woman talks before something pops, she screams" -> "Something pops, she
-  screams before a woman talks"); an ``and`` in the separator moves with it ("A door is closed,
-  and followed by a man talking" -> "A man talking, and followed by a door is closed"); a
-  pronoun ``that`` opening clause B is taken for "before/after that" ("before that ends ...").
-* :func:`swap_as_then` -- the single temporal ``as`` <-> ``then`` (event-ordering Table 3), case kept
-  per word. "then" -> "as" also drops an ``and`` directly before it ("A and then B" -> "A as B",
-  "A, and then B" -> "A, as B"); "as" -> "then" adds nothing. Known limit: a clause with an
-  omitted subject reads oddly ("A man sneezes then speaks" -> "A man sneezes as speaks").
-
-Every function is pure and deterministic.
+:func:`swap_before_after`, :func:`swap_clauses` and :func:`swap_as_then` return a
+:class:`Manipulation`: the new sentence, or none and the reason it was skipped (counted by
+:class:`ManipulationStats`). Connectives, fixed phrases, skip reasons and the exact rules:
+see docs/probes.md#text-manipulations.
 """
 
 from __future__ import annotations
@@ -268,7 +188,7 @@ def manipulate_all(texts: Iterable[str], manipulation: Callable[[str], Manipulat
 # -- the manipulations ----------------------------------------------------------------------------
 
 def swap_before_after(text: str) -> Manipulation:
-    """The single "before" <-> "after" (see the module docstring)."""
+    """The single "before" <-> "after" (see docs/probes.md#text-manipulations)."""
     text = text.strip()
     relevant, skip = _single(text, "before_after", {"before", "after"})
     if skip:
@@ -280,7 +200,7 @@ def swap_before_after(text: str) -> Manipulation:
 
 
 def swap_clauses(text: str) -> Manipulation:
-    """"A <sep> B" -> "B <sep> A" around the single order connective (see the module docstring)."""
+    """"A <sep> B" -> "B <sep> A" around the single order connective (docs/probes.md#text-manipulations)."""
     text = text.strip()
     kind = "clause_swap"
     relevant, skip = _single(text, kind, set(ORDER_CONNECTIVES))
@@ -312,7 +232,7 @@ def swap_clauses(text: str) -> Manipulation:
 
 
 def swap_as_then(text: str) -> Manipulation:
-    """The single temporal "as" <-> "then" (see the module docstring)."""
+    """The single temporal "as" <-> "then" (see docs/probes.md#text-manipulations)."""
     text = text.strip()
     kind = "as_then"
     relevant, skip = _single(text, kind, {"as", "then"})

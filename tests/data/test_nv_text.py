@@ -227,7 +227,7 @@ def drop_articles(tokens):
 
 
 def test_usable_from_a_data_config_by_wrapping_the_pairs_node():
-    """The module docstring's config form: nv_transform around another pairs node (Hydra)."""
+    """The config form of docs/data.md#nv-text: nv_transform around another pairs node (Hydra)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 

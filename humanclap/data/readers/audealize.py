@@ -1,40 +1,8 @@
 """Audealize / SocialFX descriptor files: words with the effect settings the crowd chose for them.
 
-timbre-semantics §2.3 (Experiment 2) manipulates one reference recording with the EQ and reverb
-settings SocialFX associates with each of "the 20 most frequently used descriptors" per effect.
-Audealize ships those settings aggregated per word as ``eqdescriptors.json`` and
-``reverbdescriptors.json``: a JSON list of objects ::
-
-    {"word": "warm", "settings": [...], "num": 122, "agreement": 0.81, "lang": "English",
-     "x": ..., "y": ...}
-
-* ``settings``: 40 relative EQ-curve values, one per band of the 40-band graphic EQ (EQ files),
-  or ``[d, g, m, f, E, wetdry]`` of the Audealize reverberator (reverb files). The effect of a
-  file is inferred from this length (:data:`SETTINGS_LENGTH`, :func:`effect_of`); every entry of
-  one file must have the same length.
-* ``num``: number of crowdsourced submissions for the word -- "most frequent" means largest num.
-* ``agreement``: agreement between those submissions (for EQ a function of ``num`` only).
-* ``lang``: "English" or "Español" (EQ); ``x``/``y`` (word-map coordinates) are optional here
-  and not kept.
-
-The Audealize files are GPLv2 and are not part of this repository: point the reader at your copy.
-For an offline default the package ships two small files of its own in the same format
-(:data:`DEMO_EQ_FILE`, :data:`DEMO_REVERB_FILE`, see ``humanclap/resources/README.md``), with
-illustrative settings written for this project -- not SocialFX data.
-
-**Selection** (:func:`read_audealize_descriptors`): entries of ``lang`` (default English; ``None``
-= every language), optionally only the given ``words``, sorted by ``num`` descending; ties are
-broken by ``agreement`` descending, then by word (alphabetically), so the order never depends on
-the file's order. Then the first ``top_n``. A ``top_n`` larger than what is available is clamped
-to all of them and logged (INFO), so the default ``top_n=20`` also works with the small demo files.
-
-Note: the paper's own 20-word lists (its Tables 1-2, :data:`PAPER_EQ_WORDS`,
-:data:`PAPER_REVERB_WORDS`) are *not* the 20 largest ``num`` of the Audealize files (those include
-e.g. "happy", "beautiful" for EQ and "echoing", "nice" for reverb); pass ``words=PAPER_EQ_WORDS``
-(and ``top_n=None``) to reproduce the paper's selection.
-
-Errors are :class:`~humanclap.data.pairs.DataError` naming the file and the entry (0-based index
-in the JSON list, and the word when it is known).
+The EQ and reverb settings of timbre-semantics §2.3 (Experiment 2), selected by
+:func:`read_audealize_descriptors`. The file format, the selection rule and the paper's own word
+lists: see docs/data.md#audealize-descriptors.
 """
 
 from __future__ import annotations

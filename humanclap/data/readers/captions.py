@@ -1,29 +1,8 @@
 """Captioned clips (AudioCaps, Clotho-style lists, your own) as pairs for the retrieval probe.
 
-One CSV row or JSONL line per (clip, caption); a clip with five captions has five rows. Every
-pair gets score 1.0 (a caption describes its clip), so ``RetrievalProbe`` treats each caption as
-a match of its clip. Columns (JSONL: keys):
-
-* ``audio`` (``audio_column``): the clip's path, relative to ``audio_root`` (default: the file's
-  directory) or absolute; ``caption`` (``caption_column``): the text;
-* ``split`` (optional): with ``split="test"`` only the rows of that split are read.
-
-**AudioCaps layout.** The AudioCaps CSVs (``audiocap_id,youtube_id,start_time,caption``, one
-file per split) name no audio file. When the audio column is absent but ``youtube_id`` and
-``start_time`` are present, the clip is ``{youtube_id}_{start_time}{audiocaps_suffix}`` with
-``start_time`` exactly as written (AudioCaps: whole seconds), e.g. ``7fmOlUlwoNg_20.wav`` -- the
-names aac-datasets gives the clips (it writes ``.flac``: pass ``audiocaps_suffix=".flac"``). Every
-caption of a clip then points at one file, so a test clip with five captions is one gallery item
-matched by five captions, the usual AudioCaps retrieval protocol. (Downloads that name files by
-``audiocap_id``, one file per caption row, cannot be grouped this way; list them with an ``audio``
-column, one row per caption naming the same file.)
-
-Rows whose audio file is missing are skipped and counted in ``RatedPairs.skipped`` (YouTube-sourced
-sets always miss some clips); if none is left it is an error. The same caption given twice for the
-same clip (AudioCaps val: 85 rows, test: 118) becomes one pair; the repeats are counted as skipped.
-The same caption for different clips is kept: it is one text query matching all of them.
-
-Errors name the file and the line, as ``humanclap.data.readers.manifest`` does (CSV header = line 1).
+One row per (clip, caption), every pair score 1.0; AudioCaps' own CSVs name their clips
+``{youtube_id}_{start_time}.wav``. Columns, the AudioCaps layout and what is skipped:
+see docs/data.md#captions.
 """
 
 from __future__ import annotations
@@ -87,7 +66,7 @@ def read_captions(
 ) -> RatedPairs:
     """Read a ``.csv`` or ``.jsonl`` list of captioned clips into pairs with score 1.0.
 
-    See the module docstring for the columns, the AudioCaps layout and what is skipped.
+    See docs/data.md#captions for the columns, the AudioCaps layout and what is skipped.
     """
     path = Path(path)
     suffix = path.suffix.lower()

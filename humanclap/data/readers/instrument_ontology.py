@@ -1,30 +1,7 @@
 """An instrument ontology as data, lowest common ancestors, and the triplets of two-tower §"Key Results".
 
-The two-tower paper measures whether the text (or audio) tower respects how instruments are
-related with triplets taken from an instrument ontology (Henry Doktorski's, a Hornbostel–Sachs
-variant): an anchor, a positive more closely related to it and a negative less closely related.
-A model gets a triplet right if the anchor is more similar to the positive than to the negative;
-the paper's three systems get 49-59 % right ("semantic meaningfulness").
-
-**The tree.** A JSON object ``{"root": name, "tree": {...}, "aliases": {...}}``: ``tree`` nests
-objects (internal nodes) down to lists of instrument names (leaves), e.g. family -> subfamily ->
-instrument in the shipped ``humanclap/resources/instrument_ontology.json`` (written for this
-project; sources in ``humanclap/resources/README.md``). Trees of any depth are accepted. Names are
-matched case-insensitively with white space folded; every node name must be unique; ``aliases``
-maps other names to nodes ("cello" -> "violoncello").
-
-**The rule.** With ``depth(root) = 0`` and ``depth(LCA(a, b))`` the depth of the lowest common
-ancestor, (a, p, n) is a triplet iff::
-
-    depth(LCA(a, p)) > depth(LCA(a, n))          (strictly)
-
-Both ancestors lie on the path from the root to ``a``, so the rule always compares two nodes of
-one path: the positive branches off a's path strictly below the negative. E.g. (violin, viola,
-flute): LCA(violin, viola) = "bowed string" (depth 2) is deeper than LCA(violin, flute) = root
-(depth 0). A negative from a's own subfamily can never be chosen against a positive from its
-family only (its LCA would be the deeper one), so no negative is ever closer to the anchor than
-the positive. Equally related pairs make no triplet. This replaces the repository of the paper,
-whose stored matrix mixed distances and similarities (see ``../shared/data/tinysol/README.txt``).
+(a, p, n) is a triplet iff depth(LCA(a, p)) > depth(LCA(a, n)). The JSON layout and the rule:
+see docs/data.md#instrument-ontology.
 """
 
 from __future__ import annotations
@@ -60,7 +37,7 @@ class Triplet:
 
 
 class Ontology:
-    """A rooted tree of instrument names (see the module docstring for the JSON layout)."""
+    """A rooted tree of instrument names (JSON layout: docs/data.md#instrument-ontology)."""
 
     def __init__(self, tree: Mapping[str, Any], root: str = "instrument", aliases: Mapping[str, str] | None = None,
                  name: str = "ontology") -> None:

@@ -1,29 +1,8 @@
 """Labelled audio for classification probes: one class label (and optionally a family and a fold)
 per clip.
 
-Two layouts are read:
-
-* **A CSV manifest** (:func:`read_labelled_manifest`): columns ``path, label`` (required) and
-  ``family, fold`` (optional). Relative paths resolve against ``audio_root`` (default: the
-  manifest's directory).
-* **The TinySOL metadata** (:func:`read_tinysol`; two-tower §"Method Summary": 2913 clips,
-  14 instruments, 4 families, the official 5 folds): columns ``Path, Fold, Family,
-  Instrument (abbr.), Instrument (in full), ...``. ``Path`` is relative to the folder the
-  TinySOL audio archive was extracted to. The metadata (not the audio) is by Cella, Ghisi,
-  Lostanlen, Lévy, Fineberg and Maresz (Ircam), Zenodo record 3685367, CC BY 4.0.
-
-**Labels are prompt text.** A zero-shot probe writes each label into a prompt ("A {x} track"), so
-a label must read as words: at least one letter and no ``_``, ``/``, ``\\``, ``{`` or ``}``
-(an abbreviation such as ``ClBb`` or an id such as ``cls_07`` is refused with the row that
-carries it). ``labels`` maps raw labels (or TinySOL abbreviations) to prompt names, e.g.
-``{"Vn": "violin"}``; for TinySOL, :data:`TINYSOL_INSTRUMENTS` is that table (the names of the
-two-tower paper's TinySOL labels, e.g. ``ClBb`` -> "clarinet", ``Vc`` -> "violoncello").
-
-**Folds.** ``folds=[0]`` keeps the clips of fold 0 (fold values are compared as text, so ``0``
-and ``"0"`` are the same fold); a selection that keeps nothing is an error listing the folds
-present. Only the selected clips' audio files must exist.
-
-Errors name the file and the line (header = line 1), like :mod:`humanclap.data.readers.manifest`.
+A CSV manifest (``path, label[, family, fold]``) or the TinySOL metadata (two-tower §"Method
+Summary"); labels must read as prompt words. See docs/data.md#labelled-audio-and-tinysol.
 """
 
 from __future__ import annotations
@@ -84,7 +63,7 @@ class LabelledClip:
     audio: str
     """Key of the clip in the set's ``AudioStore`` (a resolved path for file data)."""
     label: str
-    """Class name, prompt-able (see the module docstring)."""
+    """Class name, prompt-able (docs/data.md#labelled-audio-and-tinysol)."""
     family: str | None = None
     fold: str | None = None
 

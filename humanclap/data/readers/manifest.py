@@ -1,19 +1,8 @@
 """Rated pairs from a user's own manifest: one human rating per CSV row or JSONL line.
 
-Columns (JSONL: keys): required ``audio, text, score``; optional ``split, group, listener``.
-``split`` is train, validation, test or empty (the datamodule then holds out whole clips for
-validation); any other value is an error. Several ratings of one (audio, text) pair are averaged
-(``num_ratings`` counts them) and the mean is rescaled from ``score_range`` to [0, 1], as
-human-clap §III-A rescales its 0-10 ratings ("we rescaled the subjective score to the range of 0
-to 1"). A ``score_range`` the ratings cannot be on is refused with the range that fits
-(``humanclap.data.pairs.check_scale``): 0-1 ratings under the default 0-10 would otherwise train
-as scores of at most 0.1. Each pair's ``source`` is the line of its first rating.
-
-Error messages name the file and the *line number* in the file (1-based, the CSV header is
-line 1, so the first data row is line 2; for JSONL simply the line). For a CSV record whose quoted
-text spans several lines, the line where the record starts is given.
-
-The CSV helpers live in :mod:`humanclap.data.tables`.
+Ratings of one pair are averaged and rescaled from ``score_range`` to [0, 1] (human-clap §III-A);
+errors name the file and the line. Columns and rules: see docs/data.md#rating-manifests. The CSV
+helpers live in :mod:`humanclap.data.tables`.
 """
 
 from __future__ import annotations

@@ -1,31 +1,8 @@
 """RELATE relevance ratings (``scores/REL.csv``) as rated pairs, the data of human-clap §II-B.
 
-One CSV row per listener rating on the 11-point scale 0-10. Two layouts exist:
-
-* current: ``wavname,text,score,listener_id,audio type,anchor label,in RELATE dataset,in AudioCaps``
-  with ``anchor label`` True/False;
-* older: no ``anchor label`` column; anchor rows have ``audio type == anchor``.
-
-Rules applied by ``read_relate``:
-
-* ``in RELATE dataset`` is honoured per row: train/validation/test become ``RatedPair.split``,
-  ``excluded`` rows are dropped and counted. A pair can have excluded rows *and* kept rows (3,090
-  pairs in the released file); only the kept rows are averaged. Anchor rows are kept wherever the
-  file puts them in a split: the released file has 14 anchor rows in train (13) or validation (1),
-  i.e. deliberately mismatched pairs with low scores. The file's own screening already
-  marks every row of a screened-out listener ``excluded``.
-* ``rescreen=True`` re-applies the paper's screening, "We removed listeners who scored higher than
-  2 on average for anchor samples": all rows of listeners whose mean anchor score is > 2 (exactly
-  2 stays) are dropped before anything else. Anchor means use every anchor row, excluded or not.
-  Listeners without anchor rows are kept.
-* Ratings are averaged per (wavname, text) and divided by 10 (§III-A: "we rescaled the subjective
-  score to the range of 0 to 1").
-* ``group`` is the generator, taken from the wav path's first component (``GENERATORS``): the
-  ``audio type`` column folds audioldm2 into audioldm and tango2 into tango, so it is not used.
-* ``group_sets`` defines ``synthesized`` = every generator but natural (Tables II and III).
-* ``listener_id`` stays a string ("0050"): the CSV is read with the csv module, never parsed.
-
-Errors name the file and the line (the header is line 1, the first rating line 2).
+Split as the file's ``in RELATE dataset`` column says, ``excluded`` rows dropped, ratings averaged
+per (wavname, text) and divided by 10 (§III-A); ``rescreen=True`` re-applies the paper's listener
+screening. The two layouts and the rules: see docs/data.md#relate.
 """
 
 from __future__ import annotations

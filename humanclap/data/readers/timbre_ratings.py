@@ -1,19 +1,7 @@
 """Timbre-descriptor ratings (instruments x descriptors) as rated pairs.
 
-The table follows the CCMusic instrument-timbre layout: columns ``instrument_id,
-instrument_name`` and one column per descriptor ("bright", "dark", "raspy", ...), each cell the
-mean rating of that instrument on a k-point scale (the timbre-semantics study uses a nine-point
-scale, hence ``scale=(1, 9)``). Every cell becomes one pair
-``(recording of the instrument, template.format(descriptor=d), rating rescaled to [0, 1])`` with
-``group = instrument_name``, so the same losses and probes as for RELATE (human-clap §III-A)
-apply. The table holds means whose listener count is unknown, so ``num_ratings`` is 1.
-
-An optional column ``instrument_group`` (e.g. "Chinese" / "Western", the two halves of the
-CCMusic data in timbre-semantics §2.2) is not a descriptor: it becomes
-``RatedPairs.group_sets = {group: [instrument names]}``, which the timbre-correlation probe
-reports separately (and the relevance probe as unions of instruments).
-
-Errors name the file, the line (header = line 1) and the column.
+A table in the CCMusic layout (timbre-semantics §2.2) becomes one pair per (instrument, descriptor)
+cell, the rating rescaled to [0, 1]. See docs/data.md#timbre-ratings.
 """
 
 from __future__ import annotations

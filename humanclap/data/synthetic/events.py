@@ -1,36 +1,7 @@
 """An offline captioned sound-event set: generated clips of distinct event classes, each captioned.
 
-The default source clips of :mod:`humanclap.data.synthetic.order` (before/after pairs, event-ordering
-§3.3) when no real captioned audio is at hand: license-free, generated in about a second,
-deterministic given ``seed``. Each clip holds ONE event of one class, rendered by the class's
-synthesis rule from a seeded :class:`EventRecipe` with per-clip variation of pitch, level, length
-and onset, on a silent background:
-
-=================  =================================================  ==========================
-class (``group``)  synthesis                                          captions (variants)
-=================  =================================================  ==========================
-``hum``            50-120 Hz harmonic tone, slow 3-5 Hz wobble, long  "a low hum", ...
-``beep``           2-4 sine beeps at 1.5-3 kHz                        "a high-pitched beep", ...
-``noise``          white-noise burst, fast attack, exponential decay  "a burst of white noise", ...
-``rising_chirp``   exponential sweep up (x3-x6 from 300-600 Hz)       "a rising chirp", ...
-``falling_tone``   exponential sweep down (/3-/6 from 1.5-3 kHz)      "a falling tone", ...
-``clicking``       12-25 clicks per second (2 ms 3-5 kHz pings)       "a rapid clicking", ...
-``bell``           inharmonic partials (1, 2, 2.76, 5.4, 8.93) decay  "a bell rings", ...
-``thud``           pitch-dropping 120->45 Hz sine + soft noise, short "a short thud", ...
-``siren``          harmonic tone with slow +-20-30 % FM               "a siren wails", ...
-``wind``           low-passed noise with slow swells                  "wind blows", ...
-=================  =================================================  ==========================
-
-(the full caption lists are in :data:`EVENT_CLASSES`). Levels are set as the RMS of the active
-part (-30 to -14 dBFS), peaks capped at 0.9; 5 ms fades at the event's edges. Classes are assigned
-round-robin over a seeded permutation (balanced to +-1 clip), the captions of a clip are
-``captions_per_clip`` distinct variants of its class, and clips are split into
-train/validation/test by clip with :func:`humanclap.data.synthetic.sounds.assign_splits`. Every pair has
-score 1.0 (a caption describes its clip), ``group`` = the event class.
-
-Audio lives in a :class:`humanclap.data.synthetic.sounds.SyntheticAudioStore` (keys ``events/<n>``): the
-48 kHz clips are rendered once and held (120 x 2 s = 46 MB); other rates are rendered afresh from
-the recipe (same event, noise drawn anew at that rate); ``fingerprint(keys)`` hashes the clips.
+The default source clips of :mod:`humanclap.data.synthetic.order` (event-ordering §3.3). The ten
+event classes and how they are rendered: see docs/data.md#sound-events.
 """
 
 from __future__ import annotations
@@ -195,7 +166,7 @@ def synthetic_events(
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
 ) -> RatedPairs:
-    """Captioned clips of generated sound events (see the module docstring), score 1.0 each.
+    """Captioned clips of generated sound events (docs/data.md#sound-events), score 1.0 each.
 
     ``classes``: a subset of :data:`EVENT_CLASSES` (default all ten). The result is named
     ``synthetic_events``; ``group`` = event class; split by clip.

@@ -1,77 +1,8 @@
 """Before/after pairs with known event order (event-ordering §3.3, "AudioCaps-BeforeAfter").
 
-:func:`synthesize_order_pairs` draws two captioned clips A and B, writes a caption that states
-their order with one of the connectives and renders the audio **always as A then B**:
-
-===============  ===========================  =====================================
-connective       true-order caption           swapped (negative, score 0)
-===============  ===========================  =====================================
-``before``       "A before B"                 "B before A"
-``then``         "A then B"                   "B then A"
-``followed by``  "A followed by B"            "B followed by A"
-``after``        "B after A"                  "A after B"
-===============  ===========================  =====================================
-
-It follows hohsiangwu/preposition-synthesis (the script behind the paper's ACBA set; described in
-``shared/data/audiocaps/README.txt``) without its problems: deterministic by ``seed`` (NumPy
-``default_rng``; no ``random.sample`` on a set), ids ``order/<n>`` instead of captions as file
-names, whole-word connective tests instead of substrings ("afternoon" is not "after"), clips
-shorter than the crossfade handled, and with the clause-swapped hard negatives the Human-CLAP
-losses can learn order from. The result serves both as extra training pairs and as a probe set
-whose true order is known (``data=order_synthetic`` for the ordering probes).
-
-**Source clips.** Any captioned :class:`RatedPairs` (``read_captions`` of AudioCaps with its audio,
-:func:`humanclap.data.synthetic.events.synthetic_events` offline). Only pairs with
-``score >= min_score`` (default 1.0: captions of their clip) are used. Left out, and counted in
-the result's ``skipped`` by reason: captions that already contain a temporal connective (before,
-after, then, followed by -- whole words, any case; the composed caption would have two), captions
-of several sentences (clause extent unclear), captions that are only punctuation, and repeats of
-the same (clip, caption). A and B are different clips, with different (normalised) captions and,
-with ``distinct_groups`` (default), of different ``group`` when both have one (for the event set:
-different event classes -- "a bell rings before a bell chimes" would make its swapped negative
-just as true). A clip is drawn uniformly among the clips of the split, then one of its captions.
-
-**Captions.** Each clause is stripped of surrounding whitespace, inner runs of whitespace and
-trailing punctuation (``.!?,;:…``); the sentence's first letter is upper-cased and the second
-clause's first letter lower-cased unless its first word looks like a proper noun or acronym
-(``I``/``I'm``..., or a word with an upper-case letter after its first character: "TV", "ATV",
-"McDonald"; a capitalised name like "Rachel" cannot be told apart and is lower-cased). Nothing else
-is changed, so the captions fit the purely textual manipulations of :mod:`humanclap.text.ordering`
-(the BAT and clause-swap probes). The connectives are balanced: each split gets them round-robin
-(+-1), in a seeded random order. ``group`` = the connective with spaces as underscores
-(``followed_by``, metric-key safe); ``group_sets = {"order": [those groups]}``.
-
-**Audio** (:class:`OrderAudioStore`, keys ``order/000017``; it keeps the recipe A key, B key,
-crossfade): A, then B starting ``n_fade`` samples before A ends, with a **linear** crossfade (as
-the original script; ``fade_shape="equal_power"``: sine/cosine gains, for uncorrelated material at
-constant power). At rate ``sr`` with clips of ``len_a`` and ``len_b`` samples::
-
-    n_fade = min(round(crossfade_s * sr), min(len_a, len_b) // 2)
-
-i.e. the crossfade never covers more than half of the shorter clip (a 0.6 s clip with a 1 s
-crossfade is faded over 0.3 s), so each event keeps at least half of itself un-overlapped and the
-order stays audible. Output length ``len_a + len_b - n_fade``; A's first sample is output sample
-0, A alone up to ``len_a - n_fade``, the overlap ``[len_a - n_fade, len_a)`` holds
-``A * (1 - g) + B * g`` with gains ``g_i = (i + 1) / (n_fade + 1)`` (never exactly 0 or 1), B alone
-after; B's last sample is output sample ``len_a + len_b - n_fade - 1``. ``crossfade_s = 0`` is
-plain concatenation. No padding (the original pads to 20 s; the featurizer crops/pads per model).
-Clips come from the source store at the requested rate (so resampling is the source's, e.g.
-``load_audio``'s for files); order clips are rendered on each ``load``.
-
-**Splits.** A and B always come from the same source split, and the order pair takes that split,
-so validation/test order pairs never reuse training clips. ``n_pairs`` is shared among the splits
-in proportion to their usable clips (largest remainder; every split at least one pair when
-``n_pairs`` allows); a split with too few usable clips gets none (counted in ``skipped``). Clips
-without a split form their own pool and give pairs without a split -- the datamodule then splits
-those by *order clip*, which can reuse clips across train/validation: split the source first.
-
-**Mixing.** :func:`concat_pairs` mixes sets (e.g. the run's rated pairs + order pairs) behind a
-:class:`ConcatAudioStore`: audio keys are namespaced by part index, ``"<i>:<key>"`` (``0:synthetic/
-00003``, ``1:order/000017``; indices, not names, since names repeat and contain ``:``). Splits and
-groups are kept, ``group_sets`` merged (same name: union), skip reports merged with the part's
-name in each reason. For configs: :func:`order_pairs_from_events` (a pure synthesized order set,
-``recipes/data/order_synthetic.yaml``) and :func:`with_order_pairs` (base data + order pairs,
-``recipes/data/synthetic_with_order.yaml``).
+Two captioned clips A and B are rendered as A then B with a crossfade and captioned with a
+connective in the true order, plus the clause-swapped caption as a score-0 negative. Source clips,
+captions, audio layout, splits and mixing: see docs/data.md#order-pairs.
 """
 
 from __future__ import annotations
@@ -111,7 +42,7 @@ def clause(caption: str) -> str:
 
 
 def compose(first: str, connective: str, second: str) -> str:
-    """ "<First> <connective> <second>" from two captions (see the module docstring's rules)."""
+    """ "<First> <connective> <second>" from two captions (rules: docs/data.md#order-pairs)."""
     return f"{upper_first(clause(first))} {connective} {lower_first(clause(second))}"
 
 
@@ -147,7 +78,7 @@ def fade_samples(crossfade_s: float, len_a: int, len_b: int, sample_rate: int) -
 
 
 def crossfade(a: np.ndarray, b: np.ndarray, n_fade: int, shape: str = "linear") -> np.ndarray:
-    """``a`` then ``b``, overlapping by ``n_fade`` samples (layout in the module docstring)."""
+    """``a`` then ``b``, overlapping by ``n_fade`` samples (layout: docs/data.md#order-pairs)."""
     if shape not in FADE_SHAPES:
         raise ValueError(f"unknown fade shape {shape!r}; choose from {list(FADE_SHAPES)}")
     if not 0 <= n_fade <= min(a.size, b.size):
@@ -314,7 +245,7 @@ def synthesize_order_pairs(
     fade_shape: str = "linear",
     name: str = "order_synthetic",
 ) -> RatedPairs:
-    """``n_pairs`` order clips from pairs of captioned ``clips`` (rules in the module docstring).
+    """``n_pairs`` order clips from pairs of captioned ``clips`` (rules: docs/data.md#order-pairs).
 
     Each order clip gets its true-order caption with score 1.0 and, with ``negatives``, the
     clause-swapped caption with score 0.0 (so ``2 * n_pairs`` pairs). ``sample_rate`` is the

@@ -1,20 +1,7 @@
 """A generated, license-free reference clip for probes that manipulate audio (timbre-semantics §2.3).
 
-timbre-semantics Experiment 2 applies EQ and reverb to "a common reference file" (the SocialFX
-listening-test track), which is not redistributable. When no reference recording is given, the
-timbre trend probe uses this clip instead: deterministic (seeded), rendered at any sample rate,
-and made to expose both effects:
-
-* four plucked notes (fundamentals 55, 110, 165 and 247.5 Hz, one per quarter of the clip), each
-  a harmonic tone with partials up to 0.45 x the sample rate (amplitude 1/k, seeded phases), so
-  every band of the 40-band EQ (20 Hz - 20 kHz) has energy to boost or cut;
-* a 5 ms linear attack and an exponential decay (time constant 0.25 s), so each note has an onset
-  and the clip has near-silent gaps in which a reverb tail is audible;
-* a 10 ms white-noise burst at every onset (a pick / hammer transient) and a pink-noise floor
-  40 dB below the peak;
-* normalised to a peak of 0.5 (-6 dBFS), leaving headroom for EQ boosts.
-
-Rendering 4 s at 48 kHz takes a few milliseconds.
+Four plucked harmonic notes with noise transients, so that both the EQ and the reverb have something
+to act on. See docs/data.md#reference-clip.
 """
 
 from __future__ import annotations

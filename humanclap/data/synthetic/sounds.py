@@ -1,23 +1,7 @@
 """The embedded default data set: generated sounds rated by rules that follow measurable properties.
 
-Each sound is a harmonic tone plus noise with four independent latent properties. Its "human"
-ratings for eight descriptors are computed from properties *measured on the rendered audio*:
-
-===============  ===================================  ===============================
-descriptor pair  measured property                    rule (rating on 0-10)
-===============  ===================================  ===============================
-bright / dark    spectral centroid (log Hz)           logistic in log-centroid
-high / low       fundamental frequency (log Hz)       logistic in log-f0
-loud / quiet     RMS level (dBFS)                     logistic in dB
-noisy / pure     spectral flatness (log)              logistic in log-flatness
-===============  ===================================  ===============================
-
-The opposite pole is rated 10 minus the first. Each (sound, text) pair is rated by a few simulated
-listeners (Gaussian rating noise, rounded to the 11-point scale of human-clap §II-B) and averaged,
-then rescaled to [0, 1] as in §III-A. Several texts per sound, drawn from templates, so a model
-has to learn the relation between what it hears and what the words say — which is what the
-Quickstart run demonstrates. Everything is deterministic given ``seed``; the default 240 one-second
-clips take 46 MB and about a second to render.
+Ratings follow properties measured on the rendered audio, with simulated listener noise on the
+11-point scale of human-clap §II-B, rescaled as in §III-A. See docs/data.md#rated-sounds.
 """
 
 from __future__ import annotations

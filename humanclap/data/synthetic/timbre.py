@@ -1,18 +1,7 @@
 """The embedded default for ``recipe=timbre``: a synthetic instruments × descriptors ratings table.
 
-Shaped like the CCMusic instrument-timbre data of timbre-semantics §2.2 (every instrument rated on
-every descriptor on a nine-point scale, one recording per instrument, instruments in two groups
-like its Chinese / Western split), but generated: each "instrument" is a :class:`SoundRecipe`
-and its ratings follow properties measured on its audio (``measure``), so a model can learn them:
-
-- ``bright`` / ``dark``: spectral centroid (high / low),
-- ``raspy`` / ``pure``: spectral flatness (noisy / clean harmonic tone),
-- ``thin`` / ``full``: fundamental frequency (high and sparse / low and dense harmonics).
-
-The two groups differ in how breathy their instruments are (``harmonic``: little noise,
-``breathy``: much), so group-level summaries are not trivially equal. Listener ratings are the
-noise-free rating plus Gaussian noise, rounded to the 1-9 scale and averaged, then rescaled to
-[0, 1] like :func:`humanclap.data.readers.timbre_ratings.read_timbre_ratings` does with real tables.
+Shaped like the CCMusic data of timbre-semantics §2.2, with ratings that follow properties measured
+on each generated instrument. See docs/data.md#timbre-table.
 """
 
 from __future__ import annotations

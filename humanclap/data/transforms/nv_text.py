@@ -1,49 +1,8 @@
 """Noun/verb-only texts: the NV condition of event-ordering §3.1 (Table 2).
 
-The paper strips its pre-training captions "of everything that is not a noun or verb" with spaCy's
-POS tagger: "A vehicle is passing through a forest road as birds chirp in the background" becomes
-"Vehicle passing forest road birds chirp background". :func:`nouns_and_verbs` does this for one
-text, :func:`nv_transform` for a :class:`RatedPairs` set.
-
-**Taggers.** Neither spaCy nor NLTK is a dependency of this project. ``tagger`` is one of
-
-* ``"auto"`` (default): spaCy's ``en_core_web_sm`` if it loads (the paper's tagger), else NLTK's
-  averaged perceptron tagger;
-* ``"spacy"``: ``en_core_web_sm`` (``pip install spacy && python -m spacy download en_core_web_sm``);
-  kept: universal POS ``NOUN``, ``PROPN``, ``VERB`` (auxiliaries are ``AUX``: "is" in "is passing"
-  is dropped, as in the paper's example);
-* ``"nltk"``: ``nltk.word_tokenize`` + ``nltk.pos_tag`` (``pip install nltk`` and
-  ``python -m nltk.downloader averaged_perceptron_tagger_eng punkt_tab``); kept: Penn tags
-  ``NN*`` and ``VB*`` except forms of *be* (am, is, are, was, were, be, been, being, 're, 'm),
-  which the Penn tagset cannot mark as auxiliaries -- so both taggers give the paper's example;
-* a callable ``tokens -> [(token, tag), ...]`` (tokens: runs of letters/digits, inner ``-`` and
-  ``'`` kept: "low-pitched", "dog's"), with Penn or universal tags, e.g. for tests or another
-  tagger.
-
-When the chosen tagger is unavailable (package missing, or its model/data not downloaded),
-:class:`TaggerUnavailable` (an ``ImportError``) says exactly what to install or download.
-
-**Output.** The kept words joined by single spaces, in their original case, except that the first
-letter is upper-cased when the text began with an upper-case letter; a final ``.``, ``!`` or ``?``
-of the text is kept. Punctuation tokens are never kept. A text with no noun or verb gives ``""``.
-
-**Data.** :func:`nv_transform` replaces each pair's text (each unique text is tagged once); pairs
-whose text becomes empty are skipped and counted in ``skipped``. The paper transforms only the
-training texts ("the downstream evaluation texts are not manipulated"): pass ``splits=["train"]``.
-From Python::
-
-    from humanclap.data.readers.captions import read_captions
-    from humanclap.data.transforms.nv_text import nv_transform
-    pairs = nv_transform(read_captions("train.csv", audio_root="clips"), splits=["train"])
-
-and from a data config, by wrapping the ``pairs`` node (Hydra instantiates the inner one first)::
-
-    pairs:
-      _target_: humanclap.data.transforms.nv_text.nv_transform
-      splits: [train]
-      pairs:
-        _target_: humanclap.data.readers.captions.read_captions
-        path: ???
+:func:`nouns_and_verbs` for one text, :func:`nv_transform` for a :class:`RatedPairs` set (also as a
+wrapping ``pairs`` node of a data config); the tagger is spaCy or NLTK, neither a dependency.
+See docs/data.md#nv-text.
 """
 
 from __future__ import annotations
@@ -135,7 +94,7 @@ def _custom(tagger: Tagger) -> Callable[[str], list[tuple[str, str]]]:
 
 
 def resolve_tagger(tagger: TaggerSpec = "auto") -> Callable[[str], list[tuple[str, str]]]:
-    """text -> [(token, tag), ...] for ``tagger`` (see the module docstring); raises ``TaggerUnavailable``."""
+    """text -> [(token, tag), ...] for ``tagger`` (docs/data.md#nv-text); raises ``TaggerUnavailable``."""
     if callable(tagger):
         return _custom(tagger)
     if tagger is None or tagger == "auto":

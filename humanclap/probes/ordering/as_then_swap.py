@@ -1,18 +1,7 @@
 """As/then swap probe (event-ordering §3.2, Table 3): is "as" (simultaneous) told from "then"?
 
-Every original sentence with exactly one temporal "as" or "then" is also asked with the two
-swapped (:func:`humanclap.text.ordering.swap_as_then`; "and then" -> "as"; "such as", "as well
-as", ... are not temporal and are skipped -- the exact list is in :mod:`humanclap.text.ordering`).
-Both query for the original's clips; R@10 (``k``) with the original and the replaced queries is
-reported per connective, laid out as Table 3: ``Then | r/Then/As | As | r/As/Then`` (the paper's
-baseline: 0.863, 0.844, 0.822, 0.819 -- "only a marginal performance change").
-
-By default the gallery of each connective is the clips its sentences match (§3.2: "the retrieval
-set is all other sentences with the same preposition"); ``gallery="all"`` ranks against every
-clip of the pairs. Metrics: ``then/R@10_original``, ``then/R@10_swapped``, ``then/drop``,
-``then/n_queries`` (``n_gallery``), the same for ``as``, and overall ``R@10_original``,
-``R@10_swapped``, ``drop``, ``n_queries`` (with per-connective galleries: query-weighted means),
-``skipped/<reason>``. Ties count against the model.
+R@10 with the original and with the as <-> then swapped queries, per connective.
+See docs/probes.md#as-then-swap.
 """
 
 from __future__ import annotations

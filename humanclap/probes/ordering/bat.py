@@ -1,25 +1,7 @@
 """Before-After Test (BAT, event-ordering §3.2-3.3, Fig. 3): is the true order closer to the audio?
 
-For every original pair (clip, sentence with exactly one temporal "before" or "after"; score >=
-``match_threshold``) the sentence is compared with its swapped version
-(:func:`humanclap.text.ordering.swap_before_after`: "Two cars drive past before a distant semi
-truck honks" -> "... after a distant semi truck honks"); the pair counts as correct when
-
-    cos(audio, original) > cos(audio, swapped)
-
-strictly: **a tie counts as a failure** (a model that ignores the word scores 0, not 50 %; ties
-are also reported as ``n_ties``). A model that does not read the order is at chance, 50 %
-(the paper's MLP: ~50 %, Transformer 55 %, 68 % after training on ACBA).
-
-The paper's BAT set is balanced (88 before + 88 after); here both halves are reported separately
-and ``balanced_accuracy`` is their mean. ``balance=True`` also draws (seeded) as many pairs from
-the larger half as the smaller has, so ``accuracy`` is over a balanced set too.
-
-Metrics: ``accuracy``, ``accuracy_before``, ``accuracy_after``, ``balanced_accuracy`` (only when
-both halves are non-empty; a missing half's accuracy is left out), ``n``, ``n_before``,
-``n_after``, ``n_ties``, ``margin_mean`` (mean of cos(original) − cos(swapped)) and
-``skipped/<reason>`` (unique original texts left out, :data:`humanclap.text.ordering.SKIP_REASONS`).
-Accuracies are over pairs: a sentence matching two clips is counted twice.
+The share of pairs with cos(audio, original) > cos(audio, before <-> after swapped); a tie fails.
+See docs/probes.md#before-after-test.
 """
 
 from __future__ import annotations

@@ -1,18 +1,7 @@
 """Clause-swap probe (event-ordering §3.2, Fig. 2): does swapping the two events hurt retrieval?
 
-Every original sentence "A <prep> B" with exactly one of before / after / then / followed by is
-also asked as "B <prep> A" (:func:`humanclap.text.ordering.swap_clauses`: the exact rules and skip
-reasons are in :mod:`humanclap.text.ordering`), e.g. "Two cars drive past before a distant semi truck
-honks" -> "A distant semi truck honks before two cars drive past". Both query the gallery for the
-original's clips; R@1 (``k``) with the original and the swapped queries and their difference are
-reported, overall and per preposition. A model that reads the order loses recall on the swapped
-queries (Fig. 2: Transformer 0.486 -> 0.351); one that does not keeps it (MLP 0.405 -> 0.419).
-
-Metrics: ``R@1_original``, ``R@1_swapped``, ``drop`` (= original − swapped), ``n_queries``,
-``n_gallery``; per preposition ``<prep>/R@1_original``, ``<prep>/R@1_swapped``, ``<prep>/drop``,
-``<prep>/n_queries`` (``followed by`` is written ``followed_by``); ``skipped/<reason>`` counts the
-unique original texts left out. See :class:`humanclap.probes.ordering.swap_retrieval.SwapRetrievalProbe` for the
-gallery and the tie rule.
+R@1 with "A <prep> B" and with "B <prep> A" as queries, and the drop, overall and per preposition.
+See docs/probes.md#clause-swap.
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """Shared machinery of the event-ordering probes (event-ordering §3.2, Table 3, Figs. 2-3).
 
-The four probes -- ``bat`` (:class:`humanclap.probes.ordering.bat.BeforeAfterProbe`), ``clause_swap``
-(:class:`humanclap.probes.ordering.clause_swap.ClauseSwapProbe`), ``as_then_swap``
-(:class:`humanclap.probes.ordering.as_then_swap.AsThenSwapProbe`) and ``text_sensitivity``
-(:class:`humanclap.probes.ordering.text_sensitivity.TextSensitivityProbe`) -- measure the run's pairs
-(training: the validation split; evaluate: the chosen split) with the text manipulations of
-:mod:`humanclap.text.ordering`.
-
-**Originals.** Only a pair with ``score >= match_threshold`` is an original (synthesized order
-data also holds swapped-order sentences with score 0 as negatives; they are never manipulated).
-Each unique original text is manipulated once; the probe's skip counts (``skipped/<reason>``,
-reasons in :data:`humanclap.text.ordering.SKIP_REASONS`) are over these unique texts. A text that
-matches several clips matches all of them, and so does its manipulated version.
-
-This module holds what the retrieval-style probes share (:class:`SwapRetrievalProbe`: R@k with
-original vs manipulated queries, ranked by :func:`humanclap.probes.retrieval.probe.retrieval_metrics`,
-ties counted against the model) and the checks that make a probe pointed at data without
-connectives fail with the skip counts.
+Which pairs are originals, and :class:`SwapRetrievalProbe`: R@k with original vs manipulated
+queries, ties counted against the model. See docs/probes.md#originals-and-shared-machinery.
 """
 
 from __future__ import annotations

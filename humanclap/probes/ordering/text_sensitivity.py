@@ -1,20 +1,7 @@
 """Text-side sensitivity: does the text tower even notice an ordering manipulation? (no audio)
 
-For each manipulation of :mod:`humanclap.text.ordering` -- ``before_after`` (before <-> after),
-``clause_swap`` ("A then B" -> "B then A"), ``as_then`` (as <-> then) -- and every original text
-it can change (pairs with ``score >= match_threshold``; each unique text once), the cosine
-
-    cos(text(original), text(manipulated))
-
-of the unit-norm text embeddings. Near 1 everywhere means the text embedding hardly moves, so no
-audio-side skill can make the retrieval probes (``bat``, ``clause_swap``, ``as_then_swap``) tell
-the versions apart: the bottleneck is the text tower. (A bag-of-words text encoder gives exactly 1
-for a clause swap.)
-
-Metrics per manipulation ``<kind>/``: ``mean``, ``median``, ``min``, ``p05`` (5th percentile,
-linear interpolation), ``n`` (texts manipulated; 0 when none could be), ``unchanged`` (share with
-cosine >= 1 − ``unchanged_tolerance``) and ``skipped/<reason>`` (unique texts left out). A
-histogram per manipulation is the figure ``text_sensitivity``.
+cos(text(original), text(manipulated)) for each manipulation of :mod:`humanclap.text.ordering`.
+See docs/probes.md#text-sensitivity.
 """
 
 from __future__ import annotations

@@ -1,42 +1,8 @@
 """Retrieval probe: does the model rank the matching clips (texts) first for a text (clip)?
 
-**Matches.** A pair whose human score is ``>= match_threshold`` is a match. Caption files
-(``humanclap.data.readers.captions``) give every pair score 1.0, so each caption matches its clip; on rated
-data (RELATE, the synthetic default) the well-rated pairs are the matches and poorly rated pairs
-are simply not matches. A clip may have several matching captions and a caption may match several
-clips (AudioCaps repeats some captions verbatim across clips).
-
-**Directions.** Similarity is the cosine ``text @ audio.T`` of the unit-norm embeddings, in
-float64. Text -> audio (``t2a/``): every text with at least one match is a query, the gallery is
-every unique clip of the pairs (in order of first appearance). Audio -> text (``a2t/``): every clip
-with at least one match is a query, the gallery every unique text. Texts or clips without a match
-stay in the gallery as distractors but are not queries (``n_queries`` counts the queries).
-
-**Metrics** (:func:`humanclap.probes.metrics.retrieval_metrics`, averaged over queries):
-
-* ``R@k``: 1 if *any* match is among the top k, else 0 -- the "R@k" of the CLAP papers (with one
-  match per query it equals recall@k).
-* ``MRR``: 1 / rank of the first match, the retrieval metric of CLaMP 3 (§4.2 "English
-  Text-to-Music Retrieval", Tables 2-4: "Mean Reciprocal Rank (MRR), which measures the inverse of
-  the rank of the paired item"; the paper gives it in words, no equation):
-  ``MRR = 1/|Q| · Σ_q 1 / rank_q``.
-* ``mAP@k``, torchmetrics' ``retrieval_average_precision(top_k=k)``: the precision at each match
-  found in the top k, averaged over those matches::
-
-      AP@k(q) = 1/|M_q ∩ top_k(q)| · Σ_{i ≤ k, item i a match} P@i,   P@i = |M_q ∩ top_i(q)| / i
-
-  and AP@k(q) = 0 if no match is in the top k. The denominator is the number of matches
-  *retrieved within the top k* -- not |M_q| and not min(k, |M_q|). So a query with two matches
-  at ranks 1 and 50 has AP@10 = 1 (its AP over the whole list is (1 + 2/50)/2 = 0.52). With one
-  match per query AP@k is 1/rank if rank <= k, else 0 (MRR cut at k).
-
-**Ties count against the model** (the defaults): an item tied in score with a match is ranked
-ahead of it if it is not a match, so a model that gives every item the same score gets the worst
-ranks, not the best. The same metrics with ties broken in the model's favour are reported as
-``<direction>/<metric>_optimistic`` (e.g. ``t2a/R@1_optimistic``); the two differ only when exact
-ties between a match and a non-match occur (a collapsed or untrained model, duplicate clips).
-Each match's rank is counted directly in float64: its place among the query's matches plus the
-non-matches scoring at least as high (pessimistic) or higher (optimistic).
+Text -> audio and audio -> text R@k, MRR (clamp3 §4.2) and mAP@k, the pairs rated
+``>= match_threshold`` being the matches; ties count against the model (``*_optimistic``: the
+other rule). Matches, metric definitions and ties: see docs/probes.md#retrieval.
 """
 
 from __future__ import annotations
@@ -62,7 +28,7 @@ class RetrievalProbe:
         pairs: the pairs (in training: the validation split of the training data).
         match_threshold: a pair with ``score >= match_threshold`` is a match.
         ks: cut-offs of R@k (hit rate: any match in the top k).
-        map_k: cut-off of mAP@k (torchmetrics' definition, see the module docstring).
+        map_k: cut-off of mAP@k (torchmetrics' definition, see docs/probes.md#retrieval).
         batch_size: inputs per model call when ``run`` gets an ``Embedder``.
     """
 

@@ -1,42 +1,8 @@
 """Timbre-correlation probe: do audio-text similarities follow human timbre ratings?
 
-timbre-semantics §2.2 (Experiment 1, CCMusic instrument timbre: 37 Chinese + 24 Western
-instruments, each rated by listeners on 16 descriptors on a nine-point scale). For instrument i
-with recording embedding a_i and descriptor d with text embedding t_d (unit norm)::
-
-    s_{i,d} = cos(a_i, t_d) = a_i · t_d          raw cosine, *not* clamped at 0 (unlike CLAPScore)
-
-and h_{i,d} the human rating of instrument i on descriptor d, two correlation analyses:
-
-1. **Descriptor level** — for each descriptor d, across the instruments I::
-
-       r_d = pearson({h_{i,d}}_{i ∈ I}, {s_{i,d}}_{i ∈ I})
-
-2. **Instrument level** (semantic profile) — for each instrument i, across the descriptors D::
-
-       r_i = pearson(h_i, s_i),   h_i = [h_{i,d}]_{d ∈ D},   s_i = [s_{i,d}]_{d ∈ D}
-
-with ``pearson(x, y) = Σ_k (x_k - x̄)(y_k - ȳ) / sqrt(Σ_k (x_k - x̄)² · Σ_k (y_k - ȳ)²)``
-(``scipy.stats.pearsonr``). Spearman's ρ (Pearson of average ranks, ``scipy.stats.spearmanr``) is
-reported beside each r. Both are invariant to the [0, 1] rescaling of the ratings, so r on the
-rescaled scores equals r on the nine-point scale.
-
-**Summaries** as in §2.2.1 ("12 out of 16 descriptors showing positive correlations", "24
-positive correlations out of 37 Chinese instruments (mean r = 0.162)"): for each level,
-``n`` correlations, ``n_positive`` (r > 0), ``n_negative`` (r < 0), ``mean_r`` (mean Pearson r),
-``mean_spearman``; the instrument-level ones also per instrument group (Chinese / Western).
-
-**Undefined correlations.** A constant vector has no correlation: a descriptor every instrument
-got the same rating for, or a model giving every instrument (descriptor) the same similarity. Its
-r and ρ are NaN, a :class:`UndefinedCorrelationWarning` names it and the reason, and it is left
-out of ``n_positive`` / ``n_negative`` / ``mean_r`` and counted in ``n_undefined`` (``n`` counts
-it). ``mean_r`` is NaN when every correlation is undefined.
-
-**Data.** Pairs as made by :func:`humanclap.data.readers.timbre_ratings.read_timbre_ratings`: ``group`` names the
-instrument, the text is the descriptor prompt (``template.format(descriptor=d)``), one recording
-per instrument and one score per (instrument, descriptor). Instrument groups come from
-``instrument_groups`` (instrument -> group) or else from ``RatedPairs.group_sets``
-(group -> instruments; ``read_timbre_ratings`` fills it from an ``instrument_group`` column).
+timbre-semantics §2.2 (Experiment 1): Pearson r and Spearman ρ between the ratings and the raw
+cosines, per descriptor across instruments and per instrument across descriptors.
+See docs/probes.md#timbre-correlation.
 """
 
 from __future__ import annotations

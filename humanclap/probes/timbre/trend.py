@@ -1,52 +1,8 @@
 """Timbre *trend* probe: does similarity to a descriptor grow with the effect that realises it?
 (timbre-semantics §2.3, Experiment 2 "Audio Effect Timbre Semantics", Tables 1-2)
 
-For each effect e (40-band EQ, Audealize reverb), each descriptor d with its SocialFX settings
-(:mod:`humanclap.data.readers.audealize`) and each intensity a (default 0.3 / 0.6 / 1.0 = low / medium /
-high: the EQ band gains scaled by a, the reverb's wet/dry set to a), the reference recording is
-manipulated and, with unit-norm embeddings (dot product = cosine),
-
-    sim_manip(d, a) = cos(audio_manip(d, a), text(d))          (§2.3, step 3)
-    sim_orig(d)     = cos(audio_orig, text(d))
-    Δ_d(a)          = sim_manip(d, a) − sim_orig(d)
-
-"A positive Δ_d(a) indicates that the manipulation moved the audio embedding closer to the
-descriptor." ``text(d)`` is ``template.format(descriptor=d)`` (the paper embeds the bare word:
-``"{descriptor}"``). Several references can be measured at once; each gets its own Δ.
-
-Each descriptor's sequence of Δ is classified as up / down / peak / flat by the rule of
-:mod:`humanclap.probes.timbre.trend_rule` (with ``tolerance`` and ``include_origin``), which also gives
-its least-squares ``slope`` and ``spearman`` ρ against a. A non-finite Δ (NaN embeddings) makes
-the descriptor ``flat`` with a ``RuntimeWarning``; its Δ/slope/spearman metrics are NaN.
-
-**Metrics** (``<effect>`` = ``eq`` / ``reverb``, ``<a>`` = ``str(float(a))``, e.g. ``0.3``, ``1.0``):
-
-* ``n_references``; ``<effect>/n_descriptors``;
-* ``<effect>/up``, ``<effect>/down``, ``<effect>/peak``, ``<effect>/flat``: how many (reference,
-  descriptor) sequences fall in each class, summed over references (one reference: the counts of
-  the paper's Tables 1-2);
-* ``<effect>/<word>/delta@<a>``, ``/slope``, ``/spearman``, ``/class``, ``/sim_orig``: of the mean
-  Δ (and mean sim_orig) over references. ``class`` is a code: up = 1, down = −1, peak = 2,
-  flat = 0 (:data:`~humanclap.probes.timbre.trend_rule.TREND_CODES`; tables show ↑ ↓ ∧ –);
-* with more than one reference, the class counts and the descriptor metrics of each reference
-  under ``<reference>/``, e.g. ``piano/eq/up``, ``piano/eq/warm/slope``.
-
-**Audio.** References: :mod:`humanclap.probes.timbre.trend_references`; effects:
-:mod:`humanclap.probes.timbre.trend_effects`. The effect runs at its own ``sample_rate``; its output is
-resampled to the embedder's rate if they differ, while the original is loaded directly at the
-embedder's rate (both 48 kHz for CLAP). All descriptors × amounts of one (effect, reference) are
-rendered in one batched effect call, only when the embedding cache lacks one of them, and the
-audio is dropped once that (effect, reference) is embedded (20 descriptors × 3 levels × 10 s at
-48 kHz: 115 MB). Manipulated clips are cached under
-``("timbre_trend", effect, word, amount, reference, settings, effect_identity(effect object), reference AudioRef)``;
-:func:`~humanclap.probes.timbre.trend_effects.effect_identity` is the effect's class and configuration
-(e.g. ``max_db``), so differently configured effects never share clips and every DDP rank builds
-the same keys.
-
-Caveat (as in the paper, which compares with the unprocessed file): an effect that is not the
-identity at amount 0 puts a jump between the origin and the first level. The Audealize reverb
-outputs ``0.45·(dry·x + wet·(h ∗ x))``, so even its driest setting is the clip about 7 dB
-quieter; Δ of reverb descriptors includes that level change.
+Δ_d(a) = cos(audio_manip(d, a), text(d)) − cos(audio_orig, text(d)) for every EQ and reverb
+descriptor d and amount a, classified as up / down / peak / flat. See docs/probes.md#timbre-trend.
 """
 
 from __future__ import annotations
@@ -155,7 +111,7 @@ def _check_descriptors(
 
 
 class TimbreTrendProbe:
-    """Δ_d(a) trends of EQ and reverb descriptors (timbre-semantics §2.3; see the module docstring).
+    """Δ_d(a) trends of EQ and reverb descriptors (timbre-semantics §2.3; see docs/probes.md#timbre-trend).
 
     Args:
         descriptors: effect name (``"eq"``, ``"reverb"``) -> its descriptors, e.g. from

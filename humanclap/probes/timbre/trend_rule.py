@@ -1,26 +1,7 @@
 """The trend of one descriptor's Δ sequence: up, down, peak or flat (timbre-semantics §2.3).
 
-The paper classifies Δ_d(a) across intensity levels as "monotonic increase, monotonic decrease,
-or peaking at a specific intensity", and calls the rest "flat or inconsistent". Made exact:
-
-The sequence is ``0, Δ(a_1), ..., Δ(a_L)`` when ``include_origin`` (the unmanipulated clip is the
-point a = 0, Δ = 0 by definition), else ``Δ(a_1), ..., Δ(a_L)``. Walk it with a reference value r
-(initially the first value); for each next value v:
-
-* ``v − r > tolerance``: a *rise*, and r ← v;
-* ``r − v > tolerance``: a *fall*, and r ← v;
-* otherwise (``|v − r| <= tolerance``): no change, r is kept (so changes of at most
-  ``tolerance`` are ignored, but several small steps in one direction add up).
-
-Then, from the list of rises and falls: none → ``flat``; only rises → ``up``; only falls →
-``down``; one or more rises followed by one or more falls → ``peak`` (an interior maximum);
-anything else (a fall then a rise = a valley, or several reversals) → ``flat`` ("inconsistent").
-With the default ``tolerance = 0`` every non-zero step counts. A non-finite Δ (NaN embeddings)
-makes the sequence ``flat`` with a ``RuntimeWarning``.
-
-:func:`trend_statistics` adds the least-squares ``slope`` of Δ against a and the ``spearman``
-rank correlation (scipy) of Δ with a, both over the same points as the classification (with
-(0, 0) when ``include_origin``); Spearman is NaN for a constant Δ.
+The paper's "monotonic increase, monotonic decrease, or peaking at a specific intensity", made exact
+with a tolerance. See docs/probes.md#trend-rule.
 """
 
 from __future__ import annotations
@@ -61,7 +42,9 @@ def trend_points(amounts: Sequence[float] | None, deltas: Sequence[float],
 
 
 def classify_trend(deltas: Sequence[float], tolerance: float = 0.0, include_origin: bool = True) -> str:
-    """``"up"``, ``"down"``, ``"peak"`` or ``"flat"`` for Δ at increasing amounts (rule: module docstring).
+    """``"up"``, ``"down"``, ``"peak"`` or ``"flat"`` for Δ at increasing amounts.
+
+    The rule: docs/probes.md#trend-rule.
 
     Non-finite Δ: ``"flat"`` with a ``RuntimeWarning``.
     """

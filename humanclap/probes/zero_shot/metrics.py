@@ -2,25 +2,7 @@
 torchmetrics' multiclass functional metrics, with ties and score ranges under our control; top-2
 margins, spreads over prompt templates and ontology-triplet accuracy.
 
-**Scores.** ``scores[i, c] = cos(clip i, class text c)`` (float64, unit-norm embeddings).
-
-**Ties count against the model** in top-k accuracy and F1, as in the retrieval probe. torchmetrics
-takes the top 1 with ``argmax`` (the *first* maximal class wins a tie, so a tie is a hit when the
-true class happens to come first in class order) and the top k > 1 with ``torch.topk`` (order
-among equal values unspecified). So the probe hands torchmetrics a tie-free ranking instead of
-the cosines (:func:`pessimistic_ranks`): classes sorted by score, and within a block of exactly
-equal scores the other classes first (in class order) and the true class last. A clip whose true
-class ties with another at the boundary is then a miss; ``n_tied`` counts clips whose true class
-ties with any other class (0 means the optimistic and pessimistic readings agree). The predicted
-class of F1 is the first of that ranking.
-
-**ROC-AUC and PR-AUC** are one-vs-rest per class over the clips, from the cosine of each clip with
-the class text. torchmetrics applies a softmax over classes to any input outside [0, 1], which
-would make the per-class ranking of clips depend on the other classes' scores -- and on whether
-some cosine happens to be negative. The probe therefore passes ``(cos + 1) / 2`` (in [0, 1], the
-same order as the cosine, exact ties kept), so the AUCs are those of the cosine itself; tied
-scores count half (ROC) and are one threshold (PR). PR-AUC is torchmetrics' average precision
-``AP = Σ_n (R_n − R_{n−1}) P_n`` (no interpolation). Macro = mean of the per-class values.
+See docs/probes.md#zero-shot-metrics.
 """
 
 from __future__ import annotations

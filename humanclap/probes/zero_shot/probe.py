@@ -1,46 +1,9 @@
 """Zero-shot instrument recognition probe (two-tower paper, arXiv 2407.18058, "I can listen but
 cannot read").
 
-**Classification** (two-tower §"Method Summary": "zero-shot classification with cosine similarity
-between audio and text embeddings in joint space"). Each class c gets one text
-``template.format(x=c)``; clip i is scored against every class by ``s_{i,c} = cos(a_i, t_c)`` and
-ranked. Metrics (:mod:`humanclap.probes.zero_shot.metrics`, torchmetrics multiclass functional
-metrics): ``top1`` ... ``top5`` accuracy (k <= number of classes), ``f1_weighted`` (of the top-1
-prediction, weighted by class support), ``roc_auc`` and ``pr_auc`` (one-vs-rest, macro = mean over
-classes; PR-AUC = average precision) and per class ``roc_auc/<class>``, ``pr_auc/<class>``.
-**Ties count against the model** (a true class tied with another ranks after it) and ``n_tied``
-counts the clips concerned; see that module for why and how.
-
-**Prompt sensitivity** (§"Key Results": "classification performance is highly sensitive to prompt
-formulation"). Every template of ``templates`` is measured: ``prompt/<slug>/<metric>`` with
-``<slug>`` the template in lower case with ``{x}`` as ``x`` ("A {x} track" -> ``a_x_track``), and
-``spread/<metric>/range`` (max − min over templates) and ``spread/<metric>/std`` (population std).
-The unprefixed metrics are those of the first template. The defaults are the paper's four label
-prompts plus a negated one ("A no {x} track"): a text tower that reads would rank the named class
-*last* there, one that spots words ranks it first.
-
-**Families.** The same classification with one text per family (``family_templates``, the paper's
-"A {family} track"): ``family/<metric>`` (first family template) and ``family/prompt/<slug>/...``.
-Families come from the data (TinySOL's Brass / Keyboards / Strings / Winds), or else from the
-ontology (depth-1 ancestor of each class).
-
-**Ontology triplets** (§"Key Results": "49-59% accuracy on semantic relationship understanding").
-Triplets (a, p, n) of the data's classes with depth(LCA(a, p)) > depth(LCA(a, n)) in the
-instrument ontology (:mod:`humanclap.data.readers.instrument_ontology`); accuracy = share with
-cos(e_a, e_p) > cos(e_a, e_n) (ties fail) with e = the class texts (``triplets/text/accuracy``,
-first template; ``prompt/<slug>/triplet_accuracy`` per template) and with e = the unit-norm mean
-of each class's audio embeddings (``triplets/audio/accuracy``), contrasting the two towers.
-``triplets/n`` counts the triplets, ``triplets/n_anchors`` the classes that anchor at least one.
-
-**Similarity diagnostics** (§"Method Summary": "similarity distributions between positive and
-negative pairs ... top-2 class similarity differences"): ``similarity/positive_mean`` (clip vs its
-class text), ``similarity/negative_mean`` (vs the other classes), the same against class-mean
-audio (``similarity/audio/...``), and the top-2 margin (best minus second-best class cosine)
-``similarity/margin_mean`` / ``margin_median``; the figure ``similarity_histograms`` draws them.
-
-**Data.** The probe brings its own labelled clips (it ignores the run's rated pairs): ``data`` is
-``"synthetic"`` (generated TinySOL-like notes, offline), a TinySOL audio root or a CSV manifest
-(:func:`load_labelled_audio`), or a ready ``LabelledAudio``.
+Classification by the cosine with one text per class (two-tower §"Method Summary") for every prompt
+template and per family, ontology-triplet accuracy (§"Key Results") and similarity diagnostics.
+See docs/probes.md#zero-shot-probe.
 """
 
 from __future__ import annotations
