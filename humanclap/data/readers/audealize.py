@@ -58,7 +58,7 @@ SETTINGS_LENGTH: dict[str, int] = {"eq": 40, "reverb": 6}
 EFFECT_BY_LENGTH: dict[int, str] = {n: effect for effect, n in SETTINGS_LENGTH.items()}
 REQUIRED_KEYS = ("word", "settings", "num", "agreement", "lang")
 
-RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_EQ_FILE = RESOURCES / "audealize_eq_demo.json"
 """Our own illustrative EQ descriptors (6 English words), the offline default."""
 DEMO_REVERB_FILE = RESOURCES / "audealize_reverb_demo.json"

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 
 from humanclap.data.pairs import DataError
 
-DEFAULT_ONTOLOGY = Path(__file__).resolve().parents[1] / "resources" / "instrument_ontology.json"
+DEFAULT_ONTOLOGY = Path(__file__).resolve().parents[2] / "resources" / "instrument_ontology.json"
 
 
 class OntologyError(DataError):
