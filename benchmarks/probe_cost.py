@@ -24,7 +24,7 @@ from humanclap.backbones.resolve import resolve_model  # noqa: E402
 from humanclap.data.pairs import unique_in_order  # noqa: E402
 from humanclap.evaluate import evaluation_pairs  # noqa: E402
 from humanclap.probes.build import build_probes  # noqa: E402
-from humanclap.probes.cache import run_probes  # noqa: E402
+from humanclap.probes.base import run_probes  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
