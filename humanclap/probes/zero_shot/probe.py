@@ -38,8 +38,9 @@ class text), ``similarity/negative_mean`` (vs the other classes), the same again
 audio (``similarity/audio/...``), and the top-2 margin (best minus second-best class cosine)
 ``similarity/margin_mean`` / ``margin_median``; the figure ``similarity_histograms`` draws them.
 
-**Data.** The probe brings its own labelled clips (it ignores the run's rated pairs): ``data`` is
-``"synthetic"`` (generated TinySOL-like notes, offline), a TinySOL audio root or a CSV manifest
+**Data.** The probe brings its own labelled clips (it takes no ``pairs``, so the run's rated pairs
+are not passed to it): ``data`` is ``"synthetic"`` (generated TinySOL-like notes, offline), a
+TinySOL audio root or a CSV manifest
 (:func:`load_labelled_audio`), or a ready ``LabelledAudio``.
 """
 
@@ -120,8 +121,6 @@ class ZeroShotInstrumentProbe:
         use_ontology: False skips the triplets (for label sets no ontology covers).
         bins: histogram bins of the figure.
         batch_size: clips or texts per model call when given an embedder rather than a cache.
-        pairs: ignored (training builds every probe with the validation pairs; this probe brings
-            its own data).
     """
 
     name = "zero_shot_instruments"
@@ -139,9 +138,7 @@ class ZeroShotInstrumentProbe:
         use_ontology: bool = True,
         bins: int = 40,
         batch_size: int = 32,
-        pairs: Any = None,
     ) -> None:
-        del pairs  # this probe brings its own data
         self.templates = check_templates(templates, "templates")
         self.family_templates = check_templates(family_templates, "family_templates") if family_templates else {}
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
