@@ -75,7 +75,7 @@ def worker(policy: str, steps: int, warmup: int, output_dir: str) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, _partial_=True)(featurizer=backbone.featurizer)
-    module = HumanClapModule(backbone=backbone, loss=instantiate(cfg.recipe), optimizer=instantiate(cfg.optimizer))
+    module = HumanClapModule(backbone=backbone, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer))
     starts: list[float] = []
 
     class StepStarts(L.Callback):

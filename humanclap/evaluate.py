@@ -60,11 +60,9 @@ def evaluation_pairs(data_cfg: DictConfig, split: str | None) -> RatedPairs:
 
 
 def model_specs(cfg: DictConfig) -> list[Any]:
-    """The ``models`` list; each entry a string (see resolve_model) or a ``_target_`` mapping.
-
-    ``model=<config name> model.<key>=<value>`` composes ``recipes/model/<name>`` as ``model``
-    (:func:`model_override_as_list`), which is then the one model.
-    """
+    """What to evaluate, each a string (see resolve_model) or a ``_target_`` mapping: ``model`` if given
+    (``model=<config name>`` composed by Hydra, with its ``model.<key>=`` overrides; otherwise the string
+    given, recipes/evaluate.yaml), else the entries of ``models``."""
     if cfg.get("model") is not None:
         return [cfg.model]
     specs = cfg.get("models")
@@ -136,12 +134,12 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     labels = list(cfg.get("names") or [None] * len(specs))
     if len(labels) != len(specs):
         raise ValueError(f"names has {len(labels)} entries for {len(specs)} models")
+    composed = model_choice() if OmegaConf.is_dict(cfg.get("model")) else None  # model=<config name>
     reports: list[ModelReport] = []
     for spec, name in zip(specs, labels):
-        name = name or (model_choice() if cfg.get("model") is not None else None)
         try:
             resolved = resolve_model(spec, name=name, seed=cfg.seed, laion_tokenizer=cfg.laion_tokenizer,
-                                     processor=cfg.processor)
+                                     processor=cfg.processor, config_name=composed)
         except HubUnreachable as error:
             command = command_using_download(error, spec, cfg)
             if command is None:
@@ -178,29 +176,12 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
 MODEL_KEY_OVERRIDE = re.compile(r"^(\+\+|\+|~)?model\.")
 
 
-def model_override_as_list(argv: list[str]) -> list[str]:
-    """Rewrite ``model=X`` as ``models=[X]``, or as ``+model=X`` when ``model.<key>=`` overrides follow.
-
-    ``model`` is also the name of the training config group (``recipes/model/``), so Hydra would
-    read ``model=/path/to/ckpt`` as a config choice and fail; as a list entry it is a plain string
-    that :func:`humanclap.backbones.resolve.resolve_model` interprets. A config name with overrides
-    of its keys (``model=hf_dir model.source=/path``, as in training) is composed by Hydra instead.
-    """
-    keys = any(MODEL_KEY_OVERRIDE.match(arg) for arg in argv)
-    out = []
+def check_model_arguments(argv: list[str]) -> None:
+    """Refuse ``model=[a,b]`` (one model; several: ``models=[a,b]``) and ``model.<key>=`` overrides without
+    a ``model=<config name>`` they could apply to, before Hydra reports either in its own terms."""
     for arg in argv:
-        if arg.startswith("model="):
-            value = arg.removeprefix("model=")
-            if keys and value in model_config_names():
-                arg = f"+model={value}"
-            else:
-                arg = f"models={value}" if value.startswith("[") else f"models=[{value}]"
-        out.append(arg)
-    return out
-
-
-def check_model_keys(argv: list[str]) -> None:
-    """Refuse ``model.<key>=`` overrides without a ``model=<config name>`` they could apply to."""
+        if arg.startswith("model=["):
+            raise SystemExit(f"'{arg}': model= takes one model; several side by side: models={arg.removeprefix('model=')}")
     keys = [arg for arg in argv if MODEL_KEY_OVERRIDE.match(arg)]
     if keys and not any(arg.removeprefix("model=") in model_config_names() for arg in argv if arg.startswith("model=")):
         raise SystemExit(f"'{keys[0]}' sets a key of a model config, so name the config too: model=<name> {keys[0]}, "
@@ -208,7 +189,7 @@ def check_model_keys(argv: list[str]) -> None:
 
 
 def model_choice() -> str | None:
-    """The config name of ``+model=<name>`` in this Hydra run (None outside one)."""
+    """What ``model=`` names in this Hydra run (None outside one, or without model=)."""
     return HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
 
 
@@ -257,7 +238,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_model_keys(sys.argv)
-    sys.argv = model_override_as_list(sys.argv)
+    check_model_arguments(sys.argv)
     check_probe_names(sys.argv)
     main()

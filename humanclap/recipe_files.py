@@ -44,16 +44,16 @@ def description(path: Path) -> str:
 def chosen_options(cfg: Any, group: str, key: str | None = None) -> set[str]:
     """The options of ``group`` a composed config uses.
 
-    ``key``: a config key listing them (evaluate's ``models``). Otherwise Hydra's choice for the group
+    Hydra's choice for the group; without one, the entries of ``key`` if given (evaluate's ``models``)
     or, for a list group (``probes=[relevance,retrieval]``, not among Hydra's choices), the options
     whose node is in the group's node.
     """
     from omegaconf import OmegaConf
 
-    if key is not None:
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+    if key is not None and (choices is None or choices.get(group) is None):
         names = OmegaConf.select(cfg, key, default=None)
         return {str(name) for name in names} if OmegaConf.is_list(names) else set()
-    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
     if choices is not None and group in choices:
         return {str(choices[group])} if choices[group] is not None else set()  # sweep: null
     node = OmegaConf.select(cfg, group.replace("/", "."), default=None)

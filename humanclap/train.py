@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, _partial_=True)(featurizer=backbone.featurizer)
     module = HumanClapModule(
         backbone=backbone,
-        loss=instantiate(cfg.recipe),
+        loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),
         freeze_audio=cfg.freeze_audio,
         freeze_text=cfg.freeze_text,

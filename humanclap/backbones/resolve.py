@@ -48,25 +48,40 @@ def model_config_names() -> list[str]:
 
 
 def model_config(name: str) -> DictConfig:
-    """The ``_target_`` node of ``recipes/model/<name>.yaml`` (global-package configs: its ``model``)."""
+    """``recipes/model/<name>.yaml`` as Hydra composes it for ``model=<name>``.
+
+    A model config may extend others of the folder, as Hydra's config inheritance does: ``defaults:
+    [human_clap, _self_]`` merges ``human_clap.yaml``, then the config's own keys.
+    """
     config = OmegaConf.load(MODEL_CONFIGS / f"{name}.yaml")
-    return config.model if "model" in config and "_target_" not in config else config
+    defaults = config.pop("defaults", ["_self_"])
+    composed = OmegaConf.create()
+    for entry in defaults:
+        if not isinstance(entry, str):
+            raise ValueError(f"recipes/model/{name}.yaml: its defaults may only name other model configs, got {entry!r}")
+        composed = OmegaConf.merge(composed, config if entry == "_self_" else model_config(entry))
+    return composed
 
 
 def resolve_model(spec: str | Mapping[str, Any], name: str | None = None, seed: int = 0,
-                  laion_tokenizer: str = "roberta-base", processor: str | None = None) -> ResolvedModel:
+                  laion_tokenizer: str = "roberta-base", processor: str | None = None,
+                  config_name: str | None = None) -> ResolvedModel:
     """Load the backbone ``spec`` names (see docs/models.md#model-names); a mapping is a ``_target_`` config.
 
     ``laion_tokenizer`` is the RoBERTa tokenizer (hub id or directory) for LAION ``.pt`` files,
     which do not contain one. ``processor`` (hub id or directory) serves transformers directories
     that hold weights only, such as a downloaded ``sarulab-speech/human-clap-*`` release;
-    directories with their own ``preprocessor_config.json`` always use their own.
+    directories with their own ``preprocessor_config.json`` always use their own. ``config_name``:
+    the ``recipes/model/`` config a mapping was composed from (``model=<name>`` in evaluate).
     """
     if isinstance(spec, Mapping) or OmegaConf.is_dict(spec):
         config = OmegaConf.create(dict(spec)) if not OmegaConf.is_dict(spec) else spec
         target = str(config.get("_target_", "?"))
-        label = name or str(config.get("source") or config.get("path") or target.rsplit(".", 1)[-1])
-        return ResolvedModel(label, "config", target, _instantiate(config, seed, label))
+        if config_name is not None:
+            label, source = name or config_name, f"recipes/model/{config_name}.yaml"
+        else:
+            label, source = name or str(config.get("source") or config.get("path") or target.rsplit(".", 1)[-1]), target
+        return ResolvedModel(label, "config", source, _instantiate(config, seed, config_name or label))
     spec = str(spec)
     label = name or spec.rstrip("/").split("/")[-1]
     if spec in model_config_names():

@@ -25,8 +25,10 @@ def write_model_card(export_dir: Path, cfg: DictConfig, summary: Mapping[str, An
 
 def model_card(export_dir: str, cfg: DictConfig, summary: Mapping[str, Any], heads: bool, selected_by: str) -> str:
     choices = _choices()
-    recipe = choices.get("recipe")
-    lambdas = ", ".join(f"{name} {value:g}" for name, value in cfg.recipe.get("lambdas", {}).items())
+    recipe, loss = choices.get("recipe"), choices.get("loss")
+    lambdas = ", ".join(f"{name} {value:g}" for name, value in cfg.loss.get("lambdas", {}).items())
+    # Named when it is not the recipe's namesake: recipe=timbre (loss wsce_mae), recipe=wsce_mae loss=mse.
+    weights = f"loss `{loss}`: {lambdas}" if loss and loss != recipe else f"loss weights: {lambdas}"
     metric, exported = summary["metric"], summary["exported"]
     result = f"{_number(exported)}"
     if summary.get("baseline") is not None and exported is not None:
@@ -34,7 +36,7 @@ def model_card(export_dir: str, cfg: DictConfig, summary: Mapping[str, Any], hea
     what = "CLAP with Transformer aggregation heads" if heads else "A CLAP model (transformers `ClapModel`)"
     rows = [
         ("run", f"`{cfg.run_name}`"),
-        ("recipe", (f"`{recipe}`" if recipe else "—") + (f" (loss weights: {lambdas})" if lambdas else "")),
+        ("recipe", (f"`{recipe}`" if recipe else "—") + (f" ({weights})" if lambdas else "")),
         ("base model", describe_model(cfg.model, choices.get("model"))),
         ("data", f"`{choices['data']}`" if choices.get("data") else "—"),
         ("exported epoch", f"{summary['exported_epoch']} ({selected_by})"),
@@ -85,7 +87,7 @@ def _origin(node: Mapping[str, Any]) -> str:
 
 
 def _choices() -> dict[str, str]:
-    """The config group choices of the run (``recipe``, ``model``, ``data``), if Hydra composed it."""
+    """The config group choices of the run (``recipe``, ``loss``, ``model``, ``data``), if Hydra composed it."""
     if not HydraConfig.initialized():
         return {}
     return {key: str(value) for key, value in HydraConfig.get().runtime.choices.items() if value is not None}

@@ -38,14 +38,14 @@ def test_every_checkpoint_of_a_run_loads_with_weights_only(compose_train):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # torch's default since 2.6
         assert _plain_leaves(checkpoint["hyper_parameters"]) == []
         config = checkpoint["hyper_parameters"]["config"]
-        assert config["recipe"]["lambdas"] == {"wsce": 0.1, "mse": 0, "mae": 1}
+        assert config["loss"]["lambdas"] == {"wsce": 0.1, "mse": 0, "mae": 1}
 
         # Lightning's own load path, under weights_only: the objects that are not hyperparameters
         # (backbone, loss, optimizer factory) are rebuilt from the stored config.
         module = HumanClapModule.load_from_checkpoint(
             path, map_location="cpu", weights_only=True,
             backbone=instantiate(OmegaConf.create(config["model"])),
-            loss=instantiate(OmegaConf.create(config["recipe"])),
+            loss=instantiate(OmegaConf.create(config["loss"])),
             optimizer=instantiate(OmegaConf.create(config["optimizer"])),
         )
         assert dict(module.hparams) == checkpoint["hyper_parameters"]
@@ -55,7 +55,7 @@ def test_every_checkpoint_of_a_run_loads_with_weights_only(compose_train):
 
 def test_a_dictconfig_is_stored_as_plain_containers(tmp_path):
     """A DictConfig in the checkpoint would need omegaconf's classes to unpickle: weights_only refuses it."""
-    config = OmegaConf.create({"seed": 0, "recipe": {"lambdas": {"wsce": 0.1}}, "lr": "${seed}"})
+    config = OmegaConf.create({"seed": 0, "loss": {"lambdas": {"wsce": 0.1}}, "lr": "${seed}"})
     broken = tmp_path / "dictconfig.ckpt"
     torch.save({"hyper_parameters": {"config": config}}, broken)
     with pytest.raises(pickle.UnpicklingError, match="DictConfig"):
@@ -63,7 +63,7 @@ def test_a_dictconfig_is_stored_as_plain_containers(tmp_path):
 
     module = HumanClapModule(tiny_clap(), HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
                              lambda p: torch.optim.AdamW(p, lr=1e-3), config=config)
-    assert module.hparams["config"] == {"seed": 0, "recipe": {"lambdas": {"wsce": 0.1}}, "lr": 0}  # resolved
+    assert module.hparams["config"] == {"seed": 0, "loss": {"lambdas": {"wsce": 0.1}}, "lr": 0}  # resolved
     assert _plain_leaves(dict(module.hparams)) == []
     plain = tmp_path / "plain.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams)}, plain)

@@ -25,7 +25,7 @@ from humanclap.backbones.pretrained import CheckpointNotAvailable, HubUnreachabl
 from humanclap.backbones.resolve import UnknownModel, resolve_model
 from humanclap.train import build_backbone
 from humanclap.cli import user_error
-from humanclap.evaluate import check_model_keys, command_using_download, evaluate, model_override_as_list
+from humanclap.evaluate import check_model_arguments, command_using_download, evaluate
 from humanclap.reports.provenance import weights_fingerprint
 
 CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens there: a hub that cannot be reached, without any network
@@ -53,8 +53,8 @@ def evaluate_as_printed(compose_evaluate, command: str) -> dict:
     """``command`` (``python -m humanclap.evaluate ...``) as the CLI runs it, on a small data set."""
     assert command.startswith(EVALUATE), command
     argv = shlex.split(command.removeprefix(EVALUATE))
-    check_model_keys(argv)
-    return evaluate(compose_evaluate(*model_override_as_list(argv), *FAST))
+    check_model_arguments(argv)
+    return evaluate(compose_evaluate(*argv, *FAST))
 
 
 @pytest.fixture
@@ -271,11 +271,8 @@ def test_a_model_config_without_its_required_key_says_which(compose_evaluate):
 
 def test_model_keys_without_a_model_config_are_refused():
     with pytest.raises(SystemExit) as error:
-        check_model_keys(["prog", "models=[tiny]", "model.source=checkpoints/run"])
+        check_model_arguments(["prog", "models=[tiny]", "model.source=checkpoints/run"])
     assert str(error.value).startswith("'model.source=checkpoints/run' sets a key of a model config, so name the "
                                        "config too: model=<name> model.source=checkpoints/run, with <name> one of "
-                                       "hf_dir, human_clap_mse, ")
-    check_model_keys(["prog", "model=hf_dir", "model.source=checkpoints/run"])
-    assert model_override_as_list(["prog", "model=hf_dir", "model.source=x"]) == ["prog", "+model=hf_dir",
-                                                                                 "model.source=x"]
-    assert model_override_as_list(["prog", "model=hf_dir"]) == ["prog", "models=[hf_dir]"]
+                                       "hf_dir, human_clap, human_clap_mse, ")
+    check_model_arguments(["prog", "model=hf_dir", "model.source=checkpoints/run"])

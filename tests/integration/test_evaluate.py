@@ -16,13 +16,14 @@ import pytest
 import torch
 from hydra.errors import MissingConfigException
 from matplotlib.image import imread
+from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from humanclap.backbones import from_pretrained, tiny_clap
 from humanclap.backbones.resolve import UnknownModel, from_lightning_checkpoint, resolve_model
 from humanclap.data.pairs import DataError
 from humanclap.data.synthetic.sounds import synthetic_pairs
-from humanclap.evaluate import evaluate
+from humanclap.evaluate import evaluate, model_specs
 from humanclap.probes.relevance.probe import RelevanceProbe
 from humanclap.reports.provenance import weights_fingerprint
 
@@ -193,12 +194,41 @@ def test_cli_end_to_end(tmp_path, tiny_dir):
     assert np.isfinite(document["models"]["tiny-seed3"]["metrics"]["relevance"]["mse"])
 
 
-def test_model_override_becomes_a_list():
-    from humanclap.evaluate import model_override_as_list
+HF_DIR = {"_target_": "humanclap.backbones.from_pretrained", "source": "/data/run", "processor": None}
+TINY = {"_target_": "humanclap.backbones.tiny_clap", "seed": 0, "enable_fusion": False}
 
-    assert model_override_as_list(["prog", "model=/x/y.pt", "split=test"]) == ["prog", "models=[/x/y.pt]", "split=test"]
-    assert model_override_as_list(["model=[a,b]", "models=[c]"]) == ["models=[a,b]", "models=[c]"]
-    assert model_override_as_list(["model.source=x"]) == ["model.source=x"]
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], ["tiny"]),
+    (["models=[laion_htsat_fused,human_clap_wsce_mae]"], ["laion_htsat_fused", "human_clap_wsce_mae"]),
+    (["model=tiny"], [TINY]),
+    (["model=/x/y.pt", "split=test"], ["/x/y.pt"]),
+    (["model=checkpoints/run"], ["checkpoints/run"]),
+    (["model=laion/clap-htsat-fused"], ["laion/clap-htsat-fused"]),
+    (["model=hf_dir", "model.source=/data/run"], [HF_DIR]),
+    (["model.source=/data/run", "model=hf_dir"], [HF_DIR]),
+    (["model=human_clap_wsce", "model.source=/data/hc"],
+     [{**HF_DIR, "source": "/data/hc", "processor": "laion/clap-htsat-fused"}]),
+    (["model=tiny", "model.seed=3", "models=[a,b]"], [{**TINY, "seed": 3}]),  # model= is the one model
+], ids=["default", "models", "config", "file", "dir", "hub-id", "config-keys", "keys-first", "extended-config",
+        "model-over-models"])
+def test_evaluate_model_forms(compose_evaluate, overrides, expected):
+    """Every documented way to name models composes to what evaluate loads: a config name is composed by
+    Hydra (with its model.<key>= overrides), anything else stays the string given (resolve_model)."""
+    specs = model_specs(compose_evaluate(*overrides))
+    assert [OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else spec
+            for spec in specs] == expected
+
+
+def test_model_arguments_hydra_would_misread_are_refused():
+    from humanclap.evaluate import check_model_arguments
+
+    with pytest.raises(SystemExit, match=r"model= takes one model; several side by side: models=\[a,b\]"):
+        check_model_arguments(["prog", "model=[a,b]"])
+    with pytest.raises(SystemExit, match="sets a key of a model config, so name the config too"):
+        check_model_arguments(["prog", "model=/x/y.pt", "model.source=x"])
+    check_model_arguments(["prog", "model=/x/y.pt", "models=[a,b]", "split=test"])
+    check_model_arguments(["prog", "model=hf_dir", "model.source=x"])
 
 
 def test_weights_only_directory_needs_a_processor(tmp_path, tiny_dir):

@@ -14,7 +14,7 @@ from cli import REPO
 
 from humanclap.recipe_files import description, option_names
 
-TRAIN_GROUPS = ("recipe", "model", "data", "probes", "trainer", "optimizer", "logger", "sweep", "hydra/launcher")
+TRAIN_GROUPS = ("recipe", "loss", "model", "data", "probes", "trainer", "optimizer", "logger", "sweep", "hydra/launcher")
 
 
 def _cli(tmp_path: Path, module: str, *args: str) -> str:
@@ -29,8 +29,18 @@ def _help(tmp_path: Path, module: str, *args: str) -> str:
     return _cli(tmp_path, module, *args, "--help")
 
 
-def _option_line(text: str, name: str) -> str:
-    (line,) = [line for line in text.splitlines() if re.match(rf"  [ *] {name} ", line)]
+def _section(text: str, group: str) -> str:
+    """The lines of one group in --help: from its header to the blank line after its options."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{group}: "))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def _option_line(text: str, name: str, group: str | None = None) -> str:
+    """The line of option ``name`` (of ``group``: the same name may be in two groups, e.g. recipe and loss)."""
+    (line,) = [line for line in (_section(text, group) if group else text).splitlines()
+               if re.match(rf"  [ *] {name} ", line)]
     return line.rstrip()
 
 
@@ -54,8 +64,11 @@ def test_every_option_has_a_one_line_summary():
 
 def test_train_help_describes_each_option_and_marks_the_defaults(train_help):
     assert train_help.startswith("python -m humanclap.train: fine-tune a CLAP model toward human ratings")
-    assert _option_line(train_help, "wsce_mae") == (
-        "  * wsce_mae      wSCE + MAE (λ = [0.1, 0, 1]): contrastive and score regression.")
+    for group in ("recipe", "loss"):
+        assert _option_line(train_help, "wsce_mae", group) == (
+            "  * wsce_mae      wSCE + MAE (λ = [0.1, 0, 1]): contrastive and score regression.")
+    assert _option_line(train_help, "human_clap", "loss").startswith(
+        "    human_clap    The Human-CLAP loss with the paper's λ = [0.1, 1, 1]")
     assert _option_line(train_help, "relate") == (
         "    relate                RELATE (human-clap §II-B): scores/REL.csv and the audio it names (paths")
     assert _option_line(train_help, "tiny") == (
@@ -65,16 +78,18 @@ def test_train_help_describes_each_option_and_marks_the_defaults(train_help):
     for group in TRAIN_GROUPS:
         assert re.search(rf"^{group}: \S", train_help, re.MULTILINE), group
         for name in option_names(group):
-            assert _option_line(train_help, name)
+            assert _option_line(train_help, name, group)
     assert "(no description)" not in train_help
     assert "python -m humanclap.train --cfg job" in train_help and "--hydra-help" in train_help
 
 
 def test_train_help_marks_the_choices_of_the_command(tmp_path):
     text = _help(tmp_path, "humanclap.train", "recipe=timbre", "trainer=gpu")
-    marked = {line.split()[1] for line in text.splitlines() if line.startswith("  * ")}
-    assert marked == {"timbre", "synthetic_timbre", "tiny", "relevance", "timbre_correlation", "timbre_trend", "gpu",
-                      "adamw", "wandb"}
+    marked = {(group, line.split()[1]) for group in TRAIN_GROUPS
+              for line in _section(text, group).splitlines() if line.startswith("  * ")}
+    assert marked == {("recipe", "timbre"), ("loss", "wsce_mae"), ("data", "synthetic_timbre"), ("model", "tiny"),
+                      ("probes", "relevance"), ("probes", "timbre_correlation"), ("probes", "timbre_trend"),
+                      ("trainer", "gpu"), ("optimizer", "adamw"), ("logger", "wandb")}
 
 
 def test_evaluate_help_lists_evaluate_groups_only(evaluate_help):
@@ -90,6 +105,12 @@ def test_evaluate_help_lists_evaluate_groups_only(evaluate_help):
         "    laion_htsat_fused                   laion/clap-htsat-fused from the hub: the paper's backbone.")
     assert _option_line(evaluate_help, "relate").startswith("    relate                RELATE (human-clap §II-B)")
     assert _option_line(evaluate_help, "bat").startswith("    bat                    Before-After Test")
+
+
+def test_evaluate_help_marks_the_model_of_the_command(tmp_path):
+    text = _help(tmp_path, "humanclap.evaluate", "model=laion_htsat_fused")
+    assert {line.split()[1] for line in text.splitlines() if line.startswith("  * ")} == {
+        "laion_htsat_fused", "synthetic", "relevance", "retrieval"}
 
 
 def test_hydras_own_help_stays_available(evaluate_help, tmp_path):

@@ -22,7 +22,7 @@ def test_recipe_ordering_composes_the_mixed_data_heads_and_order_probes(compose_
     assert cfg.model._target_.endswith("with_transformer_heads")
     assert {"relevance", "bat", "clause_swap", "text_sensitivity"} == set(cfg.probes)
     assert cfg.optimized_metric == "bat/accuracy"
-    assert dict(cfg.recipe.lambdas) == {"wsce": 0.1, "mse": 0, "mae": 1}
+    assert dict(cfg.loss.lambdas) == {"wsce": 0.1, "mse": 0, "mae": 1}
     # A backbone chosen on the command line wins over the recipe's default model.
     assert compose_train("recipe=ordering", "model=tiny").model._target_.endswith("tiny_clap")
 

@@ -405,7 +405,7 @@ CLAIMS: dict[str, Callable[[Path, Command], None]] = {
     "python -m humanclap.train recipe=timbre": _timbre,
     "python -m humanclap.train recipe=ordering": _ordering,
     "python -m humanclap.train 'probes=[relevance,zero_shot_instruments]' trainer.max_epochs=2": _zero_shot_each_epoch,
-    "python -m humanclap.train -m recipe=wsce_mae recipe.lambdas.wsce=0.05,0.1,0.2": _grid_sweep,
+    "python -m humanclap.train -m recipe=wsce_mae loss.lambdas.wsce=0.05,0.1,0.2": _grid_sweep,
     "python -m humanclap.train -m sweep=optuna hydra.sweeper.n_trials=2": _optuna,
     "python -m humanclap.train run_name=demo logger=csv trainer.max_epochs=1": _resumed,
     "python -m humanclap.train run_name=demo logger=csv trainer.max_epochs=2 resume=auto": _resumed,

@@ -522,7 +522,7 @@ def test_generated_reference_is_deterministic_and_broadband():
 
 # -- Hydra ----------------------------------------------------------------------------------------
 
-def test_recipe_builds_the_probe_and_ignores_pairs(compose_evaluate, monkeypatch, tmp_path):
+def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeypatch, tmp_path):
     from humanclap.probes.build import ProbeConfigError, build_probes
 
     built: list[tuple] = []
@@ -534,7 +534,7 @@ def test_recipe_builds_the_probe_and_ignores_pairs(compose_evaluate, monkeypatch
     monkeypatch.setattr(timbre_trend, "default_effects", fake_effects)  # humanclap.dsp is not needed here
     cfg = compose_evaluate("probes=[relevance,timbre_trend]")
     assert set(cfg.probes) == {"relevance", "timbre_trend"}
-    probes = build_probes({"timbre_trend": cfg.probes.timbre_trend}, default_pairs="validation pairs (ignored)")
+    probes = build_probes({"timbre_trend": cfg.probes.timbre_trend}, default_pairs="validation pairs (not passed)")
     probe = probes["timbre_trend"]
     assert isinstance(probe, TimbreTrendProbe) and built == [(("eq", "reverb"), 5.0, 48_000)]
     assert probe.descriptors["eq"] == read_audealize_descriptors(DEMO_EQ_FILE)
@@ -569,7 +569,7 @@ def test_from_files_checks_the_file_matches_the_effect(monkeypatch):
         TimbreTrendProbe.from_files(eq_words=[], top_n=None, effects=["eq"])
     with pytest.raises(ValueError, match="effects must be"):
         TimbreTrendProbe.from_files(effects="eq")
-    probe = TimbreTrendProbe.from_files(eq_words=["thin", "warm"], top_n=None, effects=["eq"], pairs=object())
+    probe = TimbreTrendProbe.from_files(eq_words=["thin", "warm"], top_n=None, effects=["eq"])
     assert [d.word for d in probe.descriptors["eq"]] == ["warm", "thin"]
 
 

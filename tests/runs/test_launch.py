@@ -77,7 +77,7 @@ def test_train_refuses_before_fitting(compose_train):
 # -- run-time check: every rank trains with the same hyperparameters -----------------------------------
 
 CONFIG = {"seed": 0, "run_name": "wsce_mae-20260101-000000", "paths": {"output_dir": "outputs/a"},
-          "recipe": {"lambdas": {"wsce": 0.1, "mse": 0, "mae": 1}}, "optimizer": {"lr": 1e-3}}
+          "loss": {"lambdas": {"wsce": 0.1, "mse": 0, "mae": 1}}, "optimizer": {"lr": 1e-3}}
 
 
 def _rank(rank: int, lr: float = 1e-3, **config) -> tuple[dict, dict]:
@@ -91,10 +91,10 @@ def test_ranks_that_agree_pass_even_with_their_own_run_name():
 
 
 def test_a_rank_with_other_hyperparameters_is_named():
-    problems = callbacks.mismatches([_rank(0), _rank(1), _rank(2, lr=2e-3, recipe={"lambdas": {"wsce": 0.2, "mse": 0,
+    problems = callbacks.mismatches([_rank(0), _rank(1), _rank(2, lr=2e-3, loss={"lambdas": {"wsce": 0.2, "mse": 0,
                                                                                              "mae": 1}})])
     assert problems[0] == "rank 2: learning rates [0.002] (rank 0: [0.001])"
-    assert "rank 2: config.recipe.lambdas.wsce = 0.2 (rank 0: 0.1)" in problems
+    assert "rank 2: config.loss.lambdas.wsce = 0.2 (rank 0: 0.1)" in problems
     assert not [p for p in problems if p.startswith("rank 1")]
 
 
@@ -139,12 +139,12 @@ def test_ranks_compare_their_hyperparameters_over_the_process_group(tmp_path):
 def test_ddp_spawn_multirun_ranks_see_the_same_swept_hyperparameters(tmp_path):
     """2 CPU ranks (gloo) of a one-job multirun: each rank records what it trains with; all agree."""
     run_train(tmp_path, "-m", "trainer=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2",
-              "recipe.lambdas.wsce=0.07", "optimizer.lr=0.002", timeout=400)
+              "loss.lambdas.wsce=0.07", "optimizer.lr=0.002", timeout=400)
 
     sweep = only_sweep(tmp_path)
     checkpoint = last_checkpoint(tmp_path / "multirun" / sweep / "0")
     config = checkpoint["hyper_parameters"]["config"]
-    assert config["recipe"]["lambdas"]["wsce"] == 0.07 and config["optimizer"]["lr"] == 0.002
+    assert config["loss"]["lambdas"]["wsce"] == 0.07 and config["optimizer"]["lr"] == 0.002
     ranks = checkpoint["callbacks"]["SameHyperparameters"]["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1]
     assert {r["sha256"] for r in ranks} == {callbacks.fingerprint(checkpoint["hyper_parameters"])}

@@ -48,7 +48,7 @@ def test_the_objective_is_the_metric_of_the_exported_epoch():
 
 # -- basic launcher -----------------------------------------------------------------------------------
 
-README_SWEEP = "python -m humanclap.train -m recipe=wsce_mae recipe.lambdas.wsce=0.05,0.1,0.2"
+README_SWEEP = "python -m humanclap.train -m recipe=wsce_mae loss.lambdas.wsce=0.05,0.1,0.2"
 
 
 @pytest.mark.slow
@@ -58,8 +58,8 @@ def test_the_readme_sweep_runs_in_a_project_folder_and_tabulates_its_jobs(tmp_pa
     Two values instead of three and TINY data (tests/cli.py): each job on the default data takes minutes."""
     assert README_SWEEP in (REPO / "README.md").read_text()
     *_, recipe, values = README_SWEEP.split()
-    assert recipe == "recipe=wsce_mae" and values.startswith("recipe.lambdas.wsce=")
-    result = run_train(tmp_path, "-m", recipe, "recipe.lambdas.wsce=0.05,0.2")
+    assert recipe == "recipe=wsce_mae" and values.startswith("loss.lambdas.wsce=")
+    result = run_train(tmp_path, "-m", recipe, "loss.lambdas.wsce=0.05,0.2")
 
     sweep = only_sweep(tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [sweep]  # every export under the sweep
@@ -70,16 +70,16 @@ def test_the_readme_sweep_runs_in_a_project_folder_and_tabulates_its_jobs(tmp_pa
     assert [row["job"] for row in rows] == ["0", "1"]
     for job, (wsce, row) in enumerate(zip([0.05, 0.2], rows)):
         output = tmp_path / "multirun" / sweep / str(job)
-        assert f"recipe.lambdas.wsce={wsce}" in yaml.safe_load((output / ".hydra" / "overrides.yaml").read_text())
-        assert last_checkpoint(output)["hyper_parameters"]["config"]["recipe"]["lambdas"] == {
+        assert f"loss.lambdas.wsce={wsce}" in yaml.safe_load((output / ".hydra" / "overrides.yaml").read_text())
+        assert last_checkpoint(output)["hyper_parameters"]["config"]["loss"]["lambdas"] == {
             "wsce": wsce, "mse": 0, "mae": 1}
         # The jobs share run_name (the sweep's name), so each exports into checkpoints/<sweep>/<job number>.
         export = tmp_path / "checkpoints" / sweep / str(job)
         record = run_record(export)
-        assert record["config"]["recipe"]["lambdas"]["wsce"] == wsce
+        assert record["config"]["loss"]["lambdas"]["wsce"] == wsce
         assert record["summary"]["export_dir"] == f"checkpoints/{sweep}/{job}"
         assert [epoch for epoch, _ in record["history"]] == [-1, 0]
-        assert row["status"] == "COMPLETED" and f"recipe.lambdas.wsce={wsce}" in row["overrides"].split()
+        assert row["status"] == "COMPLETED" and f"loss.lambdas.wsce={wsce}" in row["overrides"].split()
         assert float(row["objective"]) == pytest.approx(record["summary"]["objective"], nan_ok=True)
         assert row["exported_epoch"] == str(record["summary"]["exported_epoch"])
         assert row["export_dir"] == f"checkpoints/{sweep}/{job}"
@@ -121,7 +121,7 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(devices, compose_with_hydra, t
     launcher = instantiate(cfg.hydra.launcher)
     launcher.setup(hydra_context=None, task_function=None, config=cfg)
     with pytest.raises(_Submitted) as submitted:
-        launcher.launch([["recipe.lambdas.wsce=0.1"]], initial_job_idx=0)
+        launcher.launch([["loss.lambdas.wsce=0.1"]], initial_job_idx=0)
 
     sbatch = str(submitted.value).splitlines()
     for line in ["--partition=gpu", f"--ntasks-per-node={devices}", f"--gpus-per-node={devices}", "--nodes=1",
@@ -143,8 +143,8 @@ def test_optuna_sweep_config(compose_with_hydra):
     sampler = instantiate(sweeper.sampler)
     assert type(sampler).__name__ == "TPESampler" and sweeper.sampler.seed == 0
     distributions, fixed = create_params_from_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
-    assert set(distributions) == {"recipe.lambdas.wsce", "recipe.lambdas.mse", "optimizer.lr"} and not fixed
-    assert {type(distributions[key]).__name__ for key in ("optimizer.lr", "recipe.lambdas.wsce")} == {
+    assert set(distributions) == {"loss.lambdas.wsce", "loss.lambdas.mse", "optimizer.lr"} and not fixed
+    assert {type(distributions[key]).__name__ for key in ("optimizer.lr", "loss.lambdas.wsce")} == {
         "LogUniformDistribution"}
 
 
@@ -169,9 +169,9 @@ def test_optuna_trials_run_as_submitit_jobs_and_the_best_returned_value_wins(tmp
     for job in range(2):
         record = run_record(tmp_path / "checkpoints" / sweep / str(job))
         config = record["config"]
-        params = {"recipe.lambdas.wsce": config["recipe"]["lambdas"]["wsce"],
-                  "recipe.lambdas.mse": config["recipe"]["lambdas"]["mse"], "optimizer.lr": config["optimizer"]["lr"]}
-        assert 0.01 <= params["recipe.lambdas.wsce"] <= 1 and 1e-3 <= params["optimizer.lr"] <= 1e-2
+        params = {"loss.lambdas.wsce": config["loss"]["lambdas"]["wsce"],
+                  "loss.lambdas.mse": config["loss"]["lambdas"]["mse"], "optimizer.lr": config["optimizer"]["lr"]}
+        assert 0.01 <= params["loss.lambdas.wsce"] <= 1 and 1e-3 <= params["optimizer.lr"] <= 1e-2
         trials.append((record["summary"]["objective"], params))
     assert trials[0][1] != trials[1][1]  # the sampler proposed two different points
     assert sorted(returned) == pytest.approx(sorted(value for value, _ in trials))  # main returned the objective

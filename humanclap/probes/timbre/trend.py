@@ -11,7 +11,7 @@ import math
 import numbers
 import warnings
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -190,7 +190,6 @@ class TimbreTrendProbe:
         batch_size: int = 32,
         reference_seconds: float = 4.0,
         reference_seed: int = 0,
-        pairs: Any = None,
     ) -> "TimbreTrendProbe":
         """The probe on Audealize descriptor files with the Audealize EQ and reverb (``humanclap.dsp``).
 
@@ -199,11 +198,9 @@ class TimbreTrendProbe:
         settings); ``top_n``, ``lang`` and ``eq_words`` / ``reverb_words`` select descriptors as in
         :func:`~humanclap.data.readers.audealize.read_audealize_descriptors`. ``effects`` names the
         effects to run (default both). ``max_db`` is the EQ's gain at amount 1
-        (``GraphicEQ(max_db=...)``), ``sample_rate`` the effects' rate. ``pairs`` is accepted
-        and ignored: training builds every probe with the validation pairs, but this probe brings
-        its own data (descriptors and references).
+        (``GraphicEQ(max_db=...)``), ``sample_rate`` the effects' rate. The probe brings its own
+        data (descriptors and references), so it takes no ``pairs``: the run's pairs are not passed to it.
         """
-        del pairs  # this probe brings its own data
         effects = _plain(effects)
         if isinstance(effects, str) or not isinstance(effects, Sequence) \
                 or not effects or any(e not in SETTINGS_LENGTH for e in effects):

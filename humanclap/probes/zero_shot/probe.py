@@ -83,8 +83,6 @@ class ZeroShotInstrumentProbe:
         use_ontology: False skips the triplets (for label sets no ontology covers).
         bins: histogram bins of the figure.
         batch_size: clips or texts per model call when given an embedder rather than a cache.
-        pairs: ignored (training builds every probe with the validation pairs; this probe brings
-            its own data).
     """
 
     name = "zero_shot_instruments"
@@ -102,9 +100,7 @@ class ZeroShotInstrumentProbe:
         use_ontology: bool = True,
         bins: int = 40,
         batch_size: int = 32,
-        pairs: Any = None,
     ) -> None:
-        del pairs  # this probe brings its own data
         self.templates = check_templates(templates, "templates")
         self.family_templates = check_templates(family_templates, "family_templates") if family_templates else {}
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
