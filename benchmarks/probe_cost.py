@@ -23,8 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from humanclap.backbones.resolve import resolve_model  # noqa: E402
 from humanclap.data.pairs import unique_in_order  # noqa: E402
 from humanclap.evaluate import evaluation_pairs  # noqa: E402
-from humanclap.probes.build import build_probes  # noqa: E402
 from humanclap.probes.base import run_probes  # noqa: E402
+from humanclap.probes.build import build_probes  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -40,7 +40,9 @@ def one_pass(backbone, probes, batch_size: int) -> float:
     start = time.perf_counter()
     for first in range(0, len(refs), batch_size):
         batch = refs[first : first + batch_size]
-        backbone.embed_audio([ref.store.load(ref.key, backbone.sample_rate) for ref in batch], batch_size=batch_size)
+        backbone.embed_audio(
+            [ref.store.load(ref.key, backbone.sample_rate) for ref in batch], batch_size=batch_size
+        )
     backbone.embed_text(texts, batch_size=batch_size)
     return time.perf_counter() - start
 
@@ -55,7 +57,9 @@ def suite(backbone, probes, batch_size: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     args, overrides = parser.parse_known_args()
     with initialize_config_dir(version_base="1.3", config_dir=str(RECIPES)):
@@ -70,9 +74,13 @@ def main() -> None:
     for _ in range(args.repeats):
         reference.append(one_pass(backbone, probes, cfg.batch_size))
         full.append(suite(backbone, probes, cfg.batch_size))
-    print(f"probes: {sorted(probes)}  model: {cfg.models[0]}  unique clips: {n_clips}  unique texts: {n_texts}")
-    print(f"one embedding pass: {min(reference):.3f} s   full probe suite: {min(full):.3f} s   "
-          f"ratio: {min(full) / min(reference):.3f}  (target <= 1.25, best of {args.repeats})")
+    print(
+        f"probes: {sorted(probes)}  model: {cfg.models[0]}  unique clips: {n_clips}  unique texts: {n_texts}"
+    )
+    print(
+        f"one embedding pass: {min(reference):.3f} s   full probe suite: {min(full):.3f} s   "
+        f"ratio: {min(full) / min(reference):.3f}  (target <= 1.25, best of {args.repeats})"
+    )
 
 
 if __name__ == "__main__":

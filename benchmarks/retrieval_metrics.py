@@ -28,7 +28,9 @@ def per_query(scores: torch.Tensor, matches: torch.Tensor) -> dict[str, float]:
     """The straightforward way: every torchmetrics metric once per query (pessimistic ties)."""
     # Non-matches first, then by score: a stable sort keeps them ahead of tied matches.
     order = torch.argsort(matches.to(torch.uint8), dim=1, stable=True)
-    order = order.gather(1, torch.argsort(scores.gather(1, order), dim=1, descending=True, stable=True))
+    order = order.gather(
+        1, torch.argsort(scores.gather(1, order), dim=1, descending=True, stable=True)
+    )
     ranked = matches.gather(1, order)
     # Position i (0 = best) gets score n_gallery - i: positive and distinct in float32 (torchmetrics
     # casts to float32 and ignores matches scoring <= 0).
@@ -43,15 +45,19 @@ def per_query(scores: torch.Tensor, matches: torch.Tensor) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument("--captions-per-clip", type=int, default=5)
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
     audio = torch.nn.functional.normalize(torch.randn(args.clips, 64, generator=generator), dim=1)
     text = torch.nn.functional.normalize(
-        audio.repeat(args.captions_per_clip, 1) + torch.randn(args.clips * args.captions_per_clip, 64,
-                                                               generator=generator), dim=1)
+        audio.repeat(args.captions_per_clip, 1)
+        + torch.randn(args.clips * args.captions_per_clip, 64, generator=generator),
+        dim=1,
+    )
     matches = torch.eye(args.clips, dtype=torch.bool).repeat(args.captions_per_clip, 1)
     similarity = text.double() @ audio.double().T
     for name, scores, target in (("t2a", similarity, matches), ("a2t", similarity.T, matches.T)):
@@ -62,9 +68,17 @@ def main() -> None:
         loop = per_query(scores, target)
         loop_seconds = time.perf_counter() - start
         for metric, value in loop.items():
-            assert abs(probe[metric] - value) < 1e-6, (name, metric, probe[metric], value)  # float32 there
-        print(f"{name}: {int(probe['n_queries'])} queries x {int(probe['n_gallery'])} items  probe {probe_seconds:.3f} s "
-              f"(both tie rules)  per-query loop {loop_seconds:.3f} s (one rule)  ratio {probe_seconds / loop_seconds:.3f}")
+            assert abs(probe[metric] - value) < 1e-6, (
+                name,
+                metric,
+                probe[metric],
+                value,
+            )  # float32 there
+        print(
+            f"{name}: {int(probe['n_queries'])} queries x {int(probe['n_gallery'])} items  probe {probe_seconds:.3f} s "
+            f"(both tie rules)  per-query loop {loop_seconds:.3f} s (one rule)  "
+            f"ratio {probe_seconds / loop_seconds:.3f}"
+        )
 
 
 if __name__ == "__main__":

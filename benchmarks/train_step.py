@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from humanclap.backbones import tiny_clap
-from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset
 from humanclap.data.synthetic.sounds import synthetic_pairs
+from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset
 from humanclap.lit.module import HumanClapModule
 from humanclap.losses import HumanClapLoss
 
@@ -28,8 +28,12 @@ from humanclap.losses import HumanClapLoss
 def make_batches(backbone, n: int, batch_size: int) -> list[dict]:
     # 4 texts per sound, 80 % of sounds in train: enough pairs for n full batches.
     pairs = synthetic_pairs(n_sounds=n * batch_size // 3 + 8, texts_per_sound=4).select("train")
-    loader = DataLoader(RatedPairDataset(pairs, backbone.sample_rate), batch_size=batch_size,
-                        collate_fn=RatedPairCollator(backbone.featurizer), drop_last=True)
+    loader = DataLoader(
+        RatedPairDataset(pairs, backbone.sample_rate),
+        batch_size=batch_size,
+        collate_fn=RatedPairCollator(backbone.featurizer),
+        drop_last=True,
+    )
     batches = [batch for _, batch in zip(range(n), loader)]
     if len(batches) < n:
         raise SystemExit(f"only {len(batches)} batches available, asked for {n}")
@@ -70,18 +74,32 @@ class _Timer(L.Callback):
 
 
 def lightning_loop(backbone, batches, warmup: int, lr: float) -> float:
-    module = HumanClapModule(backbone, HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
-                             lambda params: torch.optim.AdamW(params, lr=lr))
+    module = HumanClapModule(
+        backbone,
+        HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
+        lambda params: torch.optim.AdamW(params, lr=lr),
+    )
     timer = _Timer(warmup)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, callbacks=[timer])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     trainer.fit(module, train_dataloaders=_loader(batches))
     return timer.end - timer.start
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=7)
@@ -95,15 +113,23 @@ def main() -> None:
         backbone = copy.deepcopy(initial)
         bare_loop(backbone, batches[: args.warmup], 1e-3)
         bare.append(bare_loop(backbone, batches[args.warmup :], 1e-3) / args.steps)
-        light.append(lightning_loop(copy.deepcopy(initial), batches, args.warmup, 1e-3) / args.steps)
+        light.append(
+            lightning_loop(copy.deepcopy(initial), batches, args.warmup, 1e-3) / args.steps
+        )
     # Best of the interleaved repeats: the least-disturbed run of each side (other processes only
     # ever add time); medians are printed too, to show the spread.
-    b, l = min(bare), min(light)
-    print(f"bare PyTorch step : {b * 1e3:8.2f} ms  (best of {args.repeats} runs of {args.steps} steps; "
-          f"median {statistics.median(bare) * 1e3:.2f} ms)")
-    print(f"Lightning step    : {l * 1e3:8.2f} ms  (median {statistics.median(light) * 1e3:.2f} ms)")
-    print(f"ratio Lightning / bare = {l / b:.3f}  (target <= 1.05; ratio of medians "
-          f"{statistics.median(light) / statistics.median(bare):.3f})")
+    bare_best, light_best = min(bare), min(light)
+    print(
+        f"bare PyTorch step : {bare_best * 1e3:8.2f} ms  (best of {args.repeats} runs of {args.steps} steps; "
+        f"median {statistics.median(bare) * 1e3:.2f} ms)"
+    )
+    print(
+        f"Lightning step    : {light_best * 1e3:8.2f} ms  (median {statistics.median(light) * 1e3:.2f} ms)"
+    )
+    print(
+        f"ratio Lightning / bare = {light_best / bare_best:.3f}  (target <= 1.05; ratio of medians "
+        f"{statistics.median(light) / statistics.median(bare):.3f})"
+    )
 
 
 if __name__ == "__main__":

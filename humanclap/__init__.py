@@ -10,7 +10,11 @@ def _if_multirun(in_multirun, otherwise):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    return in_multirun if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN else otherwise
+    return (
+        in_multirun
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        else otherwise
+    )
 
 
 def _config_options(group: str, key: str | None = None, *, _root_) -> str:
@@ -18,7 +22,9 @@ def _config_options(group: str, key: str | None = None, *, _root_) -> str:
     the options of ``recipes/<group>/`` with their descriptions, ``*`` before those the command uses."""
     from humanclap.recipe_files import chosen_options, options_help
 
-    return options_help(group, chosen_options(_root_, group, key)).replace("$", "$$")  # string.Template
+    return options_help(group, chosen_options(_root_, group, key)).replace(
+        "$", "$$"
+    )  # string.Template
 
 
 def _register_resolvers() -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from tqdm import tqdm
 
@@ -26,7 +27,12 @@ TABLES = "humanclap.tables"
 # (label, metric key) shown per epoch; probes not listed show their first table without counts.
 KEY_METRICS: dict[str, list[tuple[str, str]]] = {
     "relevance": [("srcc", "srcc"), ("lcc", "lcc"), ("mse", "mse")],
-    "retrieval": [("t2a R@1", "t2a/R@1"), ("t2a MRR", "t2a/MRR"), ("a2t R@1", "a2t/R@1"), ("a2t MRR", "a2t/MRR")],
+    "retrieval": [
+        ("t2a R@1", "t2a/R@1"),
+        ("t2a MRR", "t2a/MRR"),
+        ("a2t R@1", "a2t/R@1"),
+        ("a2t MRR", "a2t/MRR"),
+    ],
 }
 MAX_FALLBACK_METRICS = 6
 
@@ -81,12 +87,20 @@ def prepare_console() -> None:
     """
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropMessages) for f in rank_zero.filters):
-        rank_zero.addFilter(_DropMessages("💡 Tip: For seamless cloud logging", "GPU available: ", "TPU available: "))
+        rank_zero.addFilter(
+            _DropMessages(
+                "💡 Tip: For seamless cloud logging", "GPU available: ", "TPU available: "
+            )
+        )
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_tqdm_hook(_without_weight_bars)
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
     logging.captureWarnings(True)
 
 
@@ -108,21 +122,29 @@ def _without_weight_bars(factory, args: tuple, kwargs: dict[str, Any]):
     return factory(*args, **kwargs)
 
 
-def key_metrics(probe: str, metrics: Mapping[str, float], tables: Mapping[str, Any]) -> list[tuple[str, str]]:
+def key_metrics(
+    probe: str, metrics: Mapping[str, float], tables: Mapping[str, Any]
+) -> list[tuple[str, str]]:
     """(label, value text) of a probe's headline metrics: :data:`KEY_METRICS`, else the columns of
     its first table that are not counts (at most :data:`MAX_FALLBACK_METRICS`)."""
     if probe in KEY_METRICS:
-        return [(label, _number(metrics[key])) for label, key in KEY_METRICS[probe] if key in metrics]
+        return [
+            (label, _number(metrics[key])) for label, key in KEY_METRICS[probe] if key in metrics
+        ]
     table = next(iter(tables.values()), None)
     if table is None:
         return []
     shown = [(label, key) for label, key in table.columns if key in metrics and not _is_count(key)]
-    return [(label, table._format(key, metrics[key], 3)) for label, key in shown[:MAX_FALLBACK_METRICS]]
+    return [
+        (label, table._format(key, metrics[key], 3)) for label, key in shown[:MAX_FALLBACK_METRICS]
+    ]
 
 
 def probe_line(when: str, probe: str, values: list[tuple[str, str]], probe_width: int = 0) -> str:
     """``epoch 3   relevance  srcc 0.312  lcc 0.290  mse 0.081``."""
-    return f"{when:<9} {probe:<{probe_width}}  " + "  ".join(f"{label} {value}" for label, value in values)
+    return f"{when:<9} {probe:<{probe_width}}  " + "  ".join(
+        f"{label} {value}" for label, value in values
+    )
 
 
 def _is_count(key: str) -> bool:

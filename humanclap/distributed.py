@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -71,7 +71,11 @@ def gather_rows(tensor: Tensor) -> list[Tensor]:
     """
     if rank_and_world()[1] == 1:
         return [tensor]
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else tensor.device
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else tensor.device
+    )
     with torch.no_grad():
         local = tensor.detach().to(device)
         sizes = gather_sizes(local.shape[0], device)

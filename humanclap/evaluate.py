@@ -33,8 +33,8 @@ from humanclap.cli import report_user_errors
 from humanclap.console import prepare_console
 from humanclap.data.pairs import DataError, RatedPairs
 from humanclap.distributed import rank_and_world
-from humanclap.probes.build import build_probes
 from humanclap.probes.base import run_probes
+from humanclap.probes.build import build_probes
 from humanclap.recipe_files import RECIPES
 from humanclap.reports.provenance import pairs_fingerprint, versions, weights_fingerprint
 from humanclap.reports.report import ModelReport, write_evaluation
@@ -54,8 +54,10 @@ def evaluation_pairs(data_cfg: DictConfig, split: str | None) -> RatedPairs:
     if split is None:
         return pairs
     if split not in pairs.splits():
-        raise DataError(f"{pairs.name} has no split '{split}'; splits present: {pairs.splits()} "
-                        f"(choose one with split=<name>, or split=null for all pairs)")
+        raise DataError(
+            f"{pairs.name} has no split '{split}'; splits present: {pairs.splits()} "
+            f"(choose one with split=<name>, or split=null for all pairs)"
+        )
     return pairs.select(split)
 
 
@@ -98,7 +100,12 @@ def init_distributed(device: torch.device) -> bool:
     return True
 
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def pick_dtype(choice: str) -> torch.dtype:
@@ -130,45 +137,85 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     pairs = evaluation_pairs(cfg.data, cfg.split)
     probes = build_probes(cfg.probes, pairs)
     if not probes:
-        raise ValueError("no probes configured: pass probes=[relevance,retrieval] (see recipes/probes/)")
+        raise ValueError(
+            "no probes configured: pass probes=[relevance,retrieval] (see recipes/probes/)"
+        )
     labels = list(cfg.get("names") or [None] * len(specs))
     if len(labels) != len(specs):
         raise ValueError(f"names has {len(labels)} entries for {len(specs)} models")
-    composed = model_choice() if OmegaConf.is_dict(cfg.get("model")) else None  # model=<config name>
+    composed = (
+        model_choice() if OmegaConf.is_dict(cfg.get("model")) else None
+    )  # model=<config name>
     reports: list[ModelReport] = []
     for spec, name in zip(specs, labels):
         try:
-            resolved = resolve_model(spec, name=name, seed=cfg.seed, laion_tokenizer=cfg.laion_tokenizer,
-                                     processor=cfg.processor, config_name=composed)
+            resolved = resolve_model(
+                spec,
+                name=name,
+                seed=cfg.seed,
+                laion_tokenizer=cfg.laion_tokenizer,
+                processor=cfg.processor,
+                config_name=composed,
+            )
         except HubUnreachable as error:
             command = command_using_download(error, spec, cfg)
             if command is None:
                 raise
             raise error.instead(f"then evaluate with it:\n    {command}") from None
         backbone = resolved.backbone.to(device, pick_dtype(cfg.get("dtype", "float32")))
-        log.info("[%s] %s (%s) on %s, %d process(es)", resolved.name, resolved.source, resolved.kind, device, world)
+        log.info(
+            "[%s] %s (%s) on %s, %d process(es)",
+            resolved.name,
+            resolved.source,
+            resolved.kind,
+            device,
+            world,
+        )
         start = time.perf_counter()
-        results, cache = run_probes(probes, backbone, batch_size=cfg.batch_size, progress=cfg.progress and rank == 0)
+        results, cache = run_probes(
+            probes, backbone, batch_size=cfg.batch_size, progress=cfg.progress and rank == 0
+        )
         seconds = time.perf_counter() - start
         embedded = dict(cache.embedded)
         if world > 1:  # each rank counted its own share; report the whole evaluation's
             counts = torch.tensor([embedded["audio"], embedded["text"]], device=device)
             dist.all_reduce(counts)
             embedded = {"audio": int(counts[0]), "text": int(counts[1])}
-        reports.append(ModelReport(resolved.name, resolved.kind, resolved.source,
-                                   weights_fingerprint(backbone) if rank == 0 else "", results,
-                                   embedded=embedded, seconds=seconds))
+        reports.append(
+            ModelReport(
+                resolved.name,
+                resolved.kind,
+                resolved.source,
+                weights_fingerprint(backbone) if rank == 0 else "",
+                results,
+                embedded=embedded,
+                seconds=seconds,
+            )
+        )
         del backbone, resolved, cache
     for report, unique in zip(reports, unique_names([r.name for r in reports])):
         report.name = unique
     if rank == 0:
-        data = {name: pairs_fingerprint(probe.pairs) for name, probe in probes.items() if hasattr(probe, "pairs")}
-        provenance = {"versions": versions(), "world_size": world,
-                      "config": OmegaConf.to_container(cfg, resolve=True)}
-        paths = write_evaluation(cfg.paths.output_dir, reports, data, provenance, figures=cfg.figures)
+        data = {
+            name: pairs_fingerprint(probe.pairs)
+            for name, probe in probes.items()
+            if hasattr(probe, "pairs")
+        }
+        provenance = {
+            "versions": versions(),
+            "world_size": world,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        paths = write_evaluation(
+            cfg.paths.output_dir, reports, data, provenance, figures=cfg.figures
+        )
         for probe, result in reports[0].results.items():
             for title, table in result.tables.items():
-                log.info("%s\n%s", title, table.render({r.name: r.results[probe].metrics for r in reports}))
+                log.info(
+                    "%s\n%s",
+                    title,
+                    table.render({r.name: r.results[probe].metrics for r in reports}),
+                )
         log.info("wrote %s and %s", paths["metrics"], paths["report"])
     return {r.name: {probe: result.metrics for probe, result in r.results.items()} for r in reports}
 
@@ -181,11 +228,19 @@ def check_model_arguments(argv: list[str]) -> None:
     a ``model=<config name>`` they could apply to, before Hydra reports either in its own terms."""
     for arg in argv:
         if arg.startswith("model=["):
-            raise SystemExit(f"'{arg}': model= takes one model; several side by side: models={arg.removeprefix('model=')}")
+            raise SystemExit(
+                f"'{arg}': model= takes one model; several side by side: models={arg.removeprefix('model=')}"
+            )
     keys = [arg for arg in argv if MODEL_KEY_OVERRIDE.match(arg)]
-    if keys and not any(arg.removeprefix("model=") in model_config_names() for arg in argv if arg.startswith("model=")):
-        raise SystemExit(f"'{keys[0]}' sets a key of a model config, so name the config too: model=<name> {keys[0]}, "
-                         f"with <name> one of {', '.join(model_config_names())} (recipes/model/)")
+    if keys and not any(
+        arg.removeprefix("model=") in model_config_names()
+        for arg in argv
+        if arg.startswith("model=")
+    ):
+        raise SystemExit(
+            f"'{keys[0]}' sets a key of a model config, so name the config too: model=<name> {keys[0]}, "
+            f"with <name> one of {', '.join(model_config_names())} (recipes/model/)"
+        )
 
 
 def model_choice() -> str | None:
@@ -208,9 +263,15 @@ def command_using_download(error: HubUnreachable, spec: Any, cfg: DictConfig) ->
             return None
         config = model_config(spec) if isinstance(spec, str) else spec
         key = f"model.{key_holding(config, error.source) or error.argument}"
-        composed = HydraConfig.initialized() and not isinstance(spec, str)  # model=<name> model.<key>=...
+        composed = HydraConfig.initialized() and not isinstance(
+            spec, str
+        )  # model=<name> model.<key>=...
         given = list(HydraConfig.get().overrides.task) if composed else []
-        kept = [arg for arg in given if MODEL_KEY_OVERRIDE.match(arg) and arg.split("=", 1)[0].lstrip("+~") != key]
+        kept = [
+            arg
+            for arg in given
+            if MODEL_KEY_OVERRIDE.match(arg) and arg.split("=", 1)[0].lstrip("+~") != key
+        ]
         args = [f"model={name}", *kept, f"{key}={directory}"]
     return "python -m humanclap.evaluate " + " ".join(shlex.quote(arg) for arg in args)
 
@@ -223,11 +284,15 @@ def check_probe_names(argv: list[str]) -> None:
     available = sorted(path.stem for path in (RECIPES / "probes").glob("*.yaml"))
     for arg in argv:
         if arg.startswith("probes="):
-            names = [n.strip() for n in arg.removeprefix("probes=").strip("[]").split(",") if n.strip()]
+            names = [
+                n.strip() for n in arg.removeprefix("probes=").strip("[]").split(",") if n.strip()
+            ]
             unknown = [n for n in names if n not in available]
             if unknown:
-                raise SystemExit(f"unknown probe(s) {unknown} in '{arg}'; available probes: {available} "
-                                 f"(recipes/probes/<name>.yaml)")
+                raise SystemExit(
+                    f"unknown probe(s) {unknown} in '{arg}'; available probes: {available} "
+                    f"(recipes/probes/<name>.yaml)"
+                )
 
 
 @hydra.main(version_base="1.3", config_path=str(RECIPES), config_name="evaluate")

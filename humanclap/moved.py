@@ -56,8 +56,10 @@ MOVED_MODULES = {
 }
 """Old module -> new module."""
 
-MOVED_CLASSES = {"humanclap.runs.resume.RandomState": "humanclap.lit.callbacks.RandomState",
-                 "humanclap.runs.launch.SameHyperparameters": "humanclap.lit.callbacks.SameHyperparameters"}
+MOVED_CLASSES = {
+    "humanclap.runs.resume.RandomState": "humanclap.lit.callbacks.RandomState",
+    "humanclap.runs.launch.SameHyperparameters": "humanclap.lit.callbacks.SameHyperparameters",
+}
 
 _LOCATING = re.compile(r"Error locating target '([\w.]+)'")
 
@@ -66,7 +68,7 @@ def new_target(target: str) -> str | None:
     """Where ``target`` (``module.attribute``) lives now, or None if it did not move (or is mistyped)."""
     for old, new in sorted(MOVED_MODULES.items(), key=lambda item: -len(item[0])):
         if target.startswith(old + ".") and not target.startswith(new + "."):
-            moved = MOVED_CLASSES.get(new + target[len(old):], new + target[len(old):])
+            moved = MOVED_CLASSES.get(new + target[len(old) :], new + target[len(old) :])
             module, _, name = moved.rpartition(".")
             try:
                 exists = hasattr(importlib.import_module(module), name)

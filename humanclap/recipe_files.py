@@ -69,6 +69,12 @@ def options_help(group: str, chosen: Collection[str] = (), columns: int | None =
     for name in names:
         first = f"  {'*' if name in chosen else ' '} {name:<{width}}  "
         text = description(RECIPES / group / f"{name}.yaml") or "(no description)"
-        lines += textwrap.wrap(text, columns, initial_indent=first, subsequent_indent=" " * len(first),
-                               break_long_words=False, break_on_hyphens=False)
+        lines += textwrap.wrap(
+            text,
+            columns,
+            initial_indent=first,
+            subsequent_indent=" " * len(first),
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
     return "\n".join(lines)

@@ -54,11 +54,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         train_temperature_only=cfg.get("train_temperature_only", False),
         config=config,
     )
-    probes = ProbeCallback(build_probes(cfg.get("probes"), datamodule.val_pairs),
-                           report=Path(cfg.paths.output_dir) / "report.md")
+    probes = ProbeCallback(
+        build_probes(cfg.get("probes"), datamodule.val_pairs),
+        report=Path(cfg.paths.output_dir) / "report.md",
+    )
     trainer = build_trainer(cfg, probes, backbone)
-    with claimed_run(cfg.paths.output_dir, launch.export_dir(cfg), rank_zero=trainer.is_global_zero,
-                     resuming=ckpt_path is not None, overwrite_export=cfg.get("overwrite_export", False)):
+    with claimed_run(
+        cfg.paths.output_dir,
+        launch.export_dir(cfg),
+        rank_zero=trainer.is_global_zero,
+        resuming=ckpt_path is not None,
+        overwrite_export=cfg.get("overwrite_export", False),
+    ):
         # weights_only: Lightning 2.6 otherwise leaves it to torch.load, whose default an environment variable flips.
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         return export_run(cfg, trainer, module, probes)
@@ -75,7 +82,9 @@ def build_backbone(cfg: DictConfig) -> ClapBackbone:
             raise
         key = f"model.{key_holding(cfg.model, hub.source) or hub.argument}"
         given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-        args = [arg for arg in given if arg.split("=", 1)[0].lstrip("+~") != key] + [f"{key}={hub.local_dir}"]
+        args = [arg for arg in given if arg.split("=", 1)[0].lstrip("+~") != key] + [
+            f"{key}={hub.local_dir}"
+        ]
         command = "python -m humanclap.train " + " ".join(shlex.quote(arg) for arg in args)
         raise hub.instead(f"then train with it:\n    {command}") from None
 
@@ -85,17 +94,34 @@ def build_trainer(cfg: DictConfig, probes: ProbeCallback, backbone: ClapBackbone
 
     The monitored checkpoint comes first, so ``trainer.checkpoint_callback`` is the one export uses.
     """
-    best = ModelCheckpoint(dirpath=resume.checkpoint_dir(cfg.paths.output_dir), filename="epoch{epoch:03d}",
-                           auto_insert_metric_name=False, monitor=cfg.monitor, mode=cfg.monitor_mode)
-    callbacks = [best, resume.last_epoch_checkpoint(cfg.paths.output_dir), probes, RandomState(),
-                 SameHyperparameters()]
+    best = ModelCheckpoint(
+        dirpath=resume.checkpoint_dir(cfg.paths.output_dir),
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=cfg.monitor,
+        mode=cfg.monitor_mode,
+    )
+    callbacks = [
+        best,
+        resume.last_epoch_checkpoint(cfg.paths.output_dir),
+        probes,
+        RandomState(),
+        SameHyperparameters(),
+    ]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     # `precision=bf16-mixed` is a shortcut for trainer.precision (the trainer config's default when null).
     precision = {"precision": cfg.precision} if cfg.get("precision") is not None else {}
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
-                                     plugins=resume.cluster_plugins(), **precision)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        plugins=resume.cluster_plugins(),
+        **precision,
+    )
     launch.check_launch(trainer)  # refuses a multirun whose DDP ranks would re-run the command line
-    apply_to_trainer(cfg.get("threads", "auto"), trainer, backbone)  # intra-op CPU threads, logged once
+    apply_to_trainer(
+        cfg.get("threads", "auto"), trainer, backbone
+    )  # intra-op CPU threads, logged once
     return trainer
 
 

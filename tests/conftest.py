@@ -22,7 +22,9 @@ WORKER_MEMORY = 2 * 2**30  # ... and no more than the available memory / this
 
 def _usable_cpus() -> int:
     try:
-        return len(os.sched_getaffinity(0))  # the CPUs this process may run on (taskset, cgroup cpusets)
+        return len(
+            os.sched_getaffinity(0)
+        )  # the CPUs this process may run on (taskset, cgroup cpusets)
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
 
@@ -30,7 +32,9 @@ def _usable_cpus() -> int:
 def _available_memory() -> int | None:
     try:
         with open("/proc/meminfo") as meminfo:
-            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+            return next(
+                int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")
+            )
     except (OSError, StopIteration, ValueError):
         return None
 
@@ -40,11 +44,19 @@ def pytest_cmdline_main(config):
     """`python -m pytest` without -n runs as `-n auto --dist loadgroup` when pytest-xdist is installed
     and enabled; `-n 0` / `-p no:xdist` run serially. (Not `-n auto` in addopts: `-p no:xdist` would
     reject it, and so would a pytest without pytest-xdist.)"""
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):  # not in a worker
-        if config.option.numprocesses is None and not config.option.tx and config.option.dist == "no":
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(
+        config, "workerinput"
+    ):  # not in a worker
+        if (
+            config.option.numprocesses is None
+            and not config.option.tx
+            and config.option.dist == "no"
+        ):
             config.option.numprocesses = "auto"
         if config.option.numprocesses and config.option.dist == "no":
-            config.option.dist = "loadgroup"  # as `load`, but an xdist_group's tests share one worker
+            config.option.dist = (
+                "loadgroup"  # as `load`, but an xdist_group's tests share one worker
+            )
     return (yield)
 
 
@@ -80,13 +92,18 @@ def pytest_collection_modifyitems(config, items):
     minutes) is sized for one test at a time on an idle machine; under pytest-xdist each of the n
     workers gets 1/n of the CPUs, so it allows n times as long. HUMANCLAP_TIMEOUT_SCALE=<x>
     multiplies it further on a loaded machine."""
-    scale = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) * float(os.environ.get("HUMANCLAP_TIMEOUT_SCALE", 1))
+    scale = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) * float(
+        os.environ.get("HUMANCLAP_TIMEOUT_SCALE", 1)
+    )
     if scale == 1:
         return
     for item in items:
         mark = item.get_closest_marker("timeout")
         if mark is not None and mark.args and mark.args[0]:
-            item.add_marker(pytest.mark.timeout(mark.args[0] * scale, *mark.args[1:], **mark.kwargs), append=False)
+            item.add_marker(
+                pytest.mark.timeout(mark.args[0] * scale, *mark.args[1:], **mark.kwargs),
+                append=False,
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -140,7 +157,9 @@ def _composer(config_name: str, tmp_path: Path, paths: dict[str, str]):
     def _compose(*overrides: str):
         GlobalHydra.instance().clear()
         with initialize_config_dir(version_base="1.3", config_dir=str(RECIPES)):
-            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(
+                config_name=config_name, overrides=list(overrides), return_hydra_config=True
+            )
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg["hydra"]  # as in a real run: the job config does not carry the hydra node

@@ -18,8 +18,9 @@ runs under test go through the real entry point; spawned DDP ranks import this m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -29,8 +30,8 @@ from torch.utils.data import DataLoader
 from humanclap.backbones import tiny_clap
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.lit.callbacks import ProbeCallback
-from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset
 from humanclap.lit.datamodule import RatedPairDataModule
+from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset
 
 
 def tiny_clap_without_dropout(**kwargs: Any) -> ClapBackbone:
@@ -57,8 +58,11 @@ class Recorder(L.Callback):
         self.train[-1]["loss"] = float(outputs["loss"])
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        self.train[-1]["grad"] = {name: p.grad.detach().clone() for name, p in pl_module.named_parameters()
-                                  if p.grad is not None}
+        self.train[-1]["grad"] = {
+            name: p.grad.detach().clone()
+            for name, p in pl_module.named_parameters()
+            if p.grad is not None
+        }
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if not trainer.sanity_checking:
@@ -66,14 +70,20 @@ class Recorder(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         probes = next(c for c in trainer.callbacks if isinstance(c, ProbeCallback))
-        record = {"world_size": trainer.world_size, "train": self.train, "val": self.val,
-                  "weights": {k: v.detach().clone() for k, v in pl_module.state_dict().items()},
-                  "history": probes.history}
+        record = {
+            "world_size": trainer.world_size,
+            "train": self.train,
+            "val": self.val,
+            "weights": {k: v.detach().clone() for k, v in pl_module.state_dict().items()},
+            "history": probes.history,
+        }
         Path(self.record_dir).mkdir(parents=True, exist_ok=True)
         torch.save(record, Path(self.record_dir) / f"rank{trainer.global_rank}.pt")
 
 
-def recording_trainer(record_dir: str, callbacks: list[L.Callback] = (), **kwargs: Any) -> L.Trainer:
+def recording_trainer(
+    record_dir: str, callbacks: list[L.Callback] = (), **kwargs: Any
+) -> L.Trainer:
     return L.Trainer(callbacks=[*callbacks, Recorder(record_dir)], **kwargs)
 
 
@@ -93,7 +103,9 @@ def global_batches(records: list[dict[str, Any]], stage: str) -> list[list[list[
     epochs: dict[int, list[list[int]]] = {}
     for per_rank in zip(*steps):
         assert len({step["epoch"] for step in per_rank}) == 1
-        epochs.setdefault(per_rank[0]["epoch"], []).append([i for step in per_rank for i in step["index"]])
+        epochs.setdefault(per_rank[0]["epoch"], []).append(
+            [i for step in per_rank for i in step["index"]]
+        )
     assert sorted(epochs) == list(range(len(epochs)))
     return [epochs[e] for e in sorted(epochs)]
 
@@ -131,8 +143,12 @@ class ReplayDataModule(RatedPairDataModule):
         self.records = load_records(replay)
 
     def _replay(self, pairs, per_epoch: list[list[list[int]]]) -> DataLoader:
-        return DataLoader(RatedPairDataset(pairs, self.featurizer.sample_rate), num_workers=0,
-                          batch_sampler=ReplayBatches(per_epoch), collate_fn=RatedPairCollator(self.featurizer))
+        return DataLoader(
+            RatedPairDataset(pairs, self.featurizer.sample_rate),
+            num_workers=0,
+            batch_sampler=ReplayBatches(per_epoch),
+            collate_fn=RatedPairCollator(self.featurizer),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._replay(self.train_pairs, global_batches(self.records, "train"))

@@ -36,7 +36,9 @@ class VectorEmbedder:
     sample_rate = 16_000
 
     def __init__(self, store: MemoryStore, clip_vectors: dict, text_vectors: dict):
-        self.audio_by_code = {store.codes[k]: v for k, v in clip_vectors.items() if k in store.codes}
+        self.audio_by_code = {
+            store.codes[k]: v for k, v in clip_vectors.items() if k in store.codes
+        }
         self.code_to_key = {code: key for key, code in store.codes.items()}
         self.text_vectors = text_vectors
         self.audio_items: Counter = Counter()
@@ -105,7 +107,9 @@ class PoisonedLoss(torch.nn.Module):
     Validation calls (the module in eval mode) are not counted.
     """
 
-    def __init__(self, loss: torch.nn.Module, at_call: int, terms: tuple[str, ...] = ("mse",)) -> None:
+    def __init__(
+        self, loss: torch.nn.Module, at_call: int, terms: tuple[str, ...] = ("mse",)
+    ) -> None:
         super().__init__()
         self.loss, self.at_call, self.terms, self.training_calls = loss, at_call, terms, 0
 
@@ -115,12 +119,23 @@ class PoisonedLoss(torch.nn.Module):
             self.training_calls += 1
             if self.training_calls - 1 == self.at_call:
                 nan = torch.tensor(float("nan"))
-                out = {**out, "loss": out["loss"] + nan, **{term: out[term] + nan for term in self.terms}}
+                out = {
+                    **out,
+                    "loss": out["loss"] + nan,
+                    **{term: out[term] + nan for term in self.terms},
+                }
         return out
 
 
 def lightning_checkpoint(path, model, **extra):
     """A minimal ``humanclap.train`` checkpoint at ``path`` whose stored model config is ``model``."""
-    torch.save({"epoch": 0, "hyper_parameters": {"config": {"seed": 0, "model": model}}, "state_dict": {}, **extra},
-               path)
+    torch.save(
+        {
+            "epoch": 0,
+            "hyper_parameters": {"config": {"seed": 0, "model": model}},
+            "state_dict": {},
+            **extra,
+        },
+        path,
+    )
     return path

@@ -34,11 +34,11 @@ PLACEHOLDER = re.compile(r"<([\w-]+)>")  # checkpoints/<run>: the user writes th
 class Command:
     """One command of the README. ``words`` are its shell words after the last ``&&`` (comments dropped)."""
 
-    text: str                 # as printed, continuation lines joined
+    text: str  # as printed, continuation lines joined
     words: tuple[str, ...]
-    mode: str                 # run | compose | shell | help | ci | suite
-    line: int                 # README line where it starts
-    inline: bool              # an inline code span (not a fenced block)
+    mode: str  # run | compose | shell | help | ci | suite
+    line: int  # README line where it starts
+    inline: bool  # an inline code span (not a fenced block)
     block: int | None = None  # line of the block's opening fence
 
     @property
@@ -62,7 +62,7 @@ class Command:
         if self.words[0] in HYDRA_APPS:
             return list(self.words[1:])
         if self.module is not None:
-            return list(self.words[self.words.index("-m") + 2:])
+            return list(self.words[self.words.index("-m") + 2 :])
         return list(self.words[2:])
 
     def run_argv(self, python: str) -> list[str]:
@@ -73,8 +73,11 @@ class Command:
         """Hydra arguments that compose the job's config and print it, no run: ``-m`` dropped (Hydra refuses
         ``--cfg`` with ``--multirun``; each job composes in run mode), ``...`` elisions dropped, ``<run>``
         placeholders filled in as ``run`` (Hydra's grammar has no ``<``)."""
-        kept = [PLACEHOLDER.sub(r"\1", word) for word in self.arguments
-                if word != ELISION and word not in MULTIRUN_FLAGS]
+        kept = [
+            PLACEHOLDER.sub(r"\1", word)
+            for word in self.arguments
+            if word != ELISION and word not in MULTIRUN_FLAGS
+        ]
         return [*kept, "--cfg", "job", "--resolve"]
 
     @property
@@ -91,7 +94,7 @@ class Command:
 
 @dataclass(frozen=True)
 class Block:
-    line: int          # line of the opening fence (1-based)
+    line: int  # line of the opening fence (1-based)
     language: str
     marker: str | None  # the comment on the line right before the fence
     lines: tuple[str, ...]
@@ -123,8 +126,14 @@ def _split_blocks(lines: list[str]) -> tuple[list[Block], list[str]]:
         while end < len(lines) and not lines[end].strip().startswith(fence):
             end += 1
         marker = lines[index - 1].strip() if index > 0 else ""
-        blocks.append(Block(index + 1, language, marker if marker.startswith("<!--") else None,
-                            tuple(lines[index + 1:end])))
+        blocks.append(
+            Block(
+                index + 1,
+                language,
+                marker if marker.startswith("<!--") else None,
+                tuple(lines[index + 1 : end]),
+            )
+        )
         for blank in range(index, min(end + 1, len(lines))):
             prose[blank] = ""
         index = end + 1
@@ -181,23 +190,36 @@ def _block_commands(block: Block) -> tuple[list[Command], list[str]]:
         return [], []
     lines = _logical_lines(block)
     if block.marker is None:
-        return [], ["a fenced block without a marker comment on the line before it "
-                    "(<!-- readme:run -->, <!-- readme:compose --> or <!-- readme:shell -->)"]
+        return [], [
+            "a fenced block without a marker comment on the line before it "
+            "(<!-- readme:run -->, <!-- readme:compose --> or <!-- readme:shell -->)"
+        ]
     if CI_MARKER.match(block.marker):
         if len(lines) != 1:
-            return [], ["the ci:test-command block must hold exactly one line (.ci/run runs the first)"]
-        return [Command(lines[0][1], tuple(shlex.split(lines[0][1])), "ci", lines[0][0], False, block.line)], []
+            return [], [
+                "the ci:test-command block must hold exactly one line (.ci/run runs the first)"
+            ]
+        return [
+            Command(
+                lines[0][1], tuple(shlex.split(lines[0][1])), "ci", lines[0][0], False, block.line
+            )
+        ], []
     marker = MARKER.match(block.marker)
     if not marker:
         return [], [f"unknown marker {block.marker!r}"]
     modes = [mode.strip() for mode in marker.group(1).split(",")]
-    problems = [f"unknown mode {mode!r} in {block.marker!r} (modes: {', '.join(MODES)})"
-                for mode in modes if mode not in MODES]
+    problems = [
+        f"unknown mode {mode!r} in {block.marker!r} (modes: {', '.join(MODES)})"
+        for mode in modes
+        if mode not in MODES
+    ]
     if problems:
         return [], problems
     if len(modes) not in (1, len(lines)):
-        return [], [f"{block.marker!r} gives {len(modes)} modes for {len(lines)} commands: one mode, or one per "
-                    f"command in order"]
+        return [], [
+            f"{block.marker!r} gives {len(modes)} modes for {len(lines)} commands: one mode, or one per "
+            f"command in order"
+        ]
     commands = []
     for (line, text), mode in zip(lines, modes * len(lines) if len(modes) == 1 else modes):
         command, problem = _classify(text, line, mode, inline=False, block=block.line)
@@ -208,7 +230,9 @@ def _block_commands(block: Block) -> tuple[list[Command], list[str]]:
     return commands, problems
 
 
-def _classify(text: str, line: int, mode: str, inline: bool, block: int | None = None) -> tuple[Command | None, str]:
+def _classify(
+    text: str, line: int, mode: str, inline: bool, block: int | None = None
+) -> tuple[Command | None, str]:
     """The command a line holds under ``mode``, or why the line breaks the rules."""
     where = f"README line {line}" if inline else ""
     chain, problem = _words(text)
@@ -216,7 +240,10 @@ def _classify(text: str, line: int, mode: str, inline: bool, block: int | None =
         return None, f"{where} {problem}".strip()
     *setup, words = chain
     if setup and not all(_is_setup(part) for part in setup):
-        return None, f"{where} only setup (python3 -m venv, pip install) may come before '&&': {text}".strip()
+        return (
+            None,
+            f"{where} only setup (python3 -m venv, pip install) may come before '&&': {text}".strip(),
+        )
     command = Command(text, words, mode, line, inline, block)
     python = words[0] in INTERPRETERS or words[0] in HYDRA_APPS
     if mode == "shell":
@@ -224,22 +251,32 @@ def _classify(text: str, line: int, mode: str, inline: bool, block: int | None =
             return None, f"a Python command in a shell block (mark it run or compose): {text}"
         return command, ""
     if not python and words[0] != "torchrun":
-        return None, f"{where} not a humanclap command, so its mode is shell (readme:shell): {text}".strip()
+        return (
+            None,
+            f"{where} not a humanclap command, so its mode is shell (readme:shell): {text}".strip(),
+        )
     if command.module in HYDRA_APPS:
         if PRINT_FLAGS & set(words):
             return Command(text, words, "help", line, inline, block), ""
         if words[0] == "torchrun" and mode == "run":
             return None, f"{where} torchrun commands are composed, not run: {text}".strip()
         if mode == "run" and (ELISION in words or any(PLACEHOLDER.search(word) for word in words)):
-            return None, f"{where} '...' or a <placeholder>: the command cannot run as printed: {text}".strip()
+            return (
+                None,
+                f"{where} '...' or a <placeholder>: the command cannot run as printed: {text}".strip(),
+            )
         return command, ""
     if command.module == "pytest":
         return Command(text, words, "suite", line, inline, block), ""
-    if (command.module or "").startswith("humanclap.") or (command.module is None and words[1:2]
-                                                          and words[1].endswith(".py")):
+    if (command.module or "").startswith("humanclap.") or (
+        command.module is None and words[1:2] and words[1].endswith(".py")
+    ):
         return Command(text, words, "help", line, inline, block), ""
-    return None, f"{where} a Python command of no known kind (humanclap.train/evaluate, another humanclap " \
-                 f"module, a script, pytest): {text}".strip()
+    return (
+        None,
+        f"{where} a Python command of no known kind (humanclap.train/evaluate, another humanclap "
+        f"module, a script, pytest): {text}".strip(),
+    )
 
 
 def _inline_commands(prose: list[str]) -> tuple[list[Command], list[str]]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,9 +23,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import ClapConfig
 
-from humanclap.backbones.checkpoint_safety import (CHUNKING_ARGUMENTS, HEADS_CONFIG_ENTRIES,
-                                                    TRANSFORMER_HEAD_ARGUMENTS, CheckpointError, check_arguments,
-                                                    plain_reason, refuse_custom_code)
+from humanclap.backbones.checkpoint_safety import (
+    CHUNKING_ARGUMENTS,
+    HEADS_CONFIG_ENTRIES,
+    TRANSFORMER_HEAD_ARGUMENTS,
+    CheckpointError,
+    check_arguments,
+    plain_reason,
+    refuse_custom_code,
+)
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.embedder import Waveform
 from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer, as_mono_array
@@ -41,7 +48,9 @@ HEADS_MODEL_TYPE = "humanclap_clap_with_transformer_heads"
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     """(length, dim) fixed positional encoding: PE[p, 2i] = sin(p / 10000^(2i/dim)), PE[p, 2i+1] = cos."""
     position = torch.arange(length, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10_000.0) / dim))
+    frequency = torch.exp(
+        torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10_000.0) / dim)
+    )
     table = torch.zeros(length, dim)
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
@@ -90,24 +99,44 @@ class TransformerAggregator(nn.Module):
         model_dim = int(model_dim or output_dim)
         feedforward_dim = int(feedforward_dim or 4 * model_dim)
         if min(input_dim, output_dim, num_layers, num_heads, max_positions) < 1:
-            raise ValueError("TransformerAggregator: dimensions, layers, heads and max_positions must be >= 1")
+            raise ValueError(
+                "TransformerAggregator: dimensions, layers, heads and max_positions must be >= 1"
+            )
         if model_dim % num_heads:
-            raise ValueError(f"TransformerAggregator: model_dim {model_dim} is not divisible by num_heads {num_heads}")
+            raise ValueError(
+                f"TransformerAggregator: model_dim {model_dim} is not divisible by num_heads {num_heads}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"TransformerAggregator: dropout must be in [0, 1), got {dropout}")
         self._config = {
-            "input_dim": int(input_dim), "output_dim": int(output_dim), "num_layers": int(num_layers),
-            "num_heads": int(num_heads), "max_positions": int(max_positions), "dropout": float(dropout),
-            "model_dim": model_dim, "feedforward_dim": feedforward_dim, "cls_token": bool(cls_token),
+            "input_dim": int(input_dim),
+            "output_dim": int(output_dim),
+            "num_layers": int(num_layers),
+            "num_heads": int(num_heads),
+            "max_positions": int(max_positions),
+            "dropout": float(dropout),
+            "model_dim": model_dim,
+            "feedforward_dim": feedforward_dim,
+            "cls_token": bool(cls_token),
         }
         self.input_projection = nn.Linear(input_dim, model_dim)
         self.cls = nn.Parameter(0.02 * torch.randn(model_dim)) if cls_token else None
-        self.register_buffer("positions", sinusoidal_positions(max_positions, model_dim), persistent=False)
+        self.register_buffer(
+            "positions", sinusoidal_positions(max_positions, model_dim), persistent=False
+        )
         self.input_dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(model_dim, num_heads, feedforward_dim, dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(model_dim),
-                                             enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(
+            model_dim,
+            num_heads,
+            feedforward_dim,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers, norm=nn.LayerNorm(model_dim), enable_nested_tensor=False
+        )
         self.output_projection = nn.Linear(model_dim, output_dim)
 
     @property
@@ -124,24 +153,35 @@ class TransformerAggregator(nn.Module):
     def forward(self, sequence: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``sequence`` (B, T, input_dim), ``mask`` (B, T) True/1 = valid -> (B, output_dim)."""
         if sequence.dim() != 3 or sequence.shape[-1] != self._config["input_dim"]:
-            raise ValueError(f"TransformerAggregator: expected (B, T, {self._config['input_dim']}), "
-                             f"got {tuple(sequence.shape)}")
+            raise ValueError(
+                f"TransformerAggregator: expected (B, T, {self._config['input_dim']}), "
+                f"got {tuple(sequence.shape)}"
+            )
         batch, length, _ = sequence.shape
-        valid = (torch.ones(batch, length, dtype=torch.bool, device=sequence.device) if mask is None
-                 else mask.to(device=sequence.device).bool())
+        valid = (
+            torch.ones(batch, length, dtype=torch.bool, device=sequence.device)
+            if mask is None
+            else mask.to(device=sequence.device).bool()
+        )
         if valid.shape != (batch, length):
-            raise ValueError(f"TransformerAggregator: mask {tuple(valid.shape)} does not match sequence {(batch, length)}")
+            raise ValueError(
+                f"TransformerAggregator: mask {tuple(valid.shape)} does not match sequence {(batch, length)}"
+            )
         hidden = self.input_projection(sequence)
         if self.cls is not None:
             hidden = torch.cat([self.cls.to(hidden.dtype).expand(batch, 1, -1), hidden], dim=1)
             valid = torch.cat([valid.new_ones(batch, 1), valid], dim=1)
         elif length == 0 or not bool(valid[:, 0].all()):
-            raise ValueError("TransformerAggregator without a [CLS] token reads position 0, which is padding "
-                             "in some row (left padding?); pad on the right")
+            raise ValueError(
+                "TransformerAggregator without a [CLS] token reads position 0, which is padding "
+                "in some row (left padding?); pad on the right"
+            )
         total = hidden.shape[1]
         if total > self.positions.shape[0]:
-            raise ValueError(f"TransformerAggregator: sequence of {total} positions exceeds max_positions "
-                             f"{self.positions.shape[0]}")
+            raise ValueError(
+                f"TransformerAggregator: sequence of {total} positions exceeds max_positions "
+                f"{self.positions.shape[0]}"
+            )
         hidden = self.input_dropout(hidden + self.positions[:total].to(hidden.dtype))
         hidden = self.encoder(hidden, src_key_padding_mask=~valid)
         return self.output_projection(hidden[:, 0])
@@ -155,23 +195,37 @@ class ChunkedClapFeaturizer(ClapFeaturizer):
     depend on its batch. ``text`` is unchanged.
     """
 
-    def __init__(self, feature_extractor, tokenizer, enable_fusion: bool, chunk_seconds: float = 1.0,
-                 max_chunks: int = 10, min_last_chunk_seconds: float = 0.1) -> None:
+    def __init__(
+        self,
+        feature_extractor,
+        tokenizer,
+        enable_fusion: bool,
+        chunk_seconds: float = 1.0,
+        max_chunks: int = 10,
+        min_last_chunk_seconds: float = 0.1,
+    ) -> None:
         super().__init__(feature_extractor, tokenizer, enable_fusion)
         if not chunk_seconds > 0 or max_chunks < 1 or min_last_chunk_seconds < 0:
-            raise ValueError(f"ChunkedClapFeaturizer needs chunk_seconds > 0, max_chunks >= 1 and "
-                             f"min_last_chunk_seconds >= 0, got {chunk_seconds}, {max_chunks}, {min_last_chunk_seconds}")
+            raise ValueError(
+                f"ChunkedClapFeaturizer needs chunk_seconds > 0, max_chunks >= 1 and "
+                f"min_last_chunk_seconds >= 0, got {chunk_seconds}, {max_chunks}, {min_last_chunk_seconds}"
+            )
         self.chunk_seconds = float(chunk_seconds)
         self.max_chunks = int(max_chunks)
         self.min_last_chunk_seconds = float(min_last_chunk_seconds)
 
     @classmethod
-    def from_featurizer(cls, featurizer: ClapFeaturizer, **chunking: Any) -> "ChunkedClapFeaturizer":
-        return cls(featurizer.feature_extractor, featurizer.tokenizer, featurizer.enable_fusion, **chunking)
+    def from_featurizer(cls, featurizer: ClapFeaturizer, **chunking: Any) -> ChunkedClapFeaturizer:
+        return cls(
+            featurizer.feature_extractor, featurizer.tokenizer, featurizer.enable_fusion, **chunking
+        )
 
     def chunking(self) -> dict[str, Any]:
-        return {"chunk_seconds": self.chunk_seconds, "max_chunks": self.max_chunks,
-                "min_last_chunk_seconds": self.min_last_chunk_seconds}
+        return {
+            "chunk_seconds": self.chunk_seconds,
+            "max_chunks": self.max_chunks,
+            "min_last_chunk_seconds": self.min_last_chunk_seconds,
+        }
 
     @property
     def chunk_samples(self) -> int:
@@ -189,14 +243,19 @@ class ChunkedClapFeaturizer(ClapFeaturizer):
     def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
         if len(waves) == 0:
             raise ValueError("featurize: no waveforms given")
-        per_clip = [self.split(wave, what=f"waveform {index}") for index, wave in enumerate(waves, start=first_index)]
+        per_clip = [
+            self.split(wave, what=f"waveform {index}")
+            for index, wave in enumerate(waves, start=first_index)
+        ]
         counts = [len(chunks) for chunks in per_clip]
         mask = torch.zeros(len(per_clip), max(counts), dtype=torch.bool)
         for row, count in enumerate(counts):
             mask[row, :count] = True
         flat = super().audio([chunk for chunks in per_clip for chunk in chunks])
         valid = mask.flatten()
-        features = flat["input_features"].new_zeros((valid.numel(), *flat["input_features"].shape[1:]))
+        features = flat["input_features"].new_zeros(
+            (valid.numel(), *flat["input_features"].shape[1:])
+        )
         features[valid] = flat["input_features"]
         longer = flat["is_longer"].new_zeros((valid.numel(), *flat["is_longer"].shape[1:]))
         longer[valid] = flat["is_longer"]
@@ -213,13 +272,23 @@ class TransformerHeadBackbone(ClapBackbone):
     token ids. Both return L2-normalised (B, head output_dim) rows.
     """
 
-    def __init__(self, model, featurizer: ChunkedClapFeaturizer, audio_head: TransformerAggregator,
-                 text_head: TransformerAggregator, name: str = "clap+transformer-head",
-                 freeze_heads_with_towers: bool = False) -> None:
+    def __init__(
+        self,
+        model,
+        featurizer: ChunkedClapFeaturizer,
+        audio_head: TransformerAggregator,
+        text_head: TransformerAggregator,
+        name: str = "clap+transformer-head",
+        freeze_heads_with_towers: bool = False,
+    ) -> None:
         if not isinstance(featurizer, ChunkedClapFeaturizer):
-            raise TypeError("TransformerHeadBackbone needs a ChunkedClapFeaturizer (audio is cut into chunks)")
+            raise TypeError(
+                "TransformerHeadBackbone needs a ChunkedClapFeaturizer (audio is cut into chunks)"
+            )
         if audio_head.output_dim != text_head.output_dim:
-            raise ValueError(f"audio head outputs {audio_head.output_dim} dims, text head {text_head.output_dim}")
+            raise ValueError(
+                f"audio head outputs {audio_head.output_dim} dims, text head {text_head.output_dim}"
+            )
         super().__init__(model, featurizer, name=name)
         self.audio_head = audio_head
         self.text_head = text_head
@@ -245,16 +314,22 @@ class TransformerHeadBackbone(ClapBackbone):
                 parameter.requires_grad_(False)
 
     # -- training path ------------------------------------------------------------------------
-    def chunk_embeddings(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def chunk_embeddings(
+        self, features: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled ``ClapAudioModel`` output of every chunk (before the CLAP projection): (B, C, D) and
         ``chunk_mask`` (B, C). Only valid chunks are encoded; padded rows are zeros."""
         if "chunk_mask" not in features:
-            raise KeyError("audio features have no 'chunk_mask': use ChunkedClapFeaturizer (backbone.featurizer)")
+            raise KeyError(
+                "audio features have no 'chunk_mask': use ChunkedClapFeaturizer (backbone.featurizer)"
+            )
         device = self.device
         mask = features["chunk_mask"].bool()
         valid = mask.flatten().cpu()
         encoded = self.model.audio_model(
-            input_features=features["input_features"][valid.to(features["input_features"].device)].to(device, self.dtype),
+            input_features=features["input_features"][
+                valid.to(features["input_features"].device)
+            ].to(device, self.dtype),
             is_longer=features["is_longer"][valid.to(features["is_longer"].device)].to(device),
         ).pooler_output
         rows = torch.nonzero(valid).squeeze(1).to(device)
@@ -268,7 +343,9 @@ class TransformerHeadBackbone(ClapBackbone):
     def text_embeddings(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         device = self.device
         mask = tokens["attention_mask"].to(device)
-        states = self.model.text_model(input_ids=tokens["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        states = self.model.text_model(
+            input_ids=tokens["input_ids"].to(device), attention_mask=mask
+        ).last_hidden_state
         return F.normalize(self.text_head(states, mask.bool()), dim=-1)
 
     def _embed(self, items, batch_size, featurize, encode) -> torch.Tensor:
@@ -288,10 +365,18 @@ class TransformerHeadBackbone(ClapBackbone):
     def frozen_modules(self) -> list[nn.Module]:
         """The frozen encoders, their heads if ``freeze_heads_with_towers``, and the replaced layers."""
         modules = super().frozen_modules() + self._replaced_layers()
-        if getattr(self, "freeze_heads_with_towers", False):  # train() runs in __init__ before the heads exist
-            heads = {"audio": getattr(self, "audio_head", None), "text": getattr(self, "text_head", None)}
-            modules += [heads[tower] for tower, frozen in self.frozen_towers.items()
-                        if frozen and heads[tower] is not None]
+        if getattr(
+            self, "freeze_heads_with_towers", False
+        ):  # train() runs in __init__ before the heads exist
+            heads = {
+                "audio": getattr(self, "audio_head", None),
+                "text": getattr(self, "text_head", None),
+            }
+            modules += [
+                heads[tower]
+                for tower, frozen in self.frozen_towers.items()
+                if frozen and heads[tower] is not None
+            ]
         return modules
 
     # -- export -------------------------------------------------------------------------------
@@ -308,9 +393,11 @@ class TransformerHeadBackbone(ClapBackbone):
     def save_pretrained(self, directory: str | Path) -> Path:
         """The ClapModel + processor directory, plus the heads (docs/models.md#transformer-aggregation-heads)."""
         directory = super().save_pretrained(directory)
-        tensors = {f"{prefix}.{key}": value.detach().cpu().contiguous()
-                   for prefix, head in (("audio_head", self.audio_head), ("text_head", self.text_head))
-                   for key, value in head.state_dict().items()}
+        tensors = {
+            f"{prefix}.{key}": value.detach().cpu().contiguous()
+            for prefix, head in (("audio_head", self.audio_head), ("text_head", self.text_head))
+            for key, value in head.state_dict().items()
+        }
         save_file(tensors, str(directory / HEADS_WEIGHTS), metadata={"format": HEADS_FORMAT})
         (directory / HEADS_CONFIG).write_text(json.dumps(self.heads_config(), indent=2) + "\n")
         config_path = directory / "config.json"
@@ -346,22 +433,39 @@ def with_transformer_heads(
         raise TypeError("backbone already has Transformer heads")
     config = backbone.model.config
     output_dim = int(output_dim or config.projection_dim)
-    common = dict(output_dim=output_dim, num_layers=num_layers, num_heads=num_heads, dropout=dropout,
-                  model_dim=model_dim)
+    common = dict(
+        output_dim=output_dim,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        dropout=dropout,
+        model_dim=model_dim,
+    )
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        audio_head = TransformerAggregator(config.audio_config.hidden_size, max_positions=max_chunks + 1,
-                                           cls_token=True, **common)
-        text_head = TransformerAggregator(config.text_config.hidden_size,
-                                          max_positions=TEXT_MAX_TOKENS + int(text_cls_token),
-                                          cls_token=text_cls_token, **common)
+        audio_head = TransformerAggregator(
+            config.audio_config.hidden_size, max_positions=max_chunks + 1, cls_token=True, **common
+        )
+        text_head = TransformerAggregator(
+            config.text_config.hidden_size,
+            max_positions=TEXT_MAX_TOKENS + int(text_cls_token),
+            cls_token=text_cls_token,
+            **common,
+        )
     featurizer = ChunkedClapFeaturizer.from_featurizer(
-        backbone.featurizer, chunk_seconds=chunk_seconds, max_chunks=max_chunks,
-        min_last_chunk_seconds=min_last_chunk_seconds)
-    head_backbone = TransformerHeadBackbone(backbone.model, featurizer, audio_head, text_head,
-                                            name=f"{backbone.name}+transformer-head",
-                                            freeze_heads_with_towers=freeze_heads_with_towers)
+        backbone.featurizer,
+        chunk_seconds=chunk_seconds,
+        max_chunks=max_chunks,
+        min_last_chunk_seconds=min_last_chunk_seconds,
+    )
+    head_backbone = TransformerHeadBackbone(
+        backbone.model,
+        featurizer,
+        audio_head,
+        text_head,
+        name=f"{backbone.name}+transformer-head",
+        freeze_heads_with_towers=freeze_heads_with_towers,
+    )
     return head_backbone.to(backbone.device)
 
 
@@ -382,17 +486,23 @@ def heads_export_config(directory: str | Path) -> ClapConfig | None:
     try:
         document = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"'{config_path}' is not valid JSON ({plain_reason(error)}).") from None
+        raise CheckpointError(
+            f"'{config_path}' is not valid JSON ({plain_reason(error)})."
+        ) from None
     if not isinstance(document, dict) or document.get("model_type") != HEADS_MODEL_TYPE:
         return None
     if not has_transformer_heads(directory):
-        raise CheckpointError(f"'{config_path}' says model_type {HEADS_MODEL_TYPE!r}: the model needs its "
-                              f"Transformer heads, but {directory} has no {HEADS_CONFIG} (copy the whole export "
-                              f"directory, {HEADS_WEIGHTS} and {HEADS_CONFIG} included).")
+        raise CheckpointError(
+            f"'{config_path}' says model_type {HEADS_MODEL_TYPE!r}: the model needs its "
+            f"Transformer heads, but {directory} has no {HEADS_CONFIG} (copy the whole export "
+            f"directory, {HEADS_WEIGHTS} and {HEADS_CONFIG} included)."
+        )
     return ClapConfig.from_dict({**document, "model_type": ClapConfig.model_type})
 
 
-def load_transformer_heads(backbone: ClapBackbone, directory: str | Path) -> TransformerHeadBackbone:
+def load_transformer_heads(
+    backbone: ClapBackbone, directory: str | Path
+) -> TransformerHeadBackbone:
     """Attach the heads saved in ``directory`` (``save_pretrained``) to a loaded ``ClapBackbone``.
 
     Both files are data: :data:`HEADS_CONFIG` may hold only the heads' and the chunking's arguments,
@@ -404,38 +514,80 @@ def load_transformer_heads(backbone: ClapBackbone, directory: str | Path) -> Tra
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"'{config_path}' is not valid JSON ({plain_reason(error)}).") from None
-    if not isinstance(config, dict) or config.get("format") != HEADS_FORMAT or config.get("version") != HEADS_FORMAT_VERSION:
-        raise CheckpointError(f"'{config_path}' is not a version-{HEADS_FORMAT_VERSION} {HEADS_FORMAT} file "
-                              f"(its 'format' and 'version' entries say otherwise).")
-    check_arguments(config, HEADS_CONFIG_ENTRIES, file=config_path, where="", owner="load_transformer_heads",
-                    required=("audio_head", "text_head", "chunking"))
+        raise CheckpointError(
+            f"'{config_path}' is not valid JSON ({plain_reason(error)})."
+        ) from None
+    if (
+        not isinstance(config, dict)
+        or config.get("format") != HEADS_FORMAT
+        or config.get("version") != HEADS_FORMAT_VERSION
+    ):
+        raise CheckpointError(
+            f"'{config_path}' is not a version-{HEADS_FORMAT_VERSION} {HEADS_FORMAT} file "
+            f"(its 'format' and 'version' entries say otherwise)."
+        )
+    check_arguments(
+        config,
+        HEADS_CONFIG_ENTRIES,
+        file=config_path,
+        where="",
+        owner="load_transformer_heads",
+        required=("audio_head", "text_head", "chunking"),
+    )
     for name in ("audio_head", "text_head"):
-        check_arguments(config[name], TRANSFORMER_HEAD_ARGUMENTS, file=config_path, where=name,
-                        owner="TransformerAggregator", required=("input_dim", "output_dim"))
-    check_arguments(config["chunking"], CHUNKING_ARGUMENTS, file=config_path, where="chunking",
-                    owner="ChunkedClapFeaturizer")
+        check_arguments(
+            config[name],
+            TRANSFORMER_HEAD_ARGUMENTS,
+            file=config_path,
+            where=name,
+            owner="TransformerAggregator",
+            required=("input_dim", "output_dim"),
+        )
+    check_arguments(
+        config["chunking"],
+        CHUNKING_ARGUMENTS,
+        file=config_path,
+        where="chunking",
+        owner="ChunkedClapFeaturizer",
+    )
     if not weights_path.is_file():
         raise FileNotFoundError(f"{directory} has {HEADS_CONFIG} but no {HEADS_WEIGHTS}")
     try:
         weights = load_file(str(weights_path))
     except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"'{weights_path}' is not a complete safetensors file ({plain_reason(error)}); it is "
-                              f"truncated or corrupt, so copy or download it again.") from None
+        raise CheckpointError(
+            f"'{weights_path}' is not a complete safetensors file ({plain_reason(error)}); it is "
+            f"truncated or corrupt, so copy or download it again."
+        ) from None
     heads = {}
     for prefix in ("audio_head", "text_head"):
-        state = {key.removeprefix(prefix + "."): value for key, value in weights.items() if key.startswith(prefix + ".")}
+        state = {
+            key.removeprefix(prefix + "."): value
+            for key, value in weights.items()
+            if key.startswith(prefix + ".")
+        }
         try:
             heads[prefix] = TransformerAggregator(**config[prefix])
             heads[prefix].load_state_dict(state, strict=True)
         except (ValueError, RuntimeError) as error:
-            raise CheckpointError(f"'{weights_path}' and '{config_path}' do not describe the same {prefix} "
-                                  f"({plain_reason(error)}).") from None
+            raise CheckpointError(
+                f"'{weights_path}' and '{config_path}' do not describe the same {prefix} "
+                f"({plain_reason(error)})."
+            ) from None
     try:
-        featurizer = ChunkedClapFeaturizer.from_featurizer(backbone.featurizer, **config["chunking"])
+        featurizer = ChunkedClapFeaturizer.from_featurizer(
+            backbone.featurizer, **config["chunking"]
+        )
     except ValueError as error:
-        raise CheckpointError(f"'{config_path}': chunking is not usable ({plain_reason(error)}).") from None
-    loaded = TransformerHeadBackbone(backbone.model, featurizer, heads["audio_head"], heads["text_head"],
-                                     name=backbone.name,
-                                     freeze_heads_with_towers=config.get("freeze_heads_with_towers", False))
+        raise CheckpointError(
+            f"'{config_path}': chunking is not usable ({plain_reason(error)})."
+        ) from None
+    loaded = TransformerHeadBackbone(
+        backbone.model,
+        featurizer,
+        heads["audio_head"],
+        heads["text_head"],
+        name=backbone.name,
+        freeze_heads_with_towers=config.get("freeze_heads_with_towers", False),
+    )
     return loaded.to(backbone.device)

@@ -8,8 +8,8 @@ original LAION-CLAP ``.pt`` files are converted into this layout first
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +94,9 @@ class ClapBackbone(nn.Module):
         try:
             with torch.no_grad():
                 chunks = [
-                    encode(featurize(items[start : start + batch_size], first_index=start)).to("cpu", dtype)
+                    encode(featurize(items[start : start + batch_size], first_index=start)).to(
+                        "cpu", dtype
+                    )
                     for start in range(0, len(items), batch_size)
                 ]
         finally:  # restore each submodule's own mode (they need not agree with the wrapper's)
@@ -137,10 +139,14 @@ class ClapBackbone(nn.Module):
 
     def frozen_modules(self) -> list[nn.Module]:
         """The submodules ``train`` keeps in eval mode: those of the frozen towers."""
-        return [module for tower, frozen in self.frozen_towers.items() if frozen
-                for module in self.tower_modules(tower)]
+        return [
+            module
+            for tower, frozen in self.frozen_towers.items()
+            if frozen
+            for module in self.tower_modules(tower)
+        ]
 
-    def train(self, mode: bool = True) -> "ClapBackbone":
+    def train(self, mode: bool = True) -> ClapBackbone:
         """``nn.Module.train``, except that frozen parts (``frozen_modules``) always stay in eval mode.
 
         Lightning and ``HumanClapModule`` put the whole model in train mode; without this a frozen

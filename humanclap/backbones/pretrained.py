@@ -22,10 +22,19 @@ from huggingface_hub.utils import get_session
 from safetensors import SafetensorError
 from transformers import ClapModel, ClapProcessor
 
-from humanclap.backbones.aggregation import (HEADS_CONFIG, TransformerHeadBackbone, has_transformer_heads, heads_export_config,
-                                              load_transformer_heads)
-from humanclap.backbones.checkpoint_safety import (CheckpointError, plain_reason, refuse_custom_code,
-                                                    weight_file_problem)
+from humanclap.backbones.aggregation import (
+    HEADS_CONFIG,
+    TransformerHeadBackbone,
+    has_transformer_heads,
+    heads_export_config,
+    load_transformer_heads,
+)
+from humanclap.backbones.checkpoint_safety import (
+    CheckpointError,
+    plain_reason,
+    refuse_custom_code,
+    weight_file_problem,
+)
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.featurizer import ClapFeaturizer
 from humanclap.errors import HumanClapError
@@ -44,7 +53,9 @@ HUB_CHECK_SECONDS = 3.0
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
-DOWNLOAD_COMMAND = "hf download"  # huggingface_hub >= 1.0 (transformers 5) ships `hf`, not `huggingface-cli`
+DOWNLOAD_COMMAND = (
+    "hf download"  # huggingface_hub >= 1.0 (transformers 5) ships `hf`, not `huggingface-cli`
+)
 
 
 class CheckpointNotAvailable(HumanClapError, FileNotFoundError):
@@ -63,11 +74,15 @@ class HubUnreachable(CheckpointNotAvailable):
     def __init__(self, what: str, source: str, argument: str, reason: str, use: str | None = None):
         self.what, self.source, self.argument, self.reason = what, source, argument, reason
         self.local_dir = f"checkpoints/{source.split('/')[-1]}"
-        self.use = use or (f"then pass {self.local_dir} in its place (in a model config: "
-                           f"model.{argument}={self.local_dir}).")
-        super().__init__(f"{what} '{source}' is neither a local directory nor in the local Hugging Face "
-                         f"cache, and {reason}. Download it once where the hub is reachable:\n"
-                         f"    {DOWNLOAD_COMMAND} {source} --local-dir {self.local_dir}\n{self.use}")
+        self.use = use or (
+            f"then pass {self.local_dir} in its place (in a model config: "
+            f"model.{argument}={self.local_dir})."
+        )
+        super().__init__(
+            f"{what} '{source}' is neither a local directory nor in the local Hugging Face "
+            f"cache, and {reason}. Download it once where the hub is reachable:\n"
+            f"    {DOWNLOAD_COMMAND} {source} --local-dir {self.local_dir}\n{self.use}"
+        )
 
     def instead(self, use: str) -> HubUnreachable:
         """The same error with another ending, e.g. the exact command to run with the directory."""
@@ -105,12 +120,14 @@ def missing_path(what: str, source: str) -> str:
     parent = Path(folder).expanduser()
     if not parent.is_dir():
         return f"{what} '{source}' does not exist locally, nor does its folder '{folder}/'."
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in parent.iterdir() if not p.name.startswith("."))
+    names = sorted(
+        p.name + ("/" if p.is_dir() else "") for p in parent.iterdir() if not p.name.startswith(".")
+    )
     shown = ", ".join(names[:12]) + (f", ... ({len(names)} entries)" if len(names) > 12 else "")
     return f"{what} '{source}' does not exist locally; '{folder}/' holds: {shown or 'nothing'}."
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _unreachable(endpoint: str) -> str | None:
     """Why the hub at ``endpoint`` cannot be asked (None: it answered within HUB_CHECK_SECONDS).
 
@@ -135,7 +152,14 @@ def _in_hub_cache(source: str) -> bool:
 
 # What transformers raises for a directory or cache entry it cannot load: missing or foreign files
 # (OSError, ValueError), corrupt safetensors, and torch's errors for pytorch_model.bin.
-_LOAD_ERRORS = (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)
+_LOAD_ERRORS = (
+    OSError,
+    ValueError,
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    SafetensorError,
+)
 
 
 def _from_source(loader, source: str, what: str, argument: str = "source"):
@@ -158,8 +182,9 @@ def _from_source(loader, source: str, what: str, argument: str = "source"):
             return loader(str(path), trust_remote_code=False)
         except _LOAD_ERRORS as error:
             _raise_bad_weight_file(f"{what} directory '{source}'", path)
-            raise CheckpointNotAvailable(f"{what} directory '{source}' cannot be loaded: "
-                                         f"{plain_reason(error, sentences=3)}") from error
+            raise CheckpointNotAvailable(
+                f"{what} directory '{source}' cannot be loaded: {plain_reason(error, sentences=3)}"
+            ) from error
     if not looks_like_hub_id(source):
         raise CheckpointNotAvailable(missing_path(what, source))
     unreachable = _unreachable(constants.ENDPOINT)
@@ -178,8 +203,10 @@ def _from_source(loader, source: str, what: str, argument: str = "source"):
         cached = try_to_load_from_cache(source, "config.json")
         if isinstance(cached, str):
             _raise_bad_weight_file(f"{what} '{source}' (Hugging Face cache)", Path(cached).parent)
-        raise CheckpointError(f"{what} '{source}' from the Hugging Face hub cannot be loaded "
-                              f"({type(error).__name__}: {plain_reason(error, sentences=3)}).") from None
+        raise CheckpointError(
+            f"{what} '{source}' from the Hugging Face hub cannot be loaded "
+            f"({type(error).__name__}: {plain_reason(error, sentences=3)})."
+        ) from None
 
 
 def _raise_bad_weight_file(checkpoint: str, directory: Path) -> None:
@@ -188,7 +215,9 @@ def _raise_bad_weight_file(checkpoint: str, directory: Path) -> None:
         raise type(problem)(f"{checkpoint} cannot be loaded: {problem}") from None
 
 
-def from_pretrained(source: str, processor: str | None = None, name: str | None = None) -> ClapBackbone:
+def from_pretrained(
+    source: str, processor: str | None = None, name: str | None = None
+) -> ClapBackbone:
     """A ``ClapBackbone`` from a transformers checkpoint.
 
     Args:
@@ -202,10 +231,15 @@ def from_pretrained(source: str, processor: str | None = None, name: str | None 
     # An export with Transformer heads says so in its config.json's model_type, which makes plain
     # transformers warn; it is read here as the ClapConfig it is, and its heads are restored below.
     marked = {"config": config} if (config := heads_export_config(source)) is not None else {}
-    model = _from_source(functools.partial(ClapModel.from_pretrained, **marked), source, "CLAP model")
-    clap_processor = _from_source(functools.partial(ClapProcessor.from_pretrained,
-                                                    **(marked if processor == source else {})),
-                                  processor, "CLAP processor", "processor")
+    model = _from_source(
+        functools.partial(ClapModel.from_pretrained, **marked), source, "CLAP model"
+    )
+    clap_processor = _from_source(
+        functools.partial(ClapProcessor.from_pretrained, **(marked if processor == source else {})),
+        processor,
+        "CLAP processor",
+        "processor",
+    )
     audio_config = model.config.audio_config
     extractor = clap_processor.feature_extractor
     if extractor.feature_size != audio_config.num_mel_bins:
@@ -213,7 +247,9 @@ def from_pretrained(source: str, processor: str | None = None, name: str | None 
             f"processor '{processor}' makes {extractor.feature_size} mel bins but model "
             f"'{source}' expects {audio_config.num_mel_bins}; pass the processor that belongs to it"
         )
-    featurizer = ClapFeaturizer(extractor, clap_processor.tokenizer, bool(audio_config.enable_fusion))
+    featurizer = ClapFeaturizer(
+        extractor, clap_processor.tokenizer, bool(audio_config.enable_fusion)
+    )
     backbone = ClapBackbone(model, featurizer, name=name or source)
     # A directory exported with Transformer aggregation heads (humanclap.backbones.aggregation)
     # also restores them; any other checkpoint loads exactly as before.
@@ -222,11 +258,15 @@ def from_pretrained(source: str, processor: str | None = None, name: str | None 
     return backbone
 
 
-def from_pretrained_with_heads(source: str, processor: str | None = None, name: str | None = None) -> TransformerHeadBackbone:
+def from_pretrained_with_heads(
+    source: str, processor: str | None = None, name: str | None = None
+) -> TransformerHeadBackbone:
     """Load a directory written by ``TransformerHeadBackbone.save_pretrained``; refuses one without heads."""
     if not has_transformer_heads(source):
-        raise FileNotFoundError(f"'{source}' has no {HEADS_CONFIG}: it is a plain ClapModel directory "
-                                f"(load it with humanclap.backbones.from_pretrained, or wrap it with with_transformer_heads)")
+        raise FileNotFoundError(
+            f"'{source}' has no {HEADS_CONFIG}: it is a plain ClapModel directory "
+            f"(load it with humanclap.backbones.from_pretrained, or wrap it with with_transformer_heads)"
+        )
     backbone = from_pretrained(source, processor=processor, name=name)
     assert isinstance(backbone, TransformerHeadBackbone)
     return backbone

@@ -19,8 +19,14 @@ from pathlib import Path
 
 import torch
 from tokenizers import ByteLevelBPETokenizer
-from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
-from transformers import RobertaTokenizer
+from transformers import (
+    ClapAudioConfig,
+    ClapConfig,
+    ClapFeatureExtractor,
+    ClapModel,
+    ClapTextConfig,
+    RobertaTokenizer,
+)
 
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer
@@ -68,9 +74,17 @@ def tiny_configs(enable_fusion: bool = False, vocab_size: int = 512) -> tuple[Cl
         max_position_embeddings=128,
     )
     config = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=32)
-    extractor = dict(feature_size=64, sampling_rate=48_000, hop_length=480, max_length_s=1,
-                     fft_window_size=1024, frequency_min=50, frequency_max=14_000,
-                     truncation="fusion" if enable_fusion else "rand_trunc", padding="repeatpad")
+    extractor = dict(
+        feature_size=64,
+        sampling_rate=48_000,
+        hop_length=480,
+        max_length_s=1,
+        fft_window_size=1024,
+        frequency_min=50,
+        frequency_max=14_000,
+        truncation="fusion" if enable_fusion else "rand_trunc",
+        padding="repeatpad",
+    )
     return config, extractor
 
 
@@ -78,11 +92,19 @@ def _train_tokenizer(directory: Path, vocab_size: int) -> RobertaTokenizer:
     bpe = ByteLevelBPETokenizer()
     words = _WORDS.split()
     # Both spellings: sentence-initial words have no leading space, all others do ("Ġword").
-    bpe.train_from_iterator(words + [" " + word for word in words], vocab_size=vocab_size, min_frequency=1,
-                            special_tokens=_SPECIAL_TOKENS, show_progress=False)
+    bpe.train_from_iterator(
+        words + [" " + word for word in words],
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=_SPECIAL_TOKENS,
+        show_progress=False,
+    )
     bpe.save_model(str(directory))
-    return RobertaTokenizer(vocab=str(directory / "vocab.json"), merges=str(directory / "merges.txt"),
-                            model_max_length=TEXT_MAX_TOKENS)
+    return RobertaTokenizer(
+        vocab=str(directory / "vocab.json"),
+        merges=str(directory / "merges.txt"),
+        model_max_length=TEXT_MAX_TOKENS,
+    )
 
 
 def build_tiny_clap(directory: str | Path, seed: int = 0, enable_fusion: bool = False) -> Path:
@@ -97,7 +119,9 @@ def build_tiny_clap(directory: str | Path, seed: int = 0, enable_fusion: bool = 
     # (a run that builds the model would otherwise differ from the same run with a warm cache).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        featurizer = ClapFeaturizer(ClapFeatureExtractor(**extractor_args), tokenizer, enable_fusion)
+        featurizer = ClapFeaturizer(
+            ClapFeatureExtractor(**extractor_args), tokenizer, enable_fusion
+        )
         ClapBackbone(ClapModel(config), featurizer).save_pretrained(directory)
     return directory
 
@@ -107,12 +131,18 @@ def _cache_root() -> Path:
     return Path(root)
 
 
-def tiny_clap(seed: int = 0, enable_fusion: bool = False, directory: str | None = None) -> ClapBackbone:
+def tiny_clap(
+    seed: int = 0, enable_fusion: bool = False, directory: str | None = None
+) -> ClapBackbone:
     """Build (once, cached by its recipe) and load the tiny CLAP through the checkpoint path."""
     if directory is None:
-        recipe = json.dumps({"version": TINY_VERSION, "seed": seed, "fusion": enable_fusion}, sort_keys=True)
+        recipe = json.dumps(
+            {"version": TINY_VERSION, "seed": seed, "fusion": enable_fusion}, sort_keys=True
+        )
         digest = hashlib.sha1(recipe.encode()).hexdigest()[:10]
-        directory = str(_cache_root() / f"tiny-clap-{'fused' if enable_fusion else 'unfused'}-{digest}")
+        directory = str(
+            _cache_root() / f"tiny-clap-{'fused' if enable_fusion else 'unfused'}-{digest}"
+        )
     path = Path(directory)
     if not (path / "config.json").exists():
         # Build next to the target and rename, so concurrent processes (DDP ranks) never load a

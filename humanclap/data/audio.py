@@ -36,8 +36,10 @@ def too_short(frames: int, sample_rate: int) -> str | None:
     """Why audio of ``frames`` frames at ``sample_rate`` is refused as too short, or None."""
     if frames >= min_frames(sample_rate):
         return None
-    return (f"audio is {frames} sample(s) at {sample_rate} Hz ({1000 * frames / sample_rate:.3g} ms); clips "
-            f"must last at least {1000 * MIN_AUDIO_SECONDS:g} ms ({min_frames(sample_rate)} samples at this rate)")
+    return (
+        f"audio is {frames} sample(s) at {sample_rate} Hz ({1000 * frames / sample_rate:.3g} ms); clips "
+        f"must last at least {1000 * MIN_AUDIO_SECONDS:g} ms ({min_frames(sample_rate)} samples at this rate)"
+    )
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:

@@ -10,8 +10,9 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -73,20 +74,39 @@ def check_audio(
                     problems[pair.audio] = clip_problem(pair.audio, decode)
     bad = {path: problem for path, problem in problems.items() if problem is not None}
     if problems:
-        log.info("checked %d audio file(s) in %.2f s: %d bad", len(problems), time.perf_counter() - started, len(bad))
+        log.info(
+            "checked %d audio file(s) in %.2f s: %d bad",
+            len(problems),
+            time.perf_counter() - started,
+            len(bad),
+        )
     report = SkipReport()
     if not bad:
         return list(parts), report
 
     if not skip_bad:
-        by_reason = ", ".join(f"{n} x {reason}" for reason, n in Counter(p.reason for p in bad.values()).items())
-        where, path = next((_where(part, index), pair.audio) for part in parts
-                           for index, pair in enumerate(part) if pair.audio in bad)
-        emptied = next((part.name for part in parts if len(part) and all(pair.audio in bad for pair in part)), None)
-        remedy = (f"fix or remove them, or pass {SKIP_OVERRIDE} to drop their pairs" if emptied is None else
-                  f"training reads them: no pair of {emptied} has usable audio, so {SKIP_OVERRIDE} cannot help")
-        raise DataError(f"{where}: {path}: {bad[path].detail}. {len(bad)} of {len(problems)} audio files fail the "
-                        f"check ({by_reason}); {remedy}")
+        by_reason = ", ".join(
+            f"{n} x {reason}" for reason, n in Counter(p.reason for p in bad.values()).items()
+        )
+        where, path = next(
+            (_where(part, index), pair.audio)
+            for part in parts
+            for index, pair in enumerate(part)
+            if pair.audio in bad
+        )
+        emptied = next(
+            (part.name for part in parts if len(part) and all(pair.audio in bad for pair in part)),
+            None,
+        )
+        remedy = (
+            f"fix or remove them, or pass {SKIP_OVERRIDE} to drop their pairs"
+            if emptied is None
+            else f"training reads them: no pair of {emptied} has usable audio, so {SKIP_OVERRIDE} cannot help"
+        )
+        raise DataError(
+            f"{where}: {path}: {bad[path].detail}. {len(bad)} of {len(problems)} audio files fail the "
+            f"check ({by_reason}); {remedy}"
+        )
     kept_parts = []
     for part in parts:
         kept = []
@@ -97,11 +117,20 @@ def check_audio(
             else:
                 report.add(problem.reason, f"{_where(part, index)}: {pair.audio}: {problem.detail}")
         if not kept:
-            raise DataError(f"{part.name}: no pairs left after dropping those whose audio is bad ({report})")
+            raise DataError(
+                f"{part.name}: no pairs left after dropping those whose audio is bad ({report})"
+            )
         kept_parts.append(replace(part, pairs=kept) if len(kept) < len(part) else part)
     total = sum(len(part) for part in parts)
-    log.warning("%s: dropped %d of %d pairs whose audio is bad (%d of %d files), by reason: %s",
-                SKIP_OVERRIDE, report.total, total, len(bad), len(problems), report)
+    log.warning(
+        "%s: dropped %d of %d pairs whose audio is bad (%d of %d files), by reason: %s",
+        SKIP_OVERRIDE,
+        report.total,
+        total,
+        len(bad),
+        len(problems),
+        report,
+    )
     return kept_parts, report
 
 
@@ -131,12 +160,20 @@ def require_probe_audio(probes: Mapping[str, Any]) -> None:
         return
     first = next(iter(readers))
     names = list(dict.fromkeys(name for found in readers.values() for name in found))
-    line = next((pair.source for probe in probes.values() for pair in getattr(probe, "pairs", ())
-                 if pair.audio == first and pair.source), None)
+    line = next(
+        (
+            pair.source
+            for probe in probes.values()
+            for pair in getattr(probe, "pairs", ())
+            if pair.audio == first and pair.source
+        ),
+        None,
+    )
     raise DataError(
         f"{line + ': ' if line else ''}{first}: audio file not found. {len(readers)} of {len(exists)} audio files "
         f"that probe(s) {', '.join(names)} read are missing. Without the audio only probes that read none can "
-        f"run, e.g. probes={NO_AUDIO_PROBE}")
+        f"run, e.g. probes={NO_AUDIO_PROBE}"
+    )
 
 
 def _where(part: RatedPairs, index: int) -> str:

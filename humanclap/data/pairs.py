@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -68,7 +69,9 @@ class SkipReport:
     def __str__(self) -> str:
         if not self.counts:
             return "no rows skipped"
-        return "; ".join(f"{n} x {reason} (e.g. {self.examples[reason]})" for reason, n in self.counts.items())
+        return "; ".join(
+            f"{n} x {reason} (e.g. {self.examples[reason]})" for reason, n in self.counts.items()
+        )
 
 
 @dataclass
@@ -98,29 +101,39 @@ class RatedPairs(Sequence[RatedPair]):
     def splits(self) -> list[str]:
         return sorted({p.split for p in self.pairs if p.split is not None})
 
-    def select(self, split: str) -> "RatedPairs":
+    def select(self, split: str) -> RatedPairs:
         """The pairs of one split; an unknown split is an error that lists the known ones."""
         chosen = [p for p in self.pairs if p.split == split]
         if not chosen:
-            raise DataError(f"{self.name}: no pairs in split '{split}'; splits present: {self.splits() or 'none'}")
+            raise DataError(
+                f"{self.name}: no pairs in split '{split}'; splits present: {self.splits() or 'none'}"
+            )
         return self._with(chosen, name=f"{self.name}:{split}")
 
-    def split_by_audio(self, val_fraction: float, seed: int = 0) -> "RatedPairs":
+    def split_by_audio(self, val_fraction: float, seed: int = 0) -> RatedPairs:
         """Assign 'train'/'validation' to pairs without a split, keeping all pairs of a clip together."""
         if not 0 < val_fraction < 1:
             raise DataError(f"{self.name}: val_fraction must be in (0, 1), got {val_fraction}")
         clips = unique_in_order(p.audio for p in self.pairs if p.split is None)
         if len(clips) < 2:
-            raise DataError(f"{self.name}: need at least 2 clips without a split to make a validation split")
+            raise DataError(
+                f"{self.name}: need at least 2 clips without a split to make a validation split"
+            )
         order = np.random.default_rng(seed).permutation(len(clips))
         n_val = min(len(clips) - 1, max(1, int(round(val_fraction * len(clips)))))
         validation = {clips[i] for i in order[:n_val]}
-        pairs = [p if p.split is not None else replace(p, split="validation" if p.audio in validation else "train")
-                 for p in self.pairs]
+        pairs = [
+            p
+            if p.split is not None
+            else replace(p, split="validation" if p.audio in validation else "train")
+            for p in self.pairs
+        ]
         return self._with(pairs, name=self.name)
 
-    def _with(self, pairs: list[RatedPair], name: str) -> "RatedPairs":
-        return RatedPairs(pairs, self.audio_store, name=name, skipped=self.skipped, group_sets=self.group_sets)
+    def _with(self, pairs: list[RatedPair], name: str) -> RatedPairs:
+        return RatedPairs(
+            pairs, self.audio_store, name=name, skipped=self.skipped, group_sets=self.group_sets
+        )
 
     def load_audio(self, key: str, sample_rate: int) -> np.ndarray:
         return self.audio_store.load(key, sample_rate)
@@ -131,7 +144,11 @@ def validate_pair(pair: RatedPair, where: str) -> None:
         raise DataError(f"{where}: empty text")
     if not isinstance(pair.audio, str) or not pair.audio:
         raise DataError(f"{where}: empty audio reference")
-    if not (isinstance(pair.score, (int, float)) and math.isfinite(pair.score) and 0.0 <= pair.score <= 1.0):
+    if not (
+        isinstance(pair.score, (int, float))
+        and math.isfinite(pair.score)
+        and 0.0 <= pair.score <= 1.0
+    ):
         raise DataError(f"{where}: score {pair.score!r} is not a finite number in [0, 1]")
 
 
@@ -168,14 +185,20 @@ def check_scale(ratings: Sequence[tuple[str, float]], low: float, high: float, o
     outside = [(where, rating) for where, rating in ratings if not low <= rating <= high]
     if outside:
         where, rating = outside[0]
-        message = (f"{where}: score {rating} outside the declared range [{low}, {high}]; "
-                   f"{len(outside)} of {len(ratings)} ratings are outside it")
+        message = (
+            f"{where}: score {rating} outside the declared range [{low}, {high}]; "
+            f"{len(outside)} of {len(ratings)} ratings are outside it"
+        )
         values = [rating for _, rating in ratings]
-        fits = [scale for scale in COMMON_SCALES if scale[0] <= min(values) and max(values) <= scale[1]]
+        fits = [
+            scale for scale in COMMON_SCALES if scale[0] <= min(values) and max(values) <= scale[1]
+        ]
         if 2 * len(outside) > len(ratings) and fits:
             a, b = fits[0]
-            message += (f". They span {min(values):g} to {max(values):g}: "
-                        f"if that is a {a}-{b} scale, pass '{option}=[{a},{b}]'")
+            message += (
+                f". They span {min(values):g} to {max(values):g}: "
+                f"if that is a {a}-{b} scale, pass '{option}=[{a},{b}]'"
+            )
         raise DataError(message)
     if not ratings:
         return

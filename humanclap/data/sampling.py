@@ -13,7 +13,7 @@ and the training sampler is set to the epoch it serves before Lightning first it
 from __future__ import annotations
 
 import os
-from typing import Iterator, Sized
+from collections.abc import Iterator, Sized
 
 import torch
 from torch.utils.data import DistributedSampler, RandomSampler, Sampler
@@ -44,7 +44,9 @@ class EpochShuffle(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
-def training_sampler(dataset: Sized, seed: int, epoch: int, distributed: dict | None = None) -> Sampler:
+def training_sampler(
+    dataset: Sized, seed: int, epoch: int, distributed: dict | None = None
+) -> Sampler:
     """The shuffling sampler of the training loader, already set to ``epoch``.
 
     Lightning creates the first epoch's iterator before it calls ``set_epoch``, and with workers

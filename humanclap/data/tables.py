@@ -34,7 +34,9 @@ def read_csv_table(path: str | Path) -> tuple[list[str], list[Record]]:
                 if not values:
                     continue
                 if len(values) != len(header):
-                    raise DataError(f"{path}, line {line}: {len(values)} fields, the header has {len(header)}")
+                    raise DataError(
+                        f"{path}, line {line}: {len(values)} fields, the header has {len(header)}"
+                    )
                 records.append((line, dict(zip(header, values))))
     except csv.Error as err:
         raise DataError(f"{path}: malformed CSV ({err})") from err
@@ -47,7 +49,9 @@ def require_columns(path: str | Path, found, required, where: str = "") -> None:
     """Error listing the missing columns and the columns found."""
     missing = [name for name in required if name not in found]
     if missing:
-        raise DataError(f"{path}{where}: missing required column(s) {missing}; columns found: {list(found)}")
+        raise DataError(
+            f"{path}{where}: missing required column(s) {missing}; columns found: {list(found)}"
+        )
 
 
 def require_file(path: str | Path) -> Path:

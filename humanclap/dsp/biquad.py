@@ -45,7 +45,8 @@ def peaking_coefficients(centre_hz, gain_db, q, sample_rate: int) -> tuple[Tenso
     """
     sample_rate = positive_rate(sample_rate)
     centre, gain, q = torch.broadcast_tensors(
-        _float64("centre_hz", centre_hz), _float64("gain_db", gain_db), _float64("q", q))
+        _float64("centre_hz", centre_hz), _float64("gain_db", gain_db), _float64("q", q)
+    )
     if (centre <= 0).any():
         raise ValueError(f"centre_hz must be > 0, got {centre.min().item()}")
     if (q <= 0).any():
@@ -89,7 +90,9 @@ def frequency_response(b: Tensor, a: Tensor, freqs_hz, sample_rate: int) -> Tens
     sample_rate = positive_rate(sample_rate)
     b, a = torch.as_tensor(b, dtype=torch.float64), torch.as_tensor(a, dtype=torch.float64)
     if b.shape != a.shape or b.shape[-1:] != (3,):
-        raise ValueError(f"b and a must have the same shape (..., 3), got {tuple(b.shape)} and {tuple(a.shape)}")
+        raise ValueError(
+            f"b and a must have the same shape (..., 3), got {tuple(b.shape)} and {tuple(a.shape)}"
+        )
     omega = 2 * math.pi * _float64("freqs_hz", freqs_hz).reshape(-1) / sample_rate
     powers = torch.exp(-1j * omega.unsqueeze(-1) * torch.arange(3, dtype=torch.float64))  # (F, 3)
     b, a = b.to(torch.complex128), a.to(torch.complex128)
@@ -101,8 +104,10 @@ def _check_cascade(waves, b, a) -> tuple[Tensor, Tensor, Tensor]:
     if waves.ndim != 2 or waves.shape[-1] == 0:
         raise ValueError(f"waves must be (B, T) with T > 0, got shape {tuple(waves.shape)}")
     if b.shape != a.shape or b.ndim != 3 or b.shape[0] != waves.shape[0] or b.shape[-1] != 3:
-        raise ValueError(f"b and a must both be (B, K, 3) with B = {waves.shape[0]} rows of waves, "
-                         f"got {tuple(b.shape)} and {tuple(a.shape)}")
+        raise ValueError(
+            f"b and a must both be (B, K, 3) with B = {waves.shape[0]} rows of waves, "
+            f"got {tuple(b.shape)} and {tuple(a.shape)}"
+        )
     b, a = b.to(torch.float64), a.to(torch.float64)
     if not (torch.isfinite(b).all() and torch.isfinite(a).all()):
         raise ValueError("b and a must be finite")
@@ -128,7 +133,9 @@ def _torchaudio_cascade(x: Tensor, b: Tensor, a: Tensor) -> Tensor:
 
 def _scipy_cascade(x: Tensor, b: Tensor, a: Tensor) -> Tensor:
     if x.device.type != "cpu":
-        raise ValueError(f"backend='scipy' needs CPU tensors, got device {x.device}; use 'torchaudio'")
+        raise ValueError(
+            f"backend='scipy' needs CPU tensors, got device {x.device}; use 'torchaudio'"
+        )
     signal = x.numpy()
     sos = torch.cat([b, a], dim=-1).numpy()  # (B, K, 6) second-order sections
     out = np.empty_like(signal)

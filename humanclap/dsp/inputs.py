@@ -8,7 +8,7 @@ input.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -38,12 +38,20 @@ def as_wave(wave) -> tuple[Tensor, torch.dtype]:
     return wave, out_dtype
 
 
-def as_amounts(amounts: Sequence[float] | Tensor | np.ndarray, *, maximum: float = math.inf) -> Tensor:
+def as_amounts(
+    amounts: Sequence[float] | Tensor | np.ndarray, *, maximum: float = math.inf
+) -> Tensor:
     """The L effect intensities as a float64 (L,) tensor; each finite and in [0, ``maximum``]."""
     if isinstance(amounts, (int, float)):
-        raise ValueError(f"amounts must be a sequence of intensities (e.g. [0.3, 0.6, 1.0]), got {amounts!r}")
-    values = torch.as_tensor(np.asarray(amounts, dtype=np.float64) if not isinstance(amounts, Tensor)
-                             else amounts.detach(), dtype=torch.float64)
+        raise ValueError(
+            f"amounts must be a sequence of intensities (e.g. [0.3, 0.6, 1.0]), got {amounts!r}"
+        )
+    values = torch.as_tensor(
+        np.asarray(amounts, dtype=np.float64)
+        if not isinstance(amounts, Tensor)
+        else amounts.detach(),
+        dtype=torch.float64,
+    )
     if values.ndim != 1:
         raise ValueError(f"amounts must be 1-D (L,), got shape {tuple(values.shape)}")
     if values.numel() == 0:
@@ -59,6 +67,10 @@ def as_amounts(amounts: Sequence[float] | Tensor | np.ndarray, *, maximum: float
 
 def positive_rate(sample_rate) -> int:
     """``sample_rate`` as a positive int (Hz)."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, np.integer))
+        or sample_rate <= 0
+    ):
         raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
     return int(sample_rate)

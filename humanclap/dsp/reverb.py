@@ -8,8 +8,9 @@ see docs/effects.md#reverb.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -47,22 +48,35 @@ class ReverbSettings:
     def __post_init__(self) -> None:
         for name in FIELDS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"ReverbSettings.{name} must be a finite number, got {value!r}")
             object.__setattr__(self, name, float(value))
-        checks = {"d": self.d > 0, "g": 0 < self.g < 1, "f": self.f > 0, "E": self.E >= 0,
-                  "wetdry": 0 <= self.wetdry <= 1}
+        checks = {
+            "d": self.d > 0,
+            "g": 0 < self.g < 1,
+            "f": self.f > 0,
+            "E": self.E >= 0,
+            "wetdry": 0 <= self.wetdry <= 1,
+        }
         rules = {"d": "> 0", "g": "in (0, 1)", "f": "> 0", "E": ">= 0", "wetdry": "in [0, 1]"}
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"ReverbSettings.{name} must be {rules[name]}, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"ReverbSettings.{name} must be {rules[name]}, got {getattr(self, name)!r}"
+                )
 
     @classmethod
     def from_sequence(cls, values: Sequence[float]) -> ReverbSettings:
         """From [d, g, m, f, E, wetdry] (a row of reverbdescriptors.json's ``settings``)."""
         values = [float(v) for v in values]
         if len(values) != len(FIELDS):
-            raise ValueError(f"reverb settings need {len(FIELDS)} values {list(FIELDS)}, got {len(values)}")
+            raise ValueError(
+                f"reverb settings need {len(FIELDS)} values {list(FIELDS)}, got {len(values)}"
+            )
         return cls(*values)
 
     def as_tuple(self) -> tuple[float, ...]:
@@ -123,7 +137,9 @@ def _sparse_feedback(length: int, delay: int, feedforward: float, feedback: floa
     h = torch.zeros(length, dtype=torch.float64)
     h[0] = feedforward
     taps = torch.arange(delay, length, delay)
-    h[taps] = (1 + feedforward * feedback) * feedback ** torch.arange(taps.numel(), dtype=torch.float64)
+    h[taps] = (1 + feedforward * feedback) * feedback ** torch.arange(
+        taps.numel(), dtype=torch.float64
+    )
     return h
 
 
@@ -149,8 +165,10 @@ class AudealizeReverb:
         return ReverbDesign(
             comb_delays=tuple(prev_prime(delay * fs) for delay in delays_s),
             comb_gains=tuple(0.001 ** (delay / rt) for delay in delays_s),
-            allpass_delays=(prev_prime((ALLPASS_BASE_DELAY_S + settings.m / 2) * fs),
-                            prev_prime((ALLPASS_BASE_DELAY_S - settings.m / 2) * fs)),
+            allpass_delays=(
+                prev_prime((ALLPASS_BASE_DELAY_S + settings.m / 2) * fs),
+                prev_prime((ALLPASS_BASE_DELAY_S - settings.m / 2) * fs),
+            ),
             clean_delay=round(MIN_DELAY_S * fs),
             lowpass=(b, a),
             reverb_gain=reverb_gain,
@@ -166,12 +184,18 @@ class AudealizeReverb:
         combs = torch.zeros(length, dtype=torch.float64)
         for delay, gain in zip(design.comb_delays, design.comb_gains):
             combs += _sparse_feedback(length, delay, 0.0, gain)
-        allpasses = torch.stack([_sparse_feedback(length, delay, -ALLPASS_GAIN, ALLPASS_GAIN)
-                                 for delay in design.allpass_delays])  # (2, length): left, right
+        allpasses = torch.stack(
+            [
+                _sparse_feedback(length, delay, -ALLPASS_GAIN, ALLPASS_GAIN)
+                for delay in design.allpass_delays
+            ]
+        )  # (2, length): left, right
         diffuse = _fft_convolve(combs, allpass_weights @ allpasses, length)  # (C, length)
         b, a = design.lowpass
         channels = diffuse.shape[0]
-        diffuse = apply_cascade(diffuse, b.expand(channels, 1, 3), a.expand(channels, 1, 3), backend=self.backend)
+        diffuse = apply_cascade(
+            diffuse, b.expand(channels, 1, 3), a.expand(channels, 1, 3), backend=self.backend
+        )
         response = design.reverb_gain * diffuse
         if design.clean_delay < length:
             response[:, design.clean_delay] += design.clean_gain
@@ -206,7 +230,9 @@ class AudealizeReverb:
             raise ValueError(f"tail_s must be a finite number >= 0, got {tail_s!r}")
         x = torch.nn.functional.pad(x, (0, round(tail_s * self.sample_rate)))
         length = x.shape[-1]
-        gains = torch.tensor([wet_dry_gains(float(level)) for level in levels], dtype=torch.float64)  # (L, 2)
+        gains = torch.tensor(
+            [wet_dry_gains(float(level)) for level in levels], dtype=torch.float64
+        )  # (L, 2)
         n = next_fast_len(2 * length - 1, real=True)
         spectrum = torch.fft.rfft(x, n)
         out = torch.empty(len(descriptors), levels.numel(), length, dtype=out_dtype)
@@ -226,13 +252,21 @@ def _as_settings(settings) -> ReverbSettings:
 def _settings_list(settings) -> list[ReverbSettings]:
     """(D, 6) rows or ReverbSettings -> a non-empty list of ReverbSettings (errors name the row)."""
     if isinstance(settings, ReverbSettings):
-        raise ValueError("settings must be a list of ReverbSettings or a (D, 6) array; wrap one in a list")
-    if isinstance(settings, (list, tuple)) and settings and all(isinstance(s, ReverbSettings) for s in settings):
+        raise ValueError(
+            "settings must be a list of ReverbSettings or a (D, 6) array; wrap one in a list"
+        )
+    if (
+        isinstance(settings, (list, tuple))
+        and settings
+        and all(isinstance(s, ReverbSettings) for s in settings)
+    ):
         return list(settings)
     rows = torch.as_tensor(np.asarray(settings, dtype=np.float64))
     if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] != len(FIELDS):
-        raise ValueError(f"settings must be (D, {len(FIELDS)}) rows {list(FIELDS)} with D >= 1, "
-                         f"got shape {tuple(rows.shape)}")
+        raise ValueError(
+            f"settings must be (D, {len(FIELDS)}) rows {list(FIELDS)} with D >= 1, "
+            f"got shape {tuple(rows.shape)}"
+        )
     out = []
     for index, row in enumerate(rows.tolist()):
         try:

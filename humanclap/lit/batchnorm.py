@@ -39,14 +39,20 @@ class GlobalBatchNorm(_BatchNorm):
         count = totals[-1].detach()
         mean = totals[:-1] / count
         centred = x - mean.view(shape)
-        var = all_reduce_with_grad((centred * centred).sum(dims)) / count  # biased, as BatchNorm normalises
+        var = (
+            all_reduce_with_grad((centred * centred).sum(dims)) / count
+        )  # biased, as BatchNorm normalises
         out = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                factor = (
+                    1.0 / float(self.num_batches_tracked)
+                    if self.momentum is None
+                    else self.momentum
+                )
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
                 unbiased = var.detach() * count / (count - 1).clamp_min(1)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
@@ -57,9 +63,16 @@ def use_global_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm in ``module`` (in place) by a :class:`GlobalBatchNorm` that shares
     its parameters and buffers, so state-dict keys and values are unchanged; returns ``module``."""
     for name, child in list(module.named_children()):
-        if isinstance(child, _BatchNorm) and not isinstance(child, (GlobalBatchNorm, nn.SyncBatchNorm)):
-            replacement = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                          child.track_running_stats)
+        if isinstance(child, _BatchNorm) and not isinstance(
+            child, (GlobalBatchNorm, nn.SyncBatchNorm)
+        ):
+            replacement = GlobalBatchNorm(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+            )
             replacement._parameters = child._parameters  # the same Parameter objects
             replacement._buffers = child._buffers
             replacement.train(child.training)

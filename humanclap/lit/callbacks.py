@@ -8,9 +8,10 @@ import hashlib
 import json
 import logging
 import random
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -48,8 +49,14 @@ class ProbeCallback(L.Callback):
     epoch, to the Markdown file ``report`` (rewritten after every measurement).
     """
 
-    def __init__(self, probes: Mapping[str, Probe], baseline: bool = True, every_n_epochs: int = 1,
-                 batch_size: int = 32, report: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        probes: Mapping[str, Probe],
+        baseline: bool = True,
+        every_n_epochs: int = 1,
+        batch_size: int = 32,
+        report: str | Path | None = None,
+    ) -> None:
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
@@ -67,11 +74,20 @@ class ProbeCallback(L.Callback):
         # main process only (float64 runs: not in ddp_spawn's ranks), so probes set it themselves.
         with _default_dtype(pl_module.backbone.dtype):
             results, _ = run_probes(self.probes, pl_module.backbone, batch_size=self.batch_size)
-        metrics = {f"{name}/{key}": value for name, result in results.items() for key, value in result.metrics.items()}
+        metrics = {
+            f"{name}/{key}": value
+            for name, result in results.items()
+            for key, value in result.metrics.items()
+        }
         return metrics, results
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": [[epoch, {k: float(v) for k, v in metrics.items()}] for epoch, metrics in self.history]}
+        return {
+            "history": [
+                [epoch, {k: float(v) for k, v in metrics.items()}]
+                for epoch, metrics in self.history
+            ]
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [(int(epoch), dict(metrics)) for epoch, metrics in state_dict["history"]]
@@ -82,7 +98,9 @@ class ProbeCallback(L.Callback):
         metrics, results = self.run(pl_module)
         self.history.append((-1, metrics))
         for logger in trainer.loggers:
-            logger.log_metrics({f"baseline/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+            logger.log_metrics(
+                {f"baseline/{k}": v for k, v in metrics.items()}, step=trainer.global_step
+            )
         self._report(-1, results)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -92,7 +110,9 @@ class ProbeCallback(L.Callback):
             return
         metrics, results = self.run(pl_module)
         self.history.append((trainer.current_epoch, metrics))
-        with _default_dtype(pl_module.backbone.dtype):  # Lightning makes the logged tensors in the default dtype
+        with _default_dtype(
+            pl_module.backbone.dtype
+        ):  # Lightning makes the logged tensors in the default dtype
             pl_module.log_dict(metrics, sync_dist=True)
         self._report(trainer.current_epoch, results)
 
@@ -102,26 +122,39 @@ class ProbeCallback(L.Callback):
         width = max(map(len, results), default=0)
         for name, result in results.items():
             kind = getattr(self.probes.get(name), "name", name)
-            log.info(probe_line(when, name, key_metrics(kind, result.metrics, result.tables), width))
+            log.info(
+                probe_line(when, name, key_metrics(kind, result.metrics, result.tables), width)
+            )
         for name, result in results.items():
             self._tables[name] = result.tables
             for title, table in result.tables.items():
                 detail = "baseline (before training)" if epoch == -1 else when
-                tables_log.info("%s — %s\n%s", title, detail, table.render({"model": result.metrics}))
+                tables_log.info(
+                    "%s — %s\n%s", title, detail, table.render({"model": result.metrics})
+                )
         if self.report is not None:
             self.report.parent.mkdir(parents=True, exist_ok=True)
             self.report.write_text(self.markdown())
 
     def markdown(self) -> str:
         """Every probe table with one row per measured epoch (``baseline``: before training)."""
-        sections = ["# Probe results by epoch\n\n`baseline` is the model before training; the epoch the run "
-                    "exported is in `humanclap_run.json` next to the exported model.\n"]
+        sections = [
+            "# Probe results by epoch\n\n`baseline` is the model before training; the epoch the run "
+            "exported is in `humanclap_run.json` next to the exported model.\n"
+        ]
         for name, tables in self._tables.items():
-            rows = {_epoch_label(epoch): {key.removeprefix(f"{name}/"): value for key, value in metrics.items()
-                                          if key.startswith(f"{name}/")}
-                    for epoch, metrics in self.history}
+            rows = {
+                _epoch_label(epoch): {
+                    key.removeprefix(f"{name}/"): value
+                    for key, value in metrics.items()
+                    if key.startswith(f"{name}/")
+                }
+                for epoch, metrics in self.history
+            }
             sections.append(f"## {name}\n")
-            sections += [f"### {title}\n\n{table.render(rows)}\n" for title, table in tables.items()]
+            sections += [
+                f"### {title}\n\n{table.render(rows)}\n" for title, table in tables.items()
+            ]
         return "\n".join(sections)
 
 
@@ -188,7 +221,9 @@ class SameHyperparameters(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         hparams = dict(pl_module.hparams)
-        rates = [group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups]
+        rates = [
+            group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups
+        ]
         mine = (rank_record(trainer.global_rank, hparams, rates), hparams)
         gathered = [mine]
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -197,13 +232,19 @@ class SameHyperparameters(L.Callback):
         problems = mismatches(gathered)
         if problems:  # every rank sees the same gathered list, so all of them stop here together
             raise HyperparameterMismatch(
-                "the ranks of this run have different hyperparameters:\n  " + "\n  ".join(problems[:20])
+                "the ranks of this run have different hyperparameters:\n  "
+                + "\n  ".join(problems[:20])
                 + "\nEach rank composed its own config. Under a Hydra multirun use trainer=ddp_spawn locally or "
-                  "hydra/launcher=slurm (see humanclap/runs/launch.py).")
+                "hydra/launcher=slurm (see humanclap/runs/launch.py)."
+            )
         self.ranks = [record for record, _ in gathered]
         if len(self.ranks) > 1:
-            log.info("all %d ranks train with the same hyperparameters (sha256 %s…, lr %s)",
-                     len(self.ranks), self.ranks[0]["sha256"][:12], self.ranks[0]["lr"])
+            log.info(
+                "all %d ranks train with the same hyperparameters (sha256 %s…, lr %s)",
+                len(self.ranks),
+                self.ranks[0]["sha256"][:12],
+                self.ranks[0]["lr"],
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"ranks": self.ranks}
@@ -214,25 +255,37 @@ class SameHyperparameters(L.Callback):
 
 def fingerprint(hparams: Mapping[str, Any]) -> str:
     """sha256 of the hyperparameters, without :data:`RUN_IDENTITY_KEYS` of a stored ``config``."""
-    return hashlib.sha256(json.dumps(_comparable(hparams), sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(_comparable(hparams), sort_keys=True, default=str).encode()
+    ).hexdigest()
 
 
 def _comparable(hparams: Mapping[str, Any]) -> dict[str, Any]:
     comparable = dict(hparams)
     if isinstance(comparable.get("config"), Mapping):
-        comparable["config"] = {k: v for k, v in comparable["config"].items() if k not in RUN_IDENTITY_KEYS}
+        comparable["config"] = {
+            k: v for k, v in comparable["config"].items() if k not in RUN_IDENTITY_KEYS
+        }
     return comparable
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, Mapping):
-        return {key: leaf for k, v in value.items() for key, leaf in _flat(v, f"{prefix}{k}.").items()}
+        return {
+            key: leaf for k, v in value.items() for key, leaf in _flat(v, f"{prefix}{k}.").items()
+        }
     return {prefix.rstrip("."): value}
 
 
-def rank_record(rank: int, hparams: Mapping[str, Any], learning_rates: list[float]) -> dict[str, Any]:
+def rank_record(
+    rank: int, hparams: Mapping[str, Any], learning_rates: list[float]
+) -> dict[str, Any]:
     """What one rank trains with: its hyperparameters' fingerprint and its optimizers' learning rates."""
-    return {"rank": rank, "sha256": fingerprint(hparams), "lr": [float(lr) for lr in learning_rates]}
+    return {
+        "rank": rank,
+        "sha256": fingerprint(hparams),
+        "lr": [float(lr) for lr in learning_rates],
+    }
 
 
 def mismatches(gathered: list[tuple[dict[str, Any], Mapping[str, Any]]]) -> list[str]:
@@ -244,10 +297,16 @@ def mismatches(gathered: list[tuple[dict[str, Any], Mapping[str, Any]]]) -> list
     reference = _flat(_comparable(first_hparams))
     for record, hparams in gathered[1:]:
         if record["lr"] != first["lr"]:
-            problems.append(f"rank {record['rank']}: learning rates {record['lr']} (rank 0: {first['lr']})")
+            problems.append(
+                f"rank {record['rank']}: learning rates {record['lr']} (rank 0: {first['lr']})"
+            )
         if record["sha256"] != first["sha256"]:
             theirs = _flat(_comparable(hparams))
-            keys = sorted(k for k in set(reference) | set(theirs) if reference.get(k) != theirs.get(k))
-            problems += [f"rank {record['rank']}: {k} = {theirs.get(k)!r} (rank 0: {reference.get(k)!r})"
-                         for k in keys]
+            keys = sorted(
+                k for k in set(reference) | set(theirs) if reference.get(k) != theirs.get(k)
+            )
+            problems += [
+                f"rank {record['rank']}: {k} = {theirs.get(k)!r} (rank 0: {reference.get(k)!r})"
+                for k in keys
+            ]
     return problems

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -36,12 +37,19 @@ class ThreadsSettingError(HumanClapError, ValueError):
 @dataclass(frozen=True)
 class ThreadChoice:
     threads: int | None  # None: torch's current setting is kept
-    reason: str          # what it was chosen from, for the log line
+    reason: str  # what it was chosen from, for the log line
 
 
-def choose_threads(setting: int | str | None, *, accelerator: str, cpus: int, processes: int = 1,
-                   load: float | None = None, parameters: int | None = None,
-                   environment: Mapping[str, str] | None = None) -> ThreadChoice:
+def choose_threads(
+    setting: int | str | None,
+    *,
+    accelerator: str,
+    cpus: int,
+    processes: int = 1,
+    load: float | None = None,
+    parameters: int | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> ThreadChoice:
     """Intra-op threads for ``threads=setting`` (rules: docs/training.md#cpu-threads).
 
     ``cpus``: CPUs this process may use (:func:`usable_cpus`); ``processes``: training processes
@@ -60,20 +68,32 @@ def choose_threads(setting: int | str | None, *, accelerator: str, cpus: int, pr
     if omp is not None and omp == environment.get(MARKER):
         omp = None  # written by an earlier automatic choice, not by the user
     if isinstance(setting, int):
-        return ThreadChoice(setting, f"{facts}; threads={setting} overrides OMP_NUM_THREADS={omp}" if omp
-                            else f"{facts}; threads={setting}")
+        return ThreadChoice(
+            setting,
+            f"{facts}; threads={setting} overrides OMP_NUM_THREADS={omp}"
+            if omp
+            else f"{facts}; threads={setting}",
+        )
     if setting is None:
         return ThreadChoice(None, f"threads=null keeps torch's setting; {facts}")
     if omp:
         first = omp.split(",")[0].strip()  # OpenMP also allows a list, one count per nesting level
-        return ThreadChoice(int(first) if first.isdigit() and int(first) > 0 else None,
-                            f"OMP_NUM_THREADS={omp} in the environment; {facts}")
+        return ThreadChoice(
+            int(first) if first.isdigit() and int(first) > 0 else None,
+            f"OMP_NUM_THREADS={omp} in the environment; {facts}",
+        )
     share = max(1, cpus // max(1, processes))
     if accelerator != "cpu":
-        return ThreadChoice(share, f"{facts}; training on {accelerator}: divided among processes only")
+        return ThreadChoice(
+            share, f"{facts}; training on {accelerator}: divided among processes only"
+        )
     if parameters is not None and parameters < SMALL_MODEL_PARAMETERS:
-        return ThreadChoice(1, f"{facts}; a {_count(parameters)}-parameter model runs fastest on one thread")
-    idle = math.floor((cpus - (load or 0.0)) / max(1, processes) + 0.5)  # this process's part of the idle CPUs
+        return ThreadChoice(
+            1, f"{facts}; a {_count(parameters)}-parameter model runs fastest on one thread"
+        )
+    idle = math.floor(
+        (cpus - (load or 0.0)) / max(1, processes) + 0.5
+    )  # this process's part of the idle CPUs
     if idle < share:
         return ThreadChoice(max(1, idle), f"{facts}; CPUs busy with other processes left out")
     return ThreadChoice(share, facts)
@@ -86,15 +106,21 @@ def _parse(setting: Any) -> int | str | None:
         setting = int(setting)
     if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
         return setting
-    raise ThreadsSettingError(f"threads={setting!r} is not a thread count: use threads=auto, threads=<n> with "
-                              f"n >= 1, or threads=null to keep torch's setting")
+    raise ThreadsSettingError(
+        f"threads={setting!r} is not a thread count: use threads=auto, threads=<n> with "
+        f"n >= 1, or threads=null to keep torch's setting"
+    )
 
 
-def usable_cpus(environment: Mapping[str, str] | None = None, cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+def usable_cpus(
+    environment: Mapping[str, str] | None = None, cgroup_root: Path = Path("/sys/fs/cgroup")
+) -> int:
     """CPUs this process may run on: its affinity mask, capped by the cgroup CPU quota (containers,
     CI runners; rounded down) and by ``SLURM_CPUS_PER_TASK`` in a Slurm job."""
     environment = os.environ if environment is None else environment
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     quota = cgroup_cpu_quota(cgroup_root)
     if quota is not None:
         cpus = min(cpus, math.floor(quota))
@@ -106,8 +132,10 @@ def usable_cpus(environment: Mapping[str, str] | None = None, cgroup_root: Path 
 
 def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """CPUs' worth of time per period the cgroup may use (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``); None: no limit."""
-    for quota_file, period_file in ((root / "cpu.max", None),
-                                    (root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us")):
+    for quota_file, period_file in (
+        (root / "cpu.max", None),
+        (root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"),
+    ):
         try:
             fields = quota_file.read_text().split()
             if period_file is not None:
@@ -119,7 +147,9 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     return None
 
 
-def processes_sharing_cpus(trainer: Any = None, environment: Mapping[str, str] | None = None) -> int:
+def processes_sharing_cpus(
+    trainer: Any = None, environment: Mapping[str, str] | None = None
+) -> int:
     """Training processes of this run on this node that share this process's CPUs.
 
     Ranks that srun started as Slurm tasks with ``SLURM_CPUS_PER_TASK`` each have their own CPUs: 1.
@@ -129,8 +159,11 @@ def processes_sharing_cpus(trainer: Any = None, environment: Mapping[str, str] |
 
     environment = os.environ if environment is None else environment
     cluster = getattr(getattr(trainer, "strategy", None), "cluster_environment", None)
-    if environment.get("SLURM_CPUS_PER_TASK") and isinstance(cluster, SLURMEnvironment) \
-            and cluster.creates_processes_externally:
+    if (
+        environment.get("SLURM_CPUS_PER_TASK")
+        and isinstance(cluster, SLURMEnvironment)
+        and cluster.creates_processes_externally
+    ):
         return 1
     local = environment.get("LOCAL_WORLD_SIZE", "")
     if local.isdigit() and int(local) > 0:
@@ -138,14 +171,25 @@ def processes_sharing_cpus(trainer: Any = None, environment: Mapping[str, str] |
     return max(1, int(getattr(trainer, "num_devices", 1) or 1))
 
 
-def apply_cpu_threads(setting: int | str | None, *, accelerator: str, processes: int = 1,
-                      model: torch.nn.Module | None = None) -> ThreadChoice:
+def apply_cpu_threads(
+    setting: int | str | None,
+    *,
+    accelerator: str,
+    processes: int = 1,
+    model: torch.nn.Module | None = None,
+) -> ThreadChoice:
     """:func:`choose_threads` with this machine's figures; sets torch, numpy's BLAS (and, with several
     processes, ``OMP_NUM_THREADS``) and logs the choice in one line."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     parameters = sum(p.numel() for p in model.parameters()) if model is not None else None
-    choice = choose_threads(setting, accelerator=accelerator, cpus=usable_cpus(), processes=processes,
-                            load=load, parameters=parameters)
+    choice = choose_threads(
+        setting,
+        accelerator=accelerator,
+        cpus=usable_cpus(),
+        processes=processes,
+        load=load,
+        parameters=parameters,
+    )
     if choice.threads is not None:
         torch.set_num_threads(choice.threads)
         limit_blas_threads(choice.threads)
@@ -166,13 +210,20 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(threads, user_api="blas")
 
 
-def apply_to_trainer(setting: int | str | None, trainer: Any, model: torch.nn.Module | None = None) -> ThreadChoice:
+def apply_to_trainer(
+    setting: int | str | None, trainer: Any, model: torch.nn.Module | None = None
+) -> ThreadChoice:
     """:func:`apply_cpu_threads` for a Lightning trainer: its accelerator and its processes per node."""
     from lightning.pytorch.accelerators import CPUAccelerator
 
-    accelerator = "cpu" if isinstance(trainer.accelerator, CPUAccelerator) else \
-        type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
-    return apply_cpu_threads(setting, accelerator=accelerator, processes=processes_sharing_cpus(trainer), model=model)
+    accelerator = (
+        "cpu"
+        if isinstance(trainer.accelerator, CPUAccelerator)
+        else type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    )
+    return apply_cpu_threads(
+        setting, accelerator=accelerator, processes=processes_sharing_cpus(trainer), model=model
+    )
 
 
 def _count(parameters: int) -> str:

@@ -7,9 +7,9 @@ from torch.utils.data import DataLoader
 
 from humanclap.backbones.featurizer import ClapFeaturizer
 from humanclap.data.audio_check import check_audio
-from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset, warn_long_texts
 from humanclap.data.pairs import RatedPairs
 from humanclap.data.sampling import loader_generator, run_seed, training_sampler
+from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset, warn_long_texts
 
 
 class RatedPairDataModule(L.LightningDataModule):
@@ -51,9 +51,13 @@ class RatedPairDataModule(L.LightningDataModule):
         self.train_pairs = pairs.select(train_split)
         self.val_pairs = pairs.select(val_split)
         (self.train_pairs, self.val_pairs), self.audio_skipped = check_audio(
-            [self.train_pairs, self.val_pairs], skip_bad=skip_bad_audio, decode=decode_audio)
-        warn_long_texts([p.text for p in (*self.train_pairs, *self.val_pairs)], featurizer,
-                        what="training and validation texts")
+            [self.train_pairs, self.val_pairs], skip_bad=skip_bad_audio, decode=decode_audio
+        )
+        warn_long_texts(
+            [p.text for p in (*self.train_pairs, *self.val_pairs)],
+            featurizer,
+            what="training and validation texts",
+        )
 
     def _loader(self, pairs: RatedPairs, shuffle: bool) -> DataLoader:
         # Order and worker seeds never touch the global RNG, and the order is that of the epoch being
@@ -63,8 +67,11 @@ class RatedPairDataModule(L.LightningDataModule):
         if shuffle:
             trainer = self.trainer
             epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
-            distributed = (getattr(trainer.strategy, "distributed_sampler_kwargs", None)
-                           if trainer is not None and trainer.world_size > 1 else None)
+            distributed = (
+                getattr(trainer.strategy, "distributed_sampler_kwargs", None)
+                if trainer is not None and trainer.world_size > 1
+                else None
+            )
             sampler = training_sampler(dataset, run_seed(), epoch, distributed)
         return DataLoader(
             dataset,

@@ -4,7 +4,8 @@ texts the text tower cuts."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -50,7 +51,9 @@ class RatedPairCollator:
         }
 
 
-def warn_long_texts(texts: Iterable[str], featurizer: ClapFeaturizer, what: str = "texts") -> str | None:
+def warn_long_texts(
+    texts: Iterable[str], featurizer: ClapFeaturizer, what: str = "texts"
+) -> str | None:
     """Log one warning if some of the unique ``texts`` exceed the text tower's ``TEXT_MAX_TOKENS``
     (the collator cuts them there): how many, the longest one's token count and first words.
     Returns the warning, or None if every text fits."""
@@ -62,14 +65,18 @@ def warn_long_texts(texts: Iterable[str], featurizer: ClapFeaturizer, what: str 
     candidates = [text for text in unique if len(text.encode("utf-8")) > budget]
     if not candidates:
         return None
-    counts = [len(ids) for ids in tokenizer(candidates, truncation=False, verbose=False)["input_ids"]]
+    counts = [
+        len(ids) for ids in tokenizer(candidates, truncation=False, verbose=False)["input_ids"]
+    ]
     long = [(count, text) for count, text in zip(counts, candidates) if count > TEXT_MAX_TOKENS]
     if not long:
         return None
     count, text = max(long, key=lambda item: item[0])
     words = text.split()
     first_words = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
-    message = (f"{len(long)} of {len(unique)} {what} are longer than the text tower's {TEXT_MAX_TOKENS} tokens and "
-               f"are cut to {TEXT_MAX_TOKENS}; the longest has {count} tokens: {first_words!r}")
+    message = (
+        f"{len(long)} of {len(unique)} {what} are longer than the text tower's {TEXT_MAX_TOKENS} tokens and "
+        f"are cut to {TEXT_MAX_TOKENS}; the longest has {count} tokens: {first_words!r}"
+    )
     log.warning(message)
     return message

@@ -8,7 +8,8 @@ See docs/training.md#divergence-guard.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -38,9 +39,18 @@ def group_norms(tensors: Iterable[Tensor]) -> list[Tensor]:
     groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
     for tensor in tensors:
         groups.setdefault((tensor.device, tensor.dtype), []).append(tensor)
-    return [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(
-                group, 2, dtype=torch.float32 if dtype in (torch.float16, torch.bfloat16) else None)))
-            for (_, dtype), group in groups.items()]
+    return [
+        torch.linalg.vector_norm(
+            torch.stack(
+                torch._foreach_norm(
+                    group,
+                    2,
+                    dtype=torch.float32 if dtype in (torch.float16, torch.bfloat16) else None,
+                )
+            )
+        )
+        for (_, dtype), group in groups.items()
+    ]
 
 
 def _optimizer_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
@@ -63,20 +73,32 @@ class FiniteGuard(L.Callback):
         self._gradient_norms: list[Tensor] = []  # as seen before clipping and the step
         self._optimizer: torch.optim.Optimizer | None = None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._step = trainer.global_step  # the step the module logs this batch under
         self._gradient_norms = []
         self._optimizer = None
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                                 optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         self._optimizer = optimizer
-        if getattr(trainer.precision_plugin, "scaler", None) is None:  # a GradScaler handles overflow itself
-            self._gradient_norms = group_norms(p.grad for p in _optimizer_parameters(optimizer) if p.grad is not None)
+        if (
+            getattr(trainer.precision_plugin, "scaler", None) is None
+        ):  # a GradScaler handles overflow itself
+            self._gradient_norms = group_norms(
+                p.grad for p in _optimizer_parameters(optimizer) if p.grad is not None
+            )
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         norms = ([loss.detach()] if isinstance(loss, Tensor) else []) + self._gradient_norms
         if self._optimizer is not None:  # an optimizer step happened in this batch
@@ -84,21 +106,31 @@ class FiniteGuard(L.Callback):
         if not norms:
             return
         device = norms[0].device
-        if bool(torch.stack([torch.isfinite(n).all().to(device) for n in norms]).all()):  # the one sync per batch
+        if bool(
+            torch.stack([torch.isfinite(n).all().to(device) for n in norms]).all()
+        ):  # the one sync per batch
             return
         error = self._diverged(trainer, pl_module, outputs, batch, batch_idx)
         if error is not None:
             raise error
 
     # -- the report (failure path only: any number of syncs) -----------------------------------
-    def _diverged(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                  batch_idx: int) -> TrainingDivergedError | None:
+    def _diverged(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> TrainingDivergedError | None:
         """The error for this batch, or None if every value is finite after all (a norm overflowed)."""
         names = {id(parameter): name for name, parameter in pl_module.named_parameters()}
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         loss_finite = not isinstance(loss, Tensor) or bool(torch.isfinite(loss).all())
         parameters = _optimizer_parameters(self._optimizer) if self._optimizer is not None else []
-        with_gradient = [p for p in parameters if p.grad is not None] if self._gradient_norms else []
+        with_gradient = (
+            [p for p in parameters if p.grad is not None] if self._gradient_norms else []
+        )
         # Clipping and the step ran since the gradient check, but neither makes a non-finite gradient finite.
         bad_gradients = _nonfinite((names.get(id(p), "?"), p.grad) for p in with_gradient)
         bad_parameters = _nonfinite((names.get(id(p), "?"), p) for p in parameters)
@@ -107,22 +139,35 @@ class FiniteGuard(L.Callback):
         findings = []
         if not loss_finite:
             terms = outputs.get("terms", {}) if isinstance(outputs, Mapping) else {}
-            bad = [f"{TERM_LABELS.get(name, name)}={float(value):g}" for name, value in terms.items()
-                   if not bool(torch.isfinite(value).all())]
+            bad = [
+                f"{TERM_LABELS.get(name, name)}={float(value):g}"
+                for name, value in terms.items()
+                if not bool(torch.isfinite(value).all())
+            ]
             detail = f" (non-finite terms: {', '.join(bad)})" if bad else ""
             findings.append(f"the loss is {float(loss.detach().float().sum()):g}{detail}")
         if bad_gradients:
             norm = math.hypot(*(float(n) for n in self._gradient_norms))
-            findings.append(f"the gradient norm is {norm:g} ({len(bad_gradients)} of {len(with_gradient)} gradient "
-                            f"tensors non-finite, e.g. {bad_gradients[0]})")
+            findings.append(
+                f"the gradient norm is {norm:g} ({len(bad_gradients)} of {len(with_gradient)} gradient "
+                f"tensors non-finite, e.g. {bad_gradients[0]})"
+            )
         if bad_parameters:
-            findings.append(f"after the optimizer step {len(bad_parameters)} of {len(parameters)} trained parameter "
-                            f"tensors are non-finite (e.g. {bad_parameters[0]})")
-        cause = self._likely_cause(trainer, batch, first_step=self._step == 0,
-                                   before_update=not loss_finite or bool(bad_gradients))
+            findings.append(
+                f"after the optimizer step {len(bad_parameters)} of {len(parameters)} trained parameter "
+                f"tensors are non-finite (e.g. {bad_parameters[0]})"
+            )
+        cause = self._likely_cause(
+            trainer,
+            batch,
+            first_step=self._step == 0,
+            before_update=not loss_finite or bool(bad_gradients),
+        )
         epoch = trainer.current_epoch
-        message = (f"training diverged at global step {self._step} (epoch {epoch}, batch {batch_idx}): "
-                   f"{'; '.join(findings)}. Likely cause: {cause}. Training stopped and nothing was exported.")
+        message = (
+            f"training diverged at global step {self._step} (epoch {epoch}, batch {batch_idx}): "
+            f"{'; '.join(findings)}. Likely cause: {cause}. Training stopped and nothing was exported."
+        )
         return TrainingDivergedError(message, step=self._step, epoch=epoch)
 
     @staticmethod
@@ -133,33 +178,58 @@ class FiniteGuard(L.Callback):
         inputs = nonfinite_inputs(batch)
         # Every rank is on this path at the same batch (docs/training.md), so a collective is safe here;
         # the gathered embeddings make a bad batch on one rank non-finite on all of them.
-        bad_ranks = torch.nonzero(trainer.strategy.all_gather(
-            torch.tensor(float(bool(inputs)), device=trainer.strategy.root_device)).reshape(-1))
+        bad_ranks = torch.nonzero(
+            trainer.strategy.all_gather(
+                torch.tensor(float(bool(inputs)), device=trainer.strategy.root_device)
+            ).reshape(-1)
+        )
         bad_ranks = bad_ranks.flatten().tolist()
         if inputs:
             where = f" on rank {trainer.global_rank}" if trainer.world_size > 1 else ""
-            return (f"the data: the batch{where} has non-finite values in {', '.join(inputs)}; check the "
-                    f"scores and audio of this batch")
+            return (
+                f"the data: the batch{where} has non-finite values in {', '.join(inputs)}; check the "
+                f"scores and audio of this batch"
+            )
         if bad_ranks:
-            return (f"the data: the batch of rank {', '.join(map(str, bad_ranks))} has non-finite values; check "
-                    f"the scores and audio of this batch")
+            return (
+                f"the data: the batch of rank {', '.join(map(str, bad_ranks))} has non-finite values; check "
+                f"the scores and audio of this batch"
+            )
         if precision.startswith("16"):
-            return (f"numerical precision: precision={precision} overflows float16; use precision=bf16-mixed or "
-                    f"precision=32-true (or lower {learning_rate})")
+            return (
+                f"numerical precision: precision={precision} overflows float16; use precision=bf16-mixed or "
+                f"precision=32-true (or lower {learning_rate})"
+            )
         if first_step and before_update:
-            return (f"the model or the data, not the learning rate: the first step is non-finite before any "
-                    f"update; check the checkpoint (model=...), the scores and the precision (precision={precision})")
-        return (f"the learning rate is too high ({learning_rate}); lower it (the paper fine-tunes CLAP at 1e-5, "
-                f"the tiny model trains at 1e-3). If it is not that, check the data (scores, audio) and the "
-                f"precision (precision={precision})")
+            return (
+                f"the model or the data, not the learning rate: the first step is non-finite before any "
+                f"update; check the checkpoint (model=...), the scores and the precision (precision={precision})"
+            )
+        return (
+            f"the learning rate is too high ({learning_rate}); lower it (the paper fine-tunes CLAP at 1e-5, "
+            f"the tiny model trains at 1e-3). If it is not that, check the data (scores, audio) and the "
+            f"precision (precision={precision})"
+        )
 
 
 def nonfinite_inputs(batch: Any, prefix: str = "") -> list[str]:
     """Dotted keys of the floating-point tensors in a (nested) batch that hold NaN or inf."""
     if isinstance(batch, Mapping):
-        return [key for name, value in batch.items() for key in nonfinite_inputs(value, f"{prefix}{name}.")]
+        return [
+            key
+            for name, value in batch.items()
+            for key in nonfinite_inputs(value, f"{prefix}{name}.")
+        ]
     if isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)):
-        return [key for index, value in enumerate(batch) for key in nonfinite_inputs(value, f"{prefix}{index}.")]
-    if isinstance(batch, Tensor) and batch.is_floating_point() and not bool(torch.isfinite(batch).all()):
+        return [
+            key
+            for index, value in enumerate(batch)
+            for key in nonfinite_inputs(value, f"{prefix}{index}.")
+        ]
+    if (
+        isinstance(batch, Tensor)
+        and batch.is_floating_point()
+        and not bool(torch.isfinite(batch).all())
+    ):
         return [prefix.rstrip(".") or "batch"]
     return []

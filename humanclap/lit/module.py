@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import lightning as L
 import torch
@@ -62,8 +63,14 @@ class HumanClapModule(L.LightningModule):
         super().__init__()
         if isinstance(config, DictConfig):
             config = OmegaConf.to_container(config, resolve=True)
-        self.save_hyperparameters({"freeze_audio": freeze_audio, "freeze_text": freeze_text,
-                                   "train_temperature_only": train_temperature_only, "config": config or {}})
+        self.save_hyperparameters(
+            {
+                "freeze_audio": freeze_audio,
+                "freeze_text": freeze_text,
+                "train_temperature_only": train_temperature_only,
+                "config": config or {},
+            }
+        )
         self.backbone = backbone
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -86,15 +93,22 @@ class HumanClapModule(L.LightningModule):
         return [FiniteGuard()]
 
     def on_fit_start(self) -> None:
-        frozen = {id(module) for part in self.backbone.frozen_modules() for module in part.modules()}
+        frozen = {
+            id(module) for part in self.backbone.frozen_modules() for module in part.modules()
+        }
         in_eval = [module for module in self.modules() if not module.training]
         if in_eval and all(id(module) in frozen for module in in_eval):
             # Lightning warns that modules in eval mode "may lead to unexpected behavior"; these are frozen.
-            warnings.filterwarnings("ignore", message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
-                                    category=PossibleUserWarning)
+            warnings.filterwarnings(
+                "ignore",
+                message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
+                category=PossibleUserWarning,
+            )
         if self.train_temperature_only and self.trainer.is_global_zero:
-            log.info("train_temperature_only=true: both towers are frozen, only the temperature (logit scale) "
-                     "is trained")
+            log.info(
+                "train_temperature_only=true: both towers are frozen, only the temperature (logit scale) "
+                "is trained"
+            )
 
     def _terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         audio = self.backbone.audio_embeddings(batch["audio"])
@@ -105,14 +119,23 @@ class HumanClapModule(L.LightningModule):
         terms = self._terms(batch)
         # Under DDP a rank's loss is its share of the global batch's loss (HumanClapLoss): the mean over
         # ranks (sync_dist, one scalar all-reduce; nothing in one process) is the loss of the global batch.
-        self.log("train/loss", terms["loss"].detach(), on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["score"].shape[0], sync_dist=True)
+        self.log(
+            "train/loss",
+            terms["loss"].detach(),
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["score"].shape[0],
+            sync_dist=True,
+        )
         if self.global_step % self.trainer.log_every_n_steps == 0:
             # Straight to the loggers: every self.log() call costs ~0.5 ms of Lightning bookkeeping
             # per step (benchmarks/train_step.py). Every rank gets here at the same steps, so the
             # ranks' shares of the terms are averaged the same way.
             names = ("wsce", "mse", "mae")
-            shares = self.trainer.strategy.reduce(torch.stack([terms[name] for name in names]), reduce_op="mean")
+            shares = self.trainer.strategy.reduce(
+                torch.stack([terms[name] for name in names]), reduce_op="mean"
+            )
             details = {f"train/{name}": float(value) for name, value in zip(names, shares)}
             details["train/temperature"] = float(torch.exp(-self.backbone.logit_scale.detach()))
             for logger in self.loggers:
@@ -122,8 +145,13 @@ class HumanClapModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
         terms = self._terms(batch)
-        self.log_dict({f"val/{name}": value.detach() for name, value in terms.items()}, on_epoch=True,
-                      prog_bar=True, batch_size=batch["score"].shape[0], sync_dist=True)
+        self.log_dict(
+            {f"val/{name}": value.detach() for name, value in terms.items()},
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["score"].shape[0],
+            sync_dist=True,
+        )
         return terms["loss"]
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
@@ -132,25 +160,36 @@ class HumanClapModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         parameters = list(self.backbone.trainable_parameters())
         if not parameters:
-            raise ValueError("nothing to train: both towers are frozen and no parameter requires grad")
+            raise ValueError(
+                "nothing to train: both towers are frozen and no parameter requires grad"
+            )
         return self.optimizer_factory(parameters)
 
 
-def _check_freezing(backbone: ClapBackbone, freeze_audio: bool, freeze_text: bool,
-                    train_temperature_only: bool) -> None:
+def _check_freezing(
+    backbone: ClapBackbone, freeze_audio: bool, freeze_text: bool, train_temperature_only: bool
+) -> None:
     """Refuse a run that trains only the temperature by accident, or claims to and trains more."""
-    others = [name for name, parameter in backbone.named_parameters()
-              if parameter.requires_grad and parameter is not backbone.logit_scale]
-    heads = " with their heads (model.freeze_heads_with_towers=true)" if getattr(
-        backbone, "freeze_heads_with_towers", False) else ""
+    others = [
+        name
+        for name, parameter in backbone.named_parameters()
+        if parameter.requires_grad and parameter is not backbone.logit_scale
+    ]
+    heads = (
+        " with their heads (model.freeze_heads_with_towers=true)"
+        if getattr(backbone, "freeze_heads_with_towers", False)
+        else ""
+    )
     if freeze_audio and freeze_text and not others and not train_temperature_only:
         raise FreezeConfigError(
             f"freeze_audio=true and freeze_text=true freeze both towers{heads}: nothing to train but the "
             f"temperature (logit scale). If that is meant, add train_temperature_only=true; otherwise set "
-            f"freeze_audio=false or freeze_text=false.")
+            f"freeze_audio=false or freeze_text=false."
+        )
     if train_temperature_only and others:
         raise FreezeConfigError(
             f"train_temperature_only=true, but {len(others)} parameter tensors besides the temperature are "
             f"trainable (e.g. {others[0]}, with freeze_audio={str(freeze_audio).lower()} "
             f"freeze_text={str(freeze_text).lower()}): set freeze_audio=true and freeze_text=true (and "
-            f"model.freeze_heads_with_towers=true with Transformer heads), or drop train_temperature_only.")
+            f"model.freeze_heads_with_towers=true with Transformer heads), or drop train_temperature_only."
+        )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from humanclap.backbones.embedder import Embedder
 from humanclap.probes.cache import EmbeddingCache, ProbeInputs
@@ -68,7 +69,7 @@ class ProbeResult:
 
     metrics: dict[str, float]
     tables: dict[str, Table] = field(default_factory=dict)
-    figures: dict[str, Callable[[], "Figure"]] = field(default_factory=dict)
+    figures: dict[str, Callable[[], Figure]] = field(default_factory=dict)
 
 
 class Probe(Protocol):
@@ -82,13 +83,14 @@ class Probe(Protocol):
 
     name: str
 
-    def inputs(self) -> "ProbeInputs": ...
+    def inputs(self) -> ProbeInputs: ...
 
-    def run(self, cache: "EmbeddingCache") -> ProbeResult: ...
+    def run(self, cache: EmbeddingCache) -> ProbeResult: ...
 
 
-def run_probes(probes: Mapping[str, Probe], embedder: Embedder, batch_size: int = 32,
-               progress: bool = False) -> tuple[dict[str, ProbeResult], EmbeddingCache]:
+def run_probes(
+    probes: Mapping[str, Probe], embedder: Embedder, batch_size: int = 32, progress: bool = False
+) -> tuple[dict[str, ProbeResult], EmbeddingCache]:
     """Run several probes on one model through one cache: ({name: ProbeResult}, cache).
 
     The union of all probes' inputs is embedded first in one pass (one progress bar per kind),

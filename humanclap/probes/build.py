@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
@@ -40,7 +41,11 @@ def build_probes(probes_cfg: Mapping[str, Any] | None, default_pairs: RatedPairs
             else:
                 probes[name] = instantiate(spec)
         except (InstantiationException, ValueError, FileNotFoundError, ImportError) as error:
-            cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+            cause = (
+                error.__cause__
+                if isinstance(error, InstantiationException) and error.__cause__
+                else error
+            )
             raise ProbeConfigError(f"probe '{name}' cannot be built: {cause}") from error
     require_probe_audio(probes)
     return probes

@@ -7,8 +7,8 @@ embeddings are refused. See docs/probes.md#embedding-cache.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -67,17 +67,31 @@ class EmbeddingCache:
     def audio(self, refs: Sequence[AudioRef]) -> torch.Tensor:
         """Rows for ``refs`` (in order), embedding the ones not seen yet."""
         sample_rate = self.sample_rate
-        return self._rows(self._audio, refs, "audio",
-                          lambda batch: self._embed_audio([ref.store.load(ref.key, sample_rate) for ref in batch]))
+        return self._rows(
+            self._audio,
+            refs,
+            "audio",
+            lambda batch: self._embed_audio(
+                [ref.store.load(ref.key, sample_rate) for ref in batch]
+            ),
+        )
 
-    def waves(self, keys: Sequence[Hashable], make: Callable[[Hashable], np.ndarray]) -> torch.Tensor:
+    def waves(
+        self, keys: Sequence[Hashable], make: Callable[[Hashable], np.ndarray]
+    ) -> torch.Tensor:
         """Rows for generated audio: ``make(key)`` builds the waveform of a key not seen yet."""
-        return self._rows(self._audio, keys, "audio", lambda batch: self._embed_audio([make(k) for k in batch]))
+        return self._rows(
+            self._audio, keys, "audio", lambda batch: self._embed_audio([make(k) for k in batch])
+        )
 
     def text(self, texts: Sequence[str]) -> torch.Tensor:
         """Rows for ``texts`` (in order), embedding the ones not seen yet."""
-        return self._rows(self._text, texts, "text",
-                          lambda batch: self.embedder.embed_text(list(batch), batch_size=self.batch_size))
+        return self._rows(
+            self._text,
+            texts,
+            "text",
+            lambda batch: self.embedder.embed_text(list(batch), batch_size=self.batch_size),
+        )
 
     def prefetch(self, inputs: Iterable[ProbeInputs]) -> None:
         """Embed the union of several probes' inputs in one pass."""
@@ -98,7 +112,9 @@ class EmbeddingCache:
             raise ValueError(f"no {kind} inputs requested")
         missing = [key for key in dict.fromkeys(keys) if key not in table]
         if missing:
-            rows = embed_sharded(missing, self._counted(embed_batch, kind, len(missing)), self.batch_size)
+            rows = embed_sharded(
+                missing, self._counted(embed_batch, kind, len(missing)), self.batch_size
+            )
             self._check_finite(rows, missing, kind)
             table.update(zip(missing, rows))
         return torch.stack([table[key] for key in keys])
@@ -113,12 +129,18 @@ class EmbeddingCache:
         raise NonFiniteError(
             f"model '{name}' gives non-finite embeddings (NaN or inf) for {len(bad)} of {len(keys)} {kind} "
             f"inputs (e.g. {_describe(bad[0])}), so no probe can score it. Its weights are probably broken "
-            f"(a diverged training run?), or the precision overflows, or those inputs hold NaN.")
+            f"(a diverged training run?), or the precision overflows, or those inputs hold NaN."
+        )
 
     def _counted(self, embed_batch, kind: str, total: int):
         rank, world = rank_and_world()
-        bar = tqdm(total=total, desc=f"embedding {kind}", unit=kind == "audio" and "clip" or "text",
-                   disable=not self.progress or rank != 0 or total <= self.batch_size, leave=False)
+        bar = tqdm(
+            total=total,
+            desc=f"embedding {kind}",
+            unit=kind == "audio" and "clip" or "text",
+            disable=not self.progress or rank != 0 or total <= self.batch_size,
+            leave=False,
+        )
 
         def counted(batch):
             rows = embed_batch(batch)
@@ -138,6 +160,10 @@ def _describe(key: Hashable) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def as_cache(source: "EmbeddingCache | Embedder", batch_size: int = 32) -> EmbeddingCache:
+def as_cache(source: EmbeddingCache | Embedder, batch_size: int = 32) -> EmbeddingCache:
     """``source`` itself if it is a cache, else a fresh cache over the embedder."""
-    return source if isinstance(source, EmbeddingCache) else EmbeddingCache(source, batch_size=batch_size)
+    return (
+        source
+        if isinstance(source, EmbeddingCache)
+        else EmbeddingCache(source, batch_size=batch_size)
+    )

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from scipy import stats
 from torch import Tensor
 
-Values = Union[Sequence[float], np.ndarray, Tensor]
+Values = Sequence[float] | np.ndarray | Tensor
 
 
 def _vector(values: Values) -> np.ndarray:
@@ -46,8 +46,13 @@ def _pair(x: Values, y: Values) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def undefined_reason(x: Values, y: Values, names: tuple[str, str] = ("x", "y"),
-                     spread: tuple[bool, bool] = (True, True), min_points: int = 2) -> str | None:
+def undefined_reason(
+    x: Values,
+    y: Values,
+    names: tuple[str, str] = ("x", "y"),
+    spread: tuple[bool, bool] = (True, True),
+    min_points: int = 2,
+) -> str | None:
     """Why a statistic of ``x`` and ``y`` is undefined (NaN), or None if it is defined.
 
     ``spread``: which inputs must not be constant (correlations: both; slope: x only).
@@ -66,12 +71,16 @@ def undefined_reason(x: Values, y: Values, names: tuple[str, str] = ("x", "y"),
     return " and ".join(reasons) or None
 
 
-def _statistic(function, x: Values, y: Values, spread: tuple[bool, bool] = (True, True), min_points: int = 2) -> float:
+def _statistic(
+    function, x: Values, y: Values, spread: tuple[bool, bool] = (True, True), min_points: int = 2
+) -> float:
     x, y = _pair(x, y)
     if undefined_reason(x, y, spread=spread, min_points=min_points) is not None:
         return math.nan
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.NearConstantInputWarning)  # a defined value: reported as is
+        warnings.simplefilter(
+            "ignore", stats.NearConstantInputWarning
+        )  # a defined value: reported as is
         return float(function(x, y))
 
 
@@ -120,6 +129,7 @@ def mse(x: Values, y: Values) -> float:
 
 # -- retrieval ---------------------------------------------------------------------------------------
 
+
 def check_cutoffs(ks: Sequence[int], map_k: int) -> tuple[tuple[int, ...], int]:
     """``ks`` without repeats and ``map_k``; ValueError unless all are integers >= 1."""
     ks = tuple(ks)
@@ -141,11 +151,15 @@ def match_ranks(scores: Tensor, matches: Tensor, depth: int) -> tuple[Tensor, Te
     """
     depth = max(1, min(depth, int(matches.sum(dim=1).max())))
     best = torch.topk(scores.masked_fill(~matches, -math.inf), depth, dim=1).values[:, :, None]
-    misses = scores.masked_fill(matches, math.nan)[:, None, :]  # NaN compares False: matches never count
+    misses = scores.masked_fill(matches, math.nan)[
+        :, None, :
+    ]  # NaN compares False: matches never count
     place = torch.arange(1, depth + 1, dtype=torch.float64)
     missing = best[:, :, 0] == -math.inf
-    return tuple((place + ahead.sum(dim=2)).masked_fill(missing, math.inf)
-                 for ahead in (misses >= best, misses > best))
+    return tuple(
+        (place + ahead.sum(dim=2)).masked_fill(missing, math.inf)
+        for ahead in (misses >= best, misses > best)
+    )
 
 
 def ranking_means(ranks: Tensor, ks: Sequence[int], map_k: int) -> dict[str, float]:
@@ -172,8 +186,9 @@ def ranking_means(ranks: Tensor, ks: Sequence[int], map_k: int) -> dict[str, flo
 OPTIMISTIC = "_optimistic"
 
 
-def retrieval_metrics(scores: Tensor, matches: Tensor, ks: Sequence[int] = (1, 5, 10),
-                      map_k: int = 10) -> dict[str, float]:
+def retrieval_metrics(
+    scores: Tensor, matches: Tensor, ks: Sequence[int] = (1, 5, 10), map_k: int = 10
+) -> dict[str, float]:
     """R@k, MRR and mAP@map_k of one retrieval direction (:func:`ranking_means`), with ties
     counted against the model, and the same with ties in its favour as ``<metric>_optimistic``.
 
@@ -182,7 +197,9 @@ def retrieval_metrics(scores: Tensor, matches: Tensor, ks: Sequence[int] = (1, 5
     """
     ks, map_k = check_cutoffs(ks, map_k)
     if scores.shape != matches.shape or scores.dim() != 2:
-        raise ValueError(f"scores {tuple(scores.shape)} and matches {tuple(matches.shape)} must be the same 2-D shape")
+        raise ValueError(
+            f"scores {tuple(scores.shape)} and matches {tuple(matches.shape)} must be the same 2-D shape"
+        )
     scores = scores.detach().cpu().double()
     matches = matches.detach().cpu().bool()
     if not bool(torch.isfinite(scores).all()):

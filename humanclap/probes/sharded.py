@@ -8,7 +8,8 @@ ends up with the same matrix as a single process would.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -27,7 +28,9 @@ def embed_sharded(
         raise ValueError("nothing to embed")
     rank, world = rank_and_world()
     local = list(items[rank::world])
-    chunks = [embed_batch(local[start : start + batch_size]) for start in range(0, len(local), batch_size)]
+    chunks = [
+        embed_batch(local[start : start + batch_size]) for start in range(0, len(local), batch_size)
+    ]
     if chunks:
         mine = torch.cat(chunks)
     else:  # more ranks than items: this rank contributes nothing but must still take part

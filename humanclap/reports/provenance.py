@@ -18,8 +18,19 @@ from humanclap.data.pairs import RatedPairs, unique_in_order
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("humanclap", "torch", "transformers", "torchaudio", "torchmetrics", "lightning", "numpy", "scipy",
-            "laion-clap", "hydra-core", "matplotlib")
+PACKAGES = (
+    "humanclap",
+    "torch",
+    "transformers",
+    "torchaudio",
+    "torchmetrics",
+    "lightning",
+    "numpy",
+    "scipy",
+    "laion-clap",
+    "hydra-core",
+    "matplotlib",
+)
 
 
 def pairs_fingerprint(pairs: RatedPairs) -> dict[str, object]:
@@ -36,13 +47,23 @@ def pairs_fingerprint(pairs: RatedPairs) -> dict[str, object]:
     keys = unique_in_order(p.audio for p in pairs)
     missing = missing_files(pairs.audio_store, keys)
     found: dict[str, object] = {
-        "name": pairs.name, "pairs": len(pairs), "clips": len(keys), "texts": len(set(p.text for p in pairs)),
-        "table_sha256": table, "audio_sha256": None if missing else audio_fingerprint(pairs.audio_store, keys),
-        "audio_missing": len(missing)}
+        "name": pairs.name,
+        "pairs": len(pairs),
+        "clips": len(keys),
+        "texts": len(set(p.text for p in pairs)),
+        "table_sha256": table,
+        "audio_sha256": None if missing else audio_fingerprint(pairs.audio_store, keys),
+        "audio_missing": len(missing),
+    }
     if missing:
         found["audio_missing_first"] = missing[0]
-        log.info("%s: %d of %d audio files missing (first: %s); metrics.json records no audio sha256",
-                    pairs.name, len(missing), len(keys), missing[0])
+        log.info(
+            "%s: %d of %d audio files missing (first: %s); metrics.json records no audio sha256",
+            pairs.name,
+            len(missing),
+            len(keys),
+            missing[0],
+        )
     return found
 
 
@@ -57,7 +78,10 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    found: dict[str, str | None] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
     for package in PACKAGES:
         try:
             found[package] = importlib.metadata.version(package)
@@ -72,8 +96,13 @@ def _git_commit() -> str | None:
     if not (root / "pyproject.toml").is_file():
         return None  # an installed wheel: its parent folders may belong to an unrelated repository
     try:
-        result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=False)
+        result = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from humanclap.probes.base import ProbeResult
 
@@ -34,30 +35,52 @@ class ModelReport:
     seconds: float = 0.0
 
 
-def write_evaluation(output_dir: str | Path, models: list[ModelReport], data: Mapping[str, Any],
-                     provenance: Mapping[str, Any], figures: bool = True) -> dict[str, Path]:
+def write_evaluation(
+    output_dir: str | Path,
+    models: list[ModelReport],
+    data: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    figures: bool = True,
+) -> dict[str, Path]:
     """Write metrics.json, report.md and (if ``figures``) the PNGs; return their paths."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pngs = save_figures(output_dir, models) if figures else {}
     metrics_path = output_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics_document(models, data, provenance), indent=2, default=_jsonable,
-                                       allow_nan=False))
+    metrics_path.write_text(
+        json.dumps(
+            metrics_document(models, data, provenance), indent=2, default=_jsonable, allow_nan=False
+        )
+    )
     report_path = output_dir / "report.md"
     report_path.write_text(markdown_report(models, data, pngs, output_dir))
-    return {"metrics": metrics_path, "report": report_path,
-            **{f"{model}/{name}": path for model, paths in pngs.items() for name, path in paths.items()}}
+    return {
+        "metrics": metrics_path,
+        "report": report_path,
+        **{
+            f"{model}/{name}": path for model, paths in pngs.items() for name, path in paths.items()
+        },
+    }
 
 
-def metrics_document(models: list[ModelReport], data: Mapping[str, Any], provenance: Mapping[str, Any]) -> dict:
+def metrics_document(
+    models: list[ModelReport], data: Mapping[str, Any], provenance: Mapping[str, Any]
+) -> dict:
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "models": {
-            m.name: {"kind": m.kind, "source": m.source, "weights_sha256": m.weights_sha256,
-                     "embedded": m.embedded, "seconds": round(m.seconds, 3),
-                     # NaN (an undefined correlation) is written as null: strict JSON has no NaN.
-                     "metrics": {probe: {k: finite_or_none(v) for k, v in result.metrics.items()}
-                                 for probe, result in m.results.items()}}
+            m.name: {
+                "kind": m.kind,
+                "source": m.source,
+                "weights_sha256": m.weights_sha256,
+                "embedded": m.embedded,
+                "seconds": round(m.seconds, 3),
+                # NaN (an undefined correlation) is written as null: strict JSON has no NaN.
+                "metrics": {
+                    probe: {k: finite_or_none(v) for k, v in result.metrics.items()}
+                    for probe, result in m.results.items()
+                },
+            }
             for m in models
         },
         "data": dict(data),
@@ -78,14 +101,32 @@ def save_figures(output_dir: Path, models: list[ModelReport]) -> dict[str, dict[
     return saved
 
 
-def markdown_report(models: list[ModelReport], data: Mapping[str, Any], pngs: Mapping[str, Mapping[str, Path]],
-                    output_dir: Path) -> str:
-    lines = ["# humanclap evaluation", "", "## Models", "", "| model | kind | source | weights sha256 |",
-             "|---|---|---|---|"]
+def markdown_report(
+    models: list[ModelReport],
+    data: Mapping[str, Any],
+    pngs: Mapping[str, Mapping[str, Path]],
+    output_dir: Path,
+) -> str:
+    lines = [
+        "# humanclap evaluation",
+        "",
+        "## Models",
+        "",
+        "| model | kind | source | weights sha256 |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {m.name} | {m.kind} | `{m.source}` | `{m.weights_sha256[:12]}` |" for m in models]
-    lines += ["", "## Data", "", "| probe | data | pairs | clips | texts | table sha256 |", "|---|---|---:|---:|---:|---|"]
-    lines += [f"| {probe} | {d['name']} | {d['pairs']} | {d['clips']} | {d['texts']} | `{d['table_sha256'][:12]}` |"
-              for probe, d in data.items()]
+    lines += [
+        "",
+        "## Data",
+        "",
+        "| probe | data | pairs | clips | texts | table sha256 |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {probe} | {d['name']} | {d['pairs']} | {d['clips']} | {d['texts']} | `{d['table_sha256'][:12]}` |"
+        for probe, d in data.items()
+    ]
     for probe in models[0].results:
         lines += ["", f"## {probe}"]
         for title, table in models[0].results[probe].tables.items():
@@ -95,7 +136,10 @@ def markdown_report(models: list[ModelReport], data: Mapping[str, Any], pngs: Ma
         lines += ["", "## Figures"]
         for model, paths in pngs.items():
             lines += ["", f"### {model}", ""]
-            lines += [f"![{name}]({path.relative_to(output_dir).as_posix()})" for name, path in paths.items()]
+            lines += [
+                f"![{name}]({path.relative_to(output_dir).as_posix()})"
+                for name, path in paths.items()
+            ]
     return "\n".join(lines) + "\n"
 
 

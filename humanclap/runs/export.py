@@ -27,22 +27,39 @@ from humanclap.runs.model_card import write_model_card
 log = logging.getLogger(__name__)
 
 
-def export_run(cfg: DictConfig, trainer: L.Trainer, module: HumanClapModule, probes: ProbeCallback) -> dict[str, Any]:
+def export_run(
+    cfg: DictConfig, trainer: L.Trainer, module: HumanClapModule, probes: ProbeCallback
+) -> dict[str, Any]:
     """After ``fit``: export the model (rank 0) and return the run summary (:func:`summarize`)."""
-    checkpoint = trainer.checkpoint_callback  # the monitored one: first in the callbacks (humanclap.train)
-    launch.recover_spawned_state(trainer, checkpoint)  # ddp_spawn: the probe history lives in last.ckpt
+    checkpoint = (
+        trainer.checkpoint_callback
+    )  # the monitored one: first in the callbacks (humanclap.train)
+    launch.recover_spawned_state(
+        trainer, checkpoint
+    )  # ddp_spawn: the probe history lives in last.ckpt
     best_epoch = None
     if checkpoint.best_model_path:
-        best_epoch = int(read_torch_checkpoint(checkpoint.best_model_path, LIGHTNING_CHECKPOINT)["epoch"])
+        best_epoch = int(
+            read_torch_checkpoint(checkpoint.best_model_path, LIGHTNING_CHECKPOINT)["epoch"]
+        )
     summary = summarize(probes.history, best_epoch, cfg.optimized_metric)
     if trainer.is_global_zero:
         export_dir = export_best(checkpoint, module, launch.export_dir(cfg))
         summary["export_dir"] = str(export_dir)
-        (export_dir / "humanclap_run.json").write_text(json.dumps(
-            {"summary": summary, "history": probes.history, "config": module.hparams["config"]}, indent=2))
+        (export_dir / "humanclap_run.json").write_text(
+            json.dumps(
+                {"summary": summary, "history": probes.history, "config": module.hparams["config"]},
+                indent=2,
+            )
+        )
         selected_by = f"lowest {cfg.monitor}" if best_epoch is not None else "last epoch"
-        write_model_card(export_dir, cfg, summary, heads=isinstance(module.backbone, TransformerHeadBackbone),
-                         selected_by=selected_by)
+        write_model_card(
+            export_dir,
+            cfg,
+            summary,
+            heads=isinstance(module.backbone, TransformerHeadBackbone),
+            selected_by=selected_by,
+        )
         finish_loggers(trainer)
         log.info(summary_line(summary, selected_by))
     return summary
@@ -58,19 +75,29 @@ def export_best(checkpoint: ModelCheckpoint, module: HumanClapModule, export_dir
     if not best:
         raise RuntimeError("no checkpoint was written; did validation run?")
     state = read_torch_checkpoint(best, LIGHTNING_CHECKPOINT)["state_dict"]
-    nonfinite = [name for name, value in state.items()
-                 if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    nonfinite = [
+        name
+        for name, value in state.items()
+        if torch.is_tensor(value)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
     if nonfinite:
-        floating = sum(torch.is_tensor(value) and value.is_floating_point() for value in state.values())
+        floating = sum(
+            torch.is_tensor(value) and value.is_floating_point() for value in state.values()
+        )
         raise NonFiniteError(
             f"refusing to export {best}: {len(nonfinite)} of {floating} tensors hold NaN or inf (e.g. "
             f"{', '.join(nonfinite[:3])}), so the run diverged; lower optimizer.lr or check the data and the "
-            f"precision, then train again. Nothing was written to {export_dir}.")
+            f"precision, then train again. Nothing was written to {export_dir}."
+        )
     module.load_state_dict(state)
     return module.backbone.save_pretrained(export_dir)
 
 
-def summarize(history: list[tuple[int, dict[str, float]]], best_epoch: int | None, metric: str) -> dict[str, Any]:
+def summarize(
+    history: list[tuple[int, dict[str, float]]], best_epoch: int | None, metric: str
+) -> dict[str, Any]:
     """``metric`` of the baseline (epoch -1), of the exported epoch and of the last measured epoch.
 
     ``best_epoch`` is the epoch of the exported checkpoint (lowest ``monitor``); None: none was
@@ -87,12 +114,21 @@ def summarize(history: list[tuple[int, dict[str, float]]], best_epoch: int | Non
     last = by_epoch[last_epoch].get(metric) if last_epoch is not None else None
 
     def gain(value: float | None) -> float | None:
-        return value - baseline if value is not None and baseline is not None else None  # NaN if either is
+        return (
+            value - baseline if value is not None and baseline is not None else None
+        )  # NaN if either is
 
-    return {"metric": metric, "baseline": baseline,
-            "exported_epoch": exported_epoch, "exported": exported, "gain": gain(exported),
-            "last_epoch": last_epoch, "last": last, "last_gain": gain(last),
-            "objective": exported}
+    return {
+        "metric": metric,
+        "baseline": baseline,
+        "exported_epoch": exported_epoch,
+        "exported": exported,
+        "gain": gain(exported),
+        "last_epoch": last_epoch,
+        "last": last,
+        "last_gain": gain(last),
+        "objective": exported,
+    }
 
 
 def summary_line(summary: dict[str, Any], selected_by: str) -> str:
@@ -118,7 +154,9 @@ def finish_loggers(trainer: L.Trainer) -> None:
     """End the loggers' runs now rather than at interpreter exit (wandb's atexit hook): their last
     words come before the summary line, and the next job of a multirun starts a run of its own."""
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:  # never start a run to end it
+        if (
+            isinstance(logger, WandbLogger) and logger._experiment is not None
+        ):  # never start a run to end it
             logger.experiment.finish()
 
 
@@ -126,4 +164,8 @@ def _fmt(value: float | None) -> str:
     if value is None:
         return "not measured"
     # Not non-finite embeddings (EmbeddingCache refuses those): a statistic the probe cannot define.
-    return "undefined (NaN: e.g. a correlation of constant CLAPScores)" if math.isnan(value) else f"{value:.3f}"
+    return (
+        "undefined (NaN: e.g. a correlation of constant CLAPScores)"
+        if math.isnan(value)
+        else f"{value:.3f}"
+    )

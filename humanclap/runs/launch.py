@@ -16,12 +16,16 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _SubprocessScriptLauncher
+from lightning.pytorch.strategies.launchers import (
+    _MultiProcessingLauncher,
+    _SubprocessScriptLauncher,
+)
 from omegaconf import DictConfig
 
 from humanclap.backbones.checkpoint_safety import LIGHTNING_CHECKPOINT, read_torch_checkpoint
 
 log = logging.getLogger(__name__)
+
 
 class MultirunDDPError(RuntimeError):
     """A Hydra multirun with a DDP strategy whose ranks would compose their own config."""
@@ -36,12 +40,18 @@ def check_launch(trainer: L.Trainer, multirun: bool | None = None) -> None:
     """Refuse a multirun whose DDP ranks would be started by re-running the command line."""
     multirun = is_multirun() if multirun is None else multirun
     strategy = trainer.strategy
-    if not multirun or not isinstance(getattr(strategy, "launcher", None), _SubprocessScriptLauncher):
+    if not multirun or not isinstance(
+        getattr(strategy, "launcher", None), _SubprocessScriptLauncher
+    ):
         return
     environment = strategy.cluster_environment
     if environment is not None and environment.creates_processes_externally:
-        log.info("multirun + %s: the %d ranks were started by %s, all with this job's config",
-                 type(strategy).__name__, _processes(strategy), type(environment).__name__)
+        log.info(
+            "multirun + %s: the %d ranks were started by %s, all with this job's config",
+            type(strategy).__name__,
+            _processes(strategy),
+            type(environment).__name__,
+        )
         return
     n = _processes(strategy)
     raise MultirunDDPError(
@@ -55,7 +65,9 @@ def check_launch(trainer: L.Trainer, multirun: bool | None = None) -> None:
 
 
 def _processes(strategy: Any) -> int:
-    return len(getattr(strategy, "parallel_devices", None) or [None]) * getattr(strategy, "num_nodes", 1)
+    return len(getattr(strategy, "parallel_devices", None) or [None]) * getattr(
+        strategy, "num_nodes", 1
+    )
 
 
 def export_dir(cfg: DictConfig) -> Path:
@@ -78,7 +90,9 @@ def recover_spawned_state(trainer: L.Trainer, checkpoint: ModelCheckpoint) -> No
     """
     if not isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher):
         return
-    last = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
+    last = (
+        Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
+    )
     if not last.is_file():
         log.warning("ddp_spawn: no %s, so the probe history and run summary stay empty", last)
         return

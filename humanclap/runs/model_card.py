@@ -4,8 +4,9 @@ and how to load it, with plain transformers or, for a model with Transformer hea
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -15,15 +16,18 @@ from humanclap.backbones.aggregation import HEADS_CONFIG, HEADS_MODEL_TYPE, HEAD
 MODEL_CARD = "README.md"
 
 
-def write_model_card(export_dir: Path, cfg: DictConfig, summary: Mapping[str, Any], heads: bool,
-                     selected_by: str) -> Path:
+def write_model_card(
+    export_dir: Path, cfg: DictConfig, summary: Mapping[str, Any], heads: bool, selected_by: str
+) -> Path:
     """Write ``export_dir/README.md`` for the model :func:`humanclap.train.train` just exported."""
     path = Path(export_dir) / MODEL_CARD
     path.write_text(model_card(str(export_dir), cfg, summary, heads, selected_by))
     return path
 
 
-def model_card(export_dir: str, cfg: DictConfig, summary: Mapping[str, Any], heads: bool, selected_by: str) -> str:
+def model_card(
+    export_dir: str, cfg: DictConfig, summary: Mapping[str, Any], heads: bool, selected_by: str
+) -> str:
     choices = _choices()
     recipe, loss = choices.get("recipe"), choices.get("loss")
     lambdas = ", ".join(f"{name} {value:g}" for name, value in cfg.loss.get("lambdas", {}).items())
@@ -32,8 +36,14 @@ def model_card(export_dir: str, cfg: DictConfig, summary: Mapping[str, Any], hea
     metric, exported = summary["metric"], summary["exported"]
     result = f"{_number(exported)}"
     if summary.get("baseline") is not None and exported is not None:
-        result += f" (untrained baseline {_number(summary['baseline'])}, gain {_signed(summary['gain'])})"
-    what = "CLAP with Transformer aggregation heads" if heads else "A CLAP model (transformers `ClapModel`)"
+        result += (
+            f" (untrained baseline {_number(summary['baseline'])}, gain {_signed(summary['gain'])})"
+        )
+    what = (
+        "CLAP with Transformer aggregation heads"
+        if heads
+        else "A CLAP model (transformers `ClapModel`)"
+    )
     rows = [
         ("run", f"`{cfg.run_name}`"),
         ("recipe", (f"`{recipe}`" if recipe else "—") + (f" ({weights})" if lambdas else "")),
@@ -42,33 +52,64 @@ def model_card(export_dir: str, cfg: DictConfig, summary: Mapping[str, Any], hea
         ("exported epoch", f"{summary['exported_epoch']} ({selected_by})"),
         (f"`{metric}`", result),
     ]
-    lines = [f"# {cfg.run_name}", "",
-             f"{what}, fine-tuned with humanclap (`python -m humanclap.train`).", "",
-             "| | |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows), "",
-             "`humanclap_run.json` holds this summary, the probe metrics of every epoch and the full config.", "",
-             "## Load it", ""]
+    lines = [
+        f"# {cfg.run_name}",
+        "",
+        f"{what}, fine-tuned with humanclap (`python -m humanclap.train`).",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in rows),
+        "",
+        "`humanclap_run.json` holds this summary, the probe metrics of every epoch and the full config.",
+        "",
+        "## Load it",
+        "",
+    ]
     lines += _heads_loading(export_dir) if heads else _plain_loading(export_dir)
     return "\n".join(lines) + "\n"
 
 
 def _plain_loading(export_dir: str) -> list[str]:
-    return ["With transformers:", "", "```python", "from transformers import ClapModel, ClapProcessor", "",
-            f'model = ClapModel.from_pretrained("{export_dir}")',
-            f'processor = ClapProcessor.from_pretrained("{export_dir}")', "```", "",
-            "Measure it with the probes of a training run:", "", "```bash",
-            f"python -m humanclap.evaluate model={export_dir}", "```"]
+    return [
+        "With transformers:",
+        "",
+        "```python",
+        "from transformers import ClapModel, ClapProcessor",
+        "",
+        f'model = ClapModel.from_pretrained("{export_dir}")',
+        f'processor = ClapProcessor.from_pretrained("{export_dir}")',
+        "```",
+        "",
+        "Measure it with the probes of a training run:",
+        "",
+        "```bash",
+        f"python -m humanclap.evaluate model={export_dir}",
+        "```",
+    ]
 
 
 def _heads_loading(export_dir: str) -> list[str]:
-    return [f"The Transformer heads (`{HEADS_WEIGHTS}`, `{HEADS_CONFIG}`; event-ordering §2.1) replace CLAP's "
-            "pooling and projection layers, so **plain transformers cannot use this model**: "
-            "`ClapModel.from_pretrained` loads the CLAP towers without the heads, whose embeddings are not the "
-            f"trained ones (it warns that the model type is `{HEADS_MODEL_TYPE}`). Load it with humanclap:", "",
-            "```python", "from humanclap.backbones import from_pretrained", "",
-            f'model = from_pretrained("{export_dir}")  # towers + heads (TransformerHeadBackbone)',
-            "audio = model.embed_audio([waveform])  # mono float arrays at model.sample_rate; unit-norm rows",
-            'text = model.embed_text(["a dog barks, then a bell rings"])', "```", "",
-            "or measure it:", "", "```bash", f"python -m humanclap.evaluate model={export_dir}", "```"]
+    return [
+        f"The Transformer heads (`{HEADS_WEIGHTS}`, `{HEADS_CONFIG}`; event-ordering §2.1) replace CLAP's "
+        "pooling and projection layers, so **plain transformers cannot use this model**: "
+        "`ClapModel.from_pretrained` loads the CLAP towers without the heads, whose embeddings are not the "
+        f"trained ones (it warns that the model type is `{HEADS_MODEL_TYPE}`). Load it with humanclap:",
+        "",
+        "```python",
+        "from humanclap.backbones import from_pretrained",
+        "",
+        f'model = from_pretrained("{export_dir}")  # towers + heads (TransformerHeadBackbone)',
+        "audio = model.embed_audio([waveform])  # mono float arrays at model.sample_rate; unit-norm rows",
+        'text = model.embed_text(["a dog barks, then a bell rings"])',
+        "```",
+        "",
+        "or measure it:",
+        "",
+        "```bash",
+        f"python -m humanclap.evaluate model={export_dir}",
+        "```",
+    ]
 
 
 def describe_model(node: Mapping[str, Any], choice: str | None = None) -> str:
@@ -90,7 +131,11 @@ def _choices() -> dict[str, str]:
     """The config group choices of the run (``recipe``, ``loss``, ``model``, ``data``), if Hydra composed it."""
     if not HydraConfig.initialized():
         return {}
-    return {key: str(value) for key, value in HydraConfig.get().runtime.choices.items() if value is not None}
+    return {
+        key: str(value)
+        for key, value in HydraConfig.get().runtime.choices.items()
+        if value is not None
+    }
 
 
 def _number(value: float | None) -> str:

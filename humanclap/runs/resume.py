@@ -4,8 +4,8 @@
   epoch. ``resume=auto`` continues from the newest complete checkpoint there (normally
   ``last.ckpt``); with none yet the run starts fresh. ``resume=<file>`` continues from that file.
 - The continuation is exact: Lightning restarts an epoch-end checkpoint at the next epoch, and
-  :class:`humanclap.lit.callbacks.RandomState` stores the global RNG states in every checkpoint and puts them back before
-  the first resumed epoch draws its shuffle order, so the resumed epochs see the same batches and
+  :class:`humanclap.lit.callbacks.RandomState` stores the global RNG states in every checkpoint and
+  puts them back before the first resumed epoch draws its shuffle order, so the resumed epochs see the same batches and
   dropout masks as an uninterrupted run with the same seed.
 - Slurm: submitit (``hydra/launcher=slurm``) owns the preemption signal (USR2, ``signal_delay_s``
   before the time limit) and requeues the same Hydra job into the same output directory; Lightning's
@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -34,10 +35,19 @@ log = logging.getLogger(__name__)
 class ResumeMismatch(HumanClapError, ValueError):
     """A checkpoint to resume from was written by a run with another configuration."""
 
+
 # Config keys that may differ between a run and its continuation (resume=auto refuses a checkpoint
 # whose stored config differs anywhere else: it would silently continue a different experiment).
-MAY_CHANGE_ON_RESUME = ("resume", "run_name", "sweep_name", "paths", "logger", "overwrite_export",
-                        "trainer.max_epochs", "trainer.enable_progress_bar")
+MAY_CHANGE_ON_RESUME = (
+    "resume",
+    "run_name",
+    "sweep_name",
+    "paths",
+    "logger",
+    "overwrite_export",
+    "trainer.max_epochs",
+    "trainer.enable_progress_bar",
+)
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -52,11 +62,18 @@ def last_epoch_checkpoint(output_dir: str | Path) -> ModelCheckpoint:
     ``last.ckpt`` only in epochs where it also saved a top-k checkpoint, so after an epoch that did
     not improve the monitored loss, a resumed run would have gone back to the last improving epoch.
     """
-    return ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
-                           monitor=None, save_top_k=1, enable_version_counter=False)
+    return ModelCheckpoint(
+        dirpath=checkpoint_dir(output_dir),
+        filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
 
 
-def checkpoint_to_resume(resume: str | None, output_dir: str | Path, config: Mapping[str, Any]) -> str | None:
+def checkpoint_to_resume(
+    resume: str | None, output_dir: str | Path, config: Mapping[str, Any]
+) -> str | None:
     """The ``ckpt_path`` for ``trainer.fit``: ``None`` (fresh run), or a checkpoint file.
 
     ``resume``: ``None`` -> fresh; ``"auto"`` -> the newest complete checkpoint of this run
@@ -66,14 +83,19 @@ def checkpoint_to_resume(resume: str | None, output_dir: str | Path, config: Map
     if resume in (None, ""):
         restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
         if restarts not in ("", "0"):
-            log.warning("this Slurm job was requeued (SLURM_RESTART_COUNT=%s) but resume is not set: training "
-                        "starts from scratch. Pass resume=auto to continue from the last epoch.", restarts)
+            log.warning(
+                "this Slurm job was requeued (SLURM_RESTART_COUNT=%s) but resume is not set: training "
+                "starts from scratch. Pass resume=auto to continue from the last epoch.",
+                restarts,
+            )
         return None
     if resume != "auto":
         path = Path(str(resume)).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"resume={resume}: no checkpoint file at {path.resolve()} "
-                                    "(pass resume=auto to continue this run, or the path of a .ckpt file)")
+            raise FileNotFoundError(
+                f"resume={resume}: no checkpoint file at {path.resolve()} "
+                "(pass resume=auto to continue this run, or the path of a .ckpt file)"
+            )
         _check_same_run(path, config, f"resume={resume}")
         log.info("resume: continuing from %s", path)
         return str(path)
@@ -81,7 +103,9 @@ def checkpoint_to_resume(resume: str | None, output_dir: str | Path, config: Map
     directory = checkpoint_dir(output_dir)
     for path in _newest_first(directory.glob("*.ckpt")):
         if not _complete(path):
-            log.warning("resume=auto: skipping %s (incomplete: the run was killed while writing it)", path)
+            log.warning(
+                "resume=auto: skipping %s (incomplete: the run was killed while writing it)", path
+            )
             continue
         _check_same_run(path, config, "resume=auto")
         log.info("resume=auto: continuing from %s", path)
@@ -92,7 +116,9 @@ def checkpoint_to_resume(resume: str | None, output_dir: str | Path, config: Map
 
 def _newest_first(paths) -> list[Path]:
     # last.ckpt is written right after the best-epoch file of the same save: prefer it on equal times.
-    return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("last")), reverse=True)
+    return sorted(
+        paths, key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("last")), reverse=True
+    )
 
 
 def _complete(path: Path) -> bool:
@@ -110,7 +136,9 @@ def _check_same_run(path: Path, config: Mapping[str, Any], how: str) -> None:
     Lightning restores the optimizer, its learning rate included, from the checkpoint: continuing
     with another config would silently train on with the old values.
     """
-    stored = read_torch_checkpoint(path, LIGHTNING_CHECKPOINT, mmap=True)  # refuses pickled code, names the file
+    stored = read_torch_checkpoint(
+        path, LIGHTNING_CHECKPOINT, mmap=True
+    )  # refuses pickled code, names the file
     stored = stored.get("hyper_parameters", {}).get("config")
     if stored is None:
         return  # not written by humanclap.train: nothing to compare
@@ -121,10 +149,11 @@ def _check_same_run(path: Path, config: Mapping[str, Any], how: str) -> None:
         where = f" (its command-line overrides are in {overrides})" if overrides.is_file() else ""
         raise ResumeMismatch(
             f"{how}: {path} was written by a run with a different configuration (stored -> now):\n  "
-            + "\n  ".join(differences[:10]) + more
+            + "\n  ".join(differences[:10])
+            + more
             + f"\nResuming continues the same run, with the optimizer state and learning rate stored in the "
-              f"checkpoint. Rerun with that run's settings{where}, or leave out resume= (or pass another "
-              f"run_name=<name>) to start a new run."
+            f"checkpoint. Rerun with that run's settings{where}, or leave out resume= (or pass another "
+            f"run_name=<name>) to start a new run."
         )
 
 
@@ -132,8 +161,11 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, A
     if prefix.rstrip(".") in MAY_CHANGE_ON_RESUME:
         return []
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        return [difference for key in sorted(set(old) | set(new), key=str)
-                for difference in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+        return [
+            difference
+            for key in sorted(set(old) | set(new), key=str)
+            for difference in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
     return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 

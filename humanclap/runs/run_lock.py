@@ -11,9 +11,9 @@ import fcntl
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from humanclap.errors import HumanClapError
 
@@ -33,7 +33,9 @@ class RunLock:
         self._handles: list[int] = []
         self._created: list[Path] = []
 
-    def acquire(self, directory: Path, what: str, hint: str, remove_if_unused: bool = False) -> None:
+    def acquire(
+        self, directory: Path, what: str, hint: str, remove_if_unused: bool = False
+    ) -> None:
         """``remove_if_unused``: :meth:`release` removes ``directory`` if this lock created it and it
         still holds nothing else (the export directory of a run that failed before exporting)."""
         if remove_if_unused:
@@ -48,7 +50,8 @@ class RunLock:
             os.close(handle)
             raise RunDirectoryInUse(
                 f"the {what} {directory} is in use by a live run ({holder}); two runs with one name would mix "
-                f"their checkpoints and overwrite each other's export. {hint}") from None
+                f"their checkpoints and overwrite each other's export. {hint}"
+            ) from None
         os.ftruncate(handle, 0)
         os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}".encode())
         self._handles.append(handle)
@@ -64,8 +67,9 @@ class RunLock:
         self._created.clear()
 
 
-def claim_run_directories(output_dir: str | Path, export_dir: str | Path, resuming: bool,
-                          overwrite_export: bool) -> RunLock:
+def claim_run_directories(
+    output_dir: str | Path, export_dir: str | Path, resuming: bool, overwrite_export: bool
+) -> RunLock:
     """Lock ``output_dir`` and ``export_dir`` for this run and check the export can be written.
 
     Raises :class:`RunDirectoryInUse` (another live run, or an existing export) or
@@ -84,7 +88,8 @@ def claim_run_directories(output_dir: str | Path, export_dir: str | Path, resumi
             raise RunDirectoryInUse(
                 f"the export directory {export_dir} already holds a model ({', '.join(existing)}) from an earlier "
                 f"run. {rename} To replace that model, pass overwrite_export=true; to continue that run, "
-                f"resume=auto with its run_name.")
+                f"resume=auto with its run_name."
+            )
     except BaseException:
         lock.release()
         raise
@@ -99,14 +104,25 @@ def _require_writable(directory: Path) -> None:
     except OSError as error:
         raise HumanClapError(
             f"the export directory {directory} cannot be written ({error.strerror or error}); the trained model "
-            f"would be lost after the last epoch. Pass a writable paths.export_dir=<dir>.") from error
+            f"would be lost after the last epoch. Pass a writable paths.export_dir=<dir>."
+        ) from error
 
 
 @contextmanager
-def claimed_run(output_dir: str | Path, export_dir: str | Path, *, rank_zero: bool, resuming: bool,
-                overwrite_export: bool) -> Iterator[None]:
+def claimed_run(
+    output_dir: str | Path,
+    export_dir: str | Path,
+    *,
+    rank_zero: bool,
+    resuming: bool,
+    overwrite_export: bool,
+) -> Iterator[None]:
     """:func:`claim_run_directories` on rank 0 for the duration of the block (other ranks write nothing)."""
-    lock = claim_run_directories(output_dir, export_dir, resuming, overwrite_export) if rank_zero else None
+    lock = (
+        claim_run_directories(output_dir, export_dir, resuming, overwrite_export)
+        if rank_zero
+        else None
+    )
     try:
         yield
     finally:

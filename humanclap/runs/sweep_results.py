@@ -40,11 +40,17 @@ class SweepResults(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        record = {"job": config.hydra.job.num, "status": job_return.status.name, "export_dir": _export_dir(config)}
+        record = {
+            "job": config.hydra.job.num,
+            "status": job_return.status.name,
+            "export_dir": _export_dir(config),
+        }
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value  # the exception; .return_value would raise it
             record["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
-        (Path(config.hydra.runtime.output_dir) / JOB_RECORD).write_text(json.dumps(record, indent=2))
+        (Path(config.hydra.runtime.output_dir) / JOB_RECORD).write_text(
+            json.dumps(record, indent=2)
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -52,11 +58,16 @@ class SweepResults(Callback):
         table = markdown(rows)
         write_csv(rows, sweep_dir / "results.csv")
         (sweep_dir / "results.md").write_text(table)
-        print(f"\nSweep results ({sweep_dir / 'results.csv'}, {sweep_dir / 'results.md'}):\n{table}", flush=True)
+        print(
+            f"\nSweep results ({sweep_dir / 'results.csv'}, {sweep_dir / 'results.md'}):\n{table}",
+            flush=True,
+        )
 
 
 def _export_dir(config: DictConfig) -> str | None:
-    from humanclap.runs import launch  # lightning: only imported in the job, which has it loaded already
+    from humanclap.runs import (
+        launch,  # lightning: only imported in the job, which has it loaded already
+    )
 
     try:
         return str(launch.export_dir(config).resolve())
@@ -69,13 +80,27 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for record_file in sweep_dir.rglob(JOB_RECORD):
         record = json.loads(record_file.read_text())
-        overrides = yaml.safe_load((record_file.parent / ".hydra" / "overrides.yaml").read_text()) or []
-        row = {"job": record["job"], "status": record["status"], "overrides": " ".join(overrides),
-               "metric": None, "objective": None, "exported_epoch": None, "export_dir": record.get("export_dir")}
+        overrides = (
+            yaml.safe_load((record_file.parent / ".hydra" / "overrides.yaml").read_text()) or []
+        )
+        row = {
+            "job": record["job"],
+            "status": record["status"],
+            "overrides": " ".join(overrides),
+            "metric": None,
+            "objective": None,
+            "exported_epoch": None,
+            "export_dir": record.get("export_dir"),
+        }
         run_file = Path(record["export_dir"] or "", "humanclap_run.json")
         if record["export_dir"] and run_file.is_file():
             summary = json.loads(run_file.read_text())["summary"]
-            row.update({key: summary.get(key) for key in ("metric", "objective", "exported_epoch", "export_dir")})
+            row.update(
+                {
+                    key: summary.get(key)
+                    for key in ("metric", "objective", "exported_epoch", "export_dir")
+                }
+            )
         if "error" in record:
             row["status"] = f"{record['status']}: {record['error']}"
         rows.append(row)
@@ -86,7 +111,9 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     with path.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows({key: "" if row[key] is None else row[key] for key in COLUMNS} for row in rows)
+        writer.writerows(
+            {key: "" if row[key] is None else row[key] for key in COLUMNS} for row in rows
+        )
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

@@ -18,7 +18,18 @@ from humanclap.text.ordering import (
 )
 
 __all__ = [
-    "CONNECTIVES", "FIXED_PHRASES", "MANIPULATIONS", "ORDER_CONNECTIVES", "SIMULTANEITY_CONNECTIVES",
-    "SKIP_REASONS", "Connective", "Manipulation", "ManipulationStats", "find_connectives", "manipulate_all",
-    "swap_as_then", "swap_before_after", "swap_clauses",
+    "CONNECTIVES",
+    "FIXED_PHRASES",
+    "MANIPULATIONS",
+    "ORDER_CONNECTIVES",
+    "SIMULTANEITY_CONNECTIVES",
+    "SKIP_REASONS",
+    "Connective",
+    "Manipulation",
+    "ManipulationStats",
+    "find_connectives",
+    "manipulate_all",
+    "swap_as_then",
+    "swap_before_after",
+    "swap_clauses",
 ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 ORDER_CONNECTIVES = ("before", "after", "then", "followed by")
 SIMULTANEITY_CONNECTIVES = ("as", "while", "during")
@@ -34,7 +34,9 @@ SKIP_REASONS = {
 """Every skip reason, in the order the manipulations check them."""
 
 _WORD = r"(?<![\w-])({})(?![\w-])"
-_CONNECTIVE = re.compile(_WORD.format(r"followed\s+by|before|after|then|as|while|during"), re.IGNORECASE)
+_CONNECTIVE = re.compile(
+    _WORD.format(r"followed\s+by|before|after|then|as|while|during"), re.IGNORECASE
+)
 FIXED_PHRASES: dict[str, str] = {
     "as well as": r"\bas\s+well\s+as\b",
     "as ... as": r"\bas\s+[a-z]+\s+as\b",
@@ -57,9 +59,13 @@ _FIXED = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in FIXED_
 _CLAUSE_ADVERBS = r"just|shortly|soon|immediately|right|closely|directly"
 _LEADS = {  # what is taken along with the connective on its left (matched up to the connective)
     "then": re.compile(r"(?:\s*,)?\s*(?:\band\s+)?$", re.IGNORECASE),
-    "before": re.compile(rf"(?:\s*,)?\s*(?:\band\s+)?(?:\b(?:{_CLAUSE_ADVERBS})\s+)?$", re.IGNORECASE),
+    "before": re.compile(
+        rf"(?:\s*,)?\s*(?:\band\s+)?(?:\b(?:{_CLAUSE_ADVERBS})\s+)?$", re.IGNORECASE
+    ),
     "followed by": re.compile(
-        rf"(?:\s*,)?\s*(?:\band\s+)?(?:\b(?:is|are|was|were)\s+)?(?:\b(?:{_CLAUSE_ADVERBS})\s+)?$", re.IGNORECASE),
+        rf"(?:\s*,)?\s*(?:\band\s+)?(?:\b(?:is|are|was|were)\s+)?(?:\b(?:{_CLAUSE_ADVERBS})\s+)?$",
+        re.IGNORECASE,
+    ),
 }
 _LEADS["after"] = _LEADS["before"]
 _TAIL = re.compile(r"\s+(?:which|that)(?![\w-])", re.IGNORECASE)
@@ -98,10 +104,17 @@ def find_connectives(text: str) -> list[Connective]:
     for match in _CONNECTIVE.finditer(text):
         start, end = match.span(1)
         phrase = next((name for name, s, e in fixed if s <= start and end <= e), None)
-        found.append(Connective(
-            word=" ".join(match.group(1).lower().split()), start=start, end=end, written=match.group(1),
-            fixed_phrase=phrase, at_sentence_start=_at_sentence_start(text, start),
-            at_end=not text[end:].strip(" \t\n\r.,;:!?…\"')]")))
+        found.append(
+            Connective(
+                word=" ".join(match.group(1).lower().split()),
+                start=start,
+                end=end,
+                written=match.group(1),
+                fixed_phrase=phrase,
+                at_sentence_start=_at_sentence_start(text, start),
+                at_end=not text[end:].strip(" \t\n\r.,;:!?…\"')]"),
+            )
+        )
     return found
 
 
@@ -162,7 +175,11 @@ class ManipulationStats:
 
     def metrics(self, prefix: str = "skipped/") -> dict[str, float]:
         """``{prefix + reason: count}`` for every reason that occurred (in ``SKIP_REASONS`` order)."""
-        return {f"{prefix}{reason}": float(self.skipped[reason]) for reason in SKIP_REASONS if self.skipped[reason]}
+        return {
+            f"{prefix}{reason}": float(self.skipped[reason])
+            for reason in SKIP_REASONS
+            if self.skipped[reason]
+        }
 
     def __str__(self) -> str:
         kept = ", ".join(f"{word} {n}" for word, n in self.kept.items())
@@ -172,20 +189,27 @@ class ManipulationStats:
         parts = []
         for reason in SKIP_REASONS:
             if self.skipped[reason]:
-                extra = (" [" + ", ".join(f"{p} {n}" for p, n in self.fixed_phrases.most_common()) + "]"
-                         if reason == FIXED_PHRASE else "")
-                parts.append(f"{self.skipped[reason]} x {reason}{extra} (e.g. {self.examples[reason]!r})")
+                extra = (
+                    " [" + ", ".join(f"{p} {n}" for p, n in self.fixed_phrases.most_common()) + "]"
+                    if reason == FIXED_PHRASE
+                    else ""
+                )
+                parts.append(
+                    f"{self.skipped[reason]} x {reason}{extra} (e.g. {self.examples[reason]!r})"
+                )
         return f"{text}; skipped {self.n_skipped}: " + "; ".join(parts)
 
 
-def manipulate_all(texts: Iterable[str], manipulation: Callable[[str], Manipulation]
-                   ) -> tuple[list[Manipulation], ManipulationStats]:
+def manipulate_all(
+    texts: Iterable[str], manipulation: Callable[[str], Manipulation]
+) -> tuple[list[Manipulation], ManipulationStats]:
     """Apply ``manipulation`` to each text: (every result in order, the counts)."""
     stats = ManipulationStats()
     return [stats.add(manipulation(text)) for text in texts], stats
 
 
 # -- the manipulations ----------------------------------------------------------------------------
+
 
 def swap_before_after(text: str) -> Manipulation:
     """The single "before" <-> "after" (see docs/probes.md#text-manipulations)."""
@@ -195,12 +219,16 @@ def swap_before_after(text: str) -> Manipulation:
         return skip
     (c,) = relevant
     other = "after" if c.word == "before" else "before"
-    return Manipulation("before_after", text, text[:c.start] + _match_case(c.written, other) + text[c.end:],
-                        c.word)
+    return Manipulation(
+        "before_after",
+        text,
+        text[: c.start] + _match_case(c.written, other) + text[c.end :],
+        c.word,
+    )
 
 
 def swap_clauses(text: str) -> Manipulation:
-    """"A <sep> B" -> "B <sep> A" around the single order connective (docs/probes.md#text-manipulations)."""
+    """ "A <sep> B" -> "B <sep> A" around the single order connective (docs/probes.md#text-manipulations)."""
     text = text.strip()
     kind = "clause_swap"
     relevant, skip = _single(text, kind, set(ORDER_CONNECTIVES))
@@ -208,7 +236,7 @@ def swap_clauses(text: str) -> Manipulation:
         return skip
     (c,) = relevant
     punctuation = _TRAILING.search(text)
-    body, end = text[:punctuation.start()], text[punctuation.start():].strip()
+    body, end = text[: punctuation.start()], text[punctuation.start() :].strip()
     if _SENTENCE_BREAK.search(body):
         return Manipulation(kind, text, None, c.word, SEVERAL_SENTENCES)
     if c.at_sentence_start:
@@ -248,7 +276,9 @@ def swap_as_then(text: str) -> Manipulation:
     if c.at_end:
         return Manipulation(kind, text, None, c.word, CONNECTIVE_AT_END)
     other = "then" if c.word == "as" else "as"
-    return Manipulation(kind, text, text[:start] + _match_case(c.written, other) + text[c.end:], c.word)
+    return Manipulation(
+        kind, text, text[:start] + _match_case(c.written, other) + text[c.end :], c.word
+    )
 
 
 MANIPULATIONS: dict[str, Callable[[str], Manipulation]] = {
@@ -266,11 +296,19 @@ def _single(text: str, kind: str, words: set[str]) -> tuple[list[Connective], Ma
     if not relevant:
         phrases = list(dict.fromkeys(c.fixed_phrase for c in found))
         if phrases:
-            return [], Manipulation(kind, text, None, found[0].word, FIXED_PHRASE, ", ".join(phrases))
+            return [], Manipulation(
+                kind, text, None, found[0].word, FIXED_PHRASE, ", ".join(phrases)
+            )
         return [], Manipulation(kind, text, None, None, NO_CONNECTIVE)
     if len(relevant) > 1:
-        return [], Manipulation(kind, text, None, relevant[0].word, SEVERAL_CONNECTIVES,
-                                ", ".join(c.word for c in relevant))
+        return [], Manipulation(
+            kind,
+            text,
+            None,
+            relevant[0].word,
+            SEVERAL_CONNECTIVES,
+            ", ".join(c.word for c in relevant),
+        )
     return relevant, None
 
 

@@ -26,19 +26,26 @@ from humanclap.backbones.aggregation import (
     masked_mean,
     with_transformer_heads,
 )
-from humanclap.backbones.pretrained import from_pretrained_with_heads
 from humanclap.backbones.checkpoint_safety import CheckpointError
+from humanclap.backbones.pretrained import from_pretrained_with_heads
 from humanclap.backbones.resolve import resolve_model
 from humanclap.losses import HumanClapLoss
 
 SR = 48_000
 DIM = 32  # the tiny model's projection_dim
-TEXTS = ["a bright sound", "dark", "a dog barks then a bell rings", "a low hum followed by a whistle"]
+TEXTS = [
+    "a bright sound",
+    "dark",
+    "a dog barks then a bell rings",
+    "a low hum followed by a whistle",
+]
 SMALL_DATA = ["data.pairs.n_sounds=16", "data.pairs.texts_per_sound=2", "data.batch_size=4"]
 
 
 def noise(seconds: float, seed: int, level: float = 0.1) -> np.ndarray:
-    return (level * np.random.default_rng(seed).standard_normal(int(round(seconds * SR)))).astype(np.float32)
+    return (level * np.random.default_rng(seed).standard_normal(int(round(seconds * SR)))).astype(
+        np.float32
+    )
 
 
 def tone(seconds: float, hz: float) -> np.ndarray:
@@ -58,10 +65,13 @@ def heads() -> TransformerHeadBackbone:
 
 # -- the aggregator on its own -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cls_token", [True, False])
 def test_aggregator_shape_and_padding_is_irrelevant(cls_token):
     torch.manual_seed(0)
-    head = TransformerAggregator(input_dim=12, output_dim=6, max_positions=16, cls_token=cls_token).eval()
+    head = TransformerAggregator(
+        input_dim=12, output_dim=6, max_positions=16, cls_token=cls_token
+    ).eval()
     sequence = torch.randn(3, 5, 12)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
     with torch.no_grad():
@@ -100,6 +110,7 @@ def test_swapping_two_chunks_changes_the_transformer_but_not_mean_pooling():
 
 # -- chunking ------------------------------------------------------------------------------------------
 
+
 def test_chunking_rules(heads):
     featurizer = heads.featurizer
     assert isinstance(featurizer, ChunkedClapFeaturizer) and featurizer.chunk_samples == SR
@@ -111,24 +122,38 @@ def test_chunking_rules(heads):
     assert np.array_equal(featurizer.split(wave)[1], wave[SR : 2 * SR])  # consecutive, in order
 
     features = featurizer.audio([noise(1.5, 1), noise(0.5, 2), noise(3.2, 3)])
-    assert features["chunk_mask"].tolist() == [[True, True, False, False], [True, False, False, False],
-                                               [True, True, True, True]]
+    assert features["chunk_mask"].tolist() == [
+        [True, True, False, False],
+        [True, False, False, False],
+        [True, True, True, True],
+    ]
     assert features["input_features"].shape[0] == 3 * 4 and features["is_longer"].shape == (12, 1)
-    assert not features["input_features"][~features["chunk_mask"].flatten()].any()  # padded rows are zeros
+    assert not features["input_features"][
+        ~features["chunk_mask"].flatten()
+    ].any()  # padded rows are zeros
     # Each chunk gets exactly the features ClapFeaturizer gives that stretch of audio on its own.
-    plain = ClapFeaturizer(featurizer.feature_extractor, featurizer.tokenizer, featurizer.enable_fusion).audio
-    torch.testing.assert_close(features["input_features"][1], plain([noise(1.5, 1)[SR:]])["input_features"][0])
-    torch.testing.assert_close(features["input_features"][4], plain([noise(0.5, 2)])["input_features"][0])
+    plain = ClapFeaturizer(
+        featurizer.feature_extractor, featurizer.tokenizer, featurizer.enable_fusion
+    ).audio
+    torch.testing.assert_close(
+        features["input_features"][1], plain([noise(1.5, 1)[SR:]])["input_features"][0]
+    )
+    torch.testing.assert_close(
+        features["input_features"][4], plain([noise(0.5, 2)])["input_features"][0]
+    )
 
 
 # -- the backbone --------------------------------------------------------------------------------------
+
 
 def test_embeddings_have_the_right_shape_and_unit_norm(heads):
     waves = [noise(1.5, 1), tone(0.7, 440.0), noise(2.2, 5)]
     audio = heads.embed_audio(waves, batch_size=2)
     text = heads.embed_text(TEXTS, batch_size=3)
     for matrix, n in ((audio, len(waves)), (text, len(TEXTS))):
-        assert matrix.shape == (n, DIM) and matrix.dtype == torch.float32 and not matrix.requires_grad
+        assert (
+            matrix.shape == (n, DIM) and matrix.dtype == torch.float32 and not matrix.requires_grad
+        )
         torch.testing.assert_close(matrix.norm(dim=-1), torch.ones(n))
     assert heads.embed_audio([]).shape == (0, DIM) and heads.embed_text([]).shape == (0, DIM)
     assert heads.sample_rate == SR and heads.logit_scale is heads.model.logit_scale_a
@@ -160,7 +185,9 @@ def test_padded_tokens_do_not_matter(heads):
     padding = tokens["attention_mask"] == 0
     assert padding[1].any()  # "dark" is padded to the longest text
     scrambled = dict(tokens)
-    scrambled["input_ids"] = torch.where(padding, torch.randint(5, 100, tokens["input_ids"].shape), tokens["input_ids"])
+    scrambled["input_ids"] = torch.where(
+        padding, torch.randint(5, 100, tokens["input_ids"].shape), tokens["input_ids"]
+    )
     with torch.no_grad():
         reference = heads.text_embeddings(tokens)
         torch.testing.assert_close(heads.text_embeddings(scrambled), reference, atol=1e-5, rtol=0)
@@ -182,10 +209,16 @@ def test_swapping_two_audio_chunks_changes_the_head_but_not_mean_pooling(heads):
         head_ab = F.normalize(heads.audio_head(sequence_ab, mask_ab), dim=-1)
         head_ba = F.normalize(heads.audio_head(sequence_ba, mask_ba), dim=-1)
         assert (head_ab - head_ba).norm() > 1e-3
-        torch.testing.assert_close(head_ab, heads.audio_embeddings(heads.featurizer.audio([ab])), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            head_ab, heads.audio_embeddings(heads.featurizer.audio([ab])), atol=1e-6, rtol=0
+        )
         # while temporal mean pooling (+ the CLAP projection, the layers the head replaces) cannot.
-        pooled_ab = F.normalize(heads.model.audio_projection(masked_mean(sequence_ab, mask_ab)), dim=-1)
-        pooled_ba = F.normalize(heads.model.audio_projection(masked_mean(sequence_ba, mask_ba)), dim=-1)
+        pooled_ab = F.normalize(
+            heads.model.audio_projection(masked_mean(sequence_ab, mask_ab)), dim=-1
+        )
+        pooled_ba = F.normalize(
+            heads.model.audio_projection(masked_mean(sequence_ba, mask_ba)), dim=-1
+        )
         torch.testing.assert_close(pooled_ab, pooled_ba, atol=1e-6, rtol=0)
 
 
@@ -193,14 +226,26 @@ def test_gradients_flow_into_the_heads_and_freezing():
     backbone = head_backbone().train()
     audio = backbone.audio_embeddings(backbone.featurizer.audio([noise(1.5, 1), noise(0.6, 2)]))
     text = backbone.text_embeddings(backbone.featurizer.text(TEXTS[:2]))
-    HumanClapLoss({"wsce": 0.1, "mae": 1.0})(audio, text, torch.tensor([0.9, 0.2]), backbone.logit_scale)["loss"].backward()
+    HumanClapLoss({"wsce": 0.1, "mae": 1.0})(
+        audio, text, torch.tensor([0.9, 0.2]), backbone.logit_scale
+    )["loss"].backward()
     for head in (backbone.audio_head, backbone.text_head):
         for name, parameter in head.named_parameters():
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone.model.audio_model.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone.model.text_model.parameters())
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for p in backbone.model.audio_model.parameters()
+    )
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for p in backbone.model.text_model.parameters()
+    )
     # The replaced layers never reach the output, so they are kept out of the optimiser.
-    replaced = [backbone.model.audio_projection, backbone.model.text_projection, backbone.model.text_model.pooler]
+    replaced = [
+        backbone.model.audio_projection,
+        backbone.model.text_projection,
+        backbone.model.text_model.pooler,
+    ]
     trainable = {id(p) for p in backbone.trainable_parameters()}
     for module in replaced:
         assert all(p.grad is None and id(p) not in trainable for p in module.parameters())
@@ -222,15 +267,22 @@ def test_gradients_flow_into_the_heads_and_freezing():
 def test_a_few_steps_lower_the_loss():
     torch.manual_seed(0)
     backbone = head_backbone()
-    waves = [np.concatenate([noise(1.0, i, level=0.05 * (i + 1)), tone(0.5, 200.0 * (i + 1))]) for i in range(4)]
+    waves = [
+        np.concatenate([noise(1.0, i, level=0.05 * (i + 1)), tone(0.5, 200.0 * (i + 1))])
+        for i in range(4)
+    ]
     audio_features = backbone.featurizer.audio(waves)
     tokens = backbone.featurizer.text(TEXTS)
     scores = torch.tensor([0.9, 0.1, 0.6, 0.3])
     loss_fn = HumanClapLoss({"wsce": 0.1, "mse": 1.0, "mae": 1.0})
 
     def loss() -> torch.Tensor:
-        return loss_fn(backbone.audio_embeddings(audio_features), backbone.text_embeddings(tokens), scores,
-                       backbone.logit_scale)["loss"]
+        return loss_fn(
+            backbone.audio_embeddings(audio_features),
+            backbone.text_embeddings(tokens),
+            scores,
+            backbone.logit_scale,
+        )["loss"]
 
     backbone.eval()
     with torch.no_grad():
@@ -250,6 +302,7 @@ def test_a_few_steps_lower_the_loss():
 
 # -- persistence ---------------------------------------------------------------------------------------
 
+
 def test_save_pretrained_round_trip(tmp_path):
     backbone = head_backbone(max_chunks=4, text_cls_token=True).eval()
     with torch.no_grad():  # weights no fresh initialisation would give
@@ -264,7 +317,11 @@ def test_save_pretrained_round_trip(tmp_path):
     assert config["chunking"]["max_chunks"] == 4 and config["text_head"]["cls_token"] is True
     assert json.loads((out / "config.json").read_text())["model_type"] == HEADS_MODEL_TYPE
 
-    for reloaded in (from_pretrained(str(out)), from_pretrained_with_heads(str(out)), resolve_model(str(out)).backbone):
+    for reloaded in (
+        from_pretrained(str(out)),
+        from_pretrained_with_heads(str(out)),
+        resolve_model(str(out)).backbone,
+    ):
         assert isinstance(reloaded, TransformerHeadBackbone)
         assert reloaded.featurizer.max_chunks == 4
         state = reloaded.state_dict()
@@ -282,31 +339,53 @@ def test_save_pretrained_round_trip(tmp_path):
 def test_plain_transformers_does_not_load_a_heads_export_silently(tmp_path):
     """``ClapModel.from_pretrained`` would give the towers without the heads: it warns, naming the marker."""
     out = head_backbone().save_pretrained(tmp_path / "export")
-    plain = subprocess.run([sys.executable, "-c", f"from transformers import ClapModel; "
-                                                  f"ClapModel.from_pretrained({str(out)!r})"],
-                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from transformers import ClapModel; ClapModel.from_pretrained({str(out)!r})",
+        ],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert plain.returncode == 0, plain.stderr[-3000:]
-    assert f"You are using a model of type `{HEADS_MODEL_TYPE}` to instantiate a model of type `clap`" in plain.stderr
-    with pytest.raises(ValueError, match=f"model type `{HEADS_MODEL_TYPE}` but Transformers does not recognize"):
+    assert (
+        f"You are using a model of type `{HEADS_MODEL_TYPE}` to instantiate a model of type `clap`"
+        in plain.stderr
+    )
+    with pytest.raises(
+        ValueError, match=f"model type `{HEADS_MODEL_TYPE}` but Transformers does not recognize"
+    ):
         AutoModel.from_pretrained(out)
 
 
 def test_a_marked_export_without_its_heads_is_refused(tmp_path):
     out = head_backbone().save_pretrained(tmp_path / "export")
     (out / HEADS_CONFIG).unlink()
-    with pytest.raises(CheckpointError, match=f"says model_type '{HEADS_MODEL_TYPE}': the model needs its "
-                                              f"Transformer heads, but .* has no {HEADS_CONFIG}"):
+    with pytest.raises(
+        CheckpointError,
+        match=f"says model_type '{HEADS_MODEL_TYPE}': the model needs its "
+        f"Transformer heads, but .* has no {HEADS_CONFIG}",
+    ):
         from_pretrained(str(out))
 
 
 # -- configuration -------------------------------------------------------------------------------------
 
+
 def test_config_composes_and_trains_one_epoch(compose_train, compose_evaluate):
     from humanclap.evaluate import evaluate
     from humanclap.train import train
 
-    cfg = compose_train("model=tiny_transformer_head", "logger=csv", "trainer.max_epochs=1",
-                        "+data.pairs.duration_s=1.5", *SMALL_DATA)
+    cfg = compose_train(
+        "model=tiny_transformer_head",
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "+data.pairs.duration_s=1.5",
+        *SMALL_DATA,
+    )
     assert cfg.model._target_ == "humanclap.backbones.aggregation.with_transformer_heads"
     assert cfg.model.backbone._target_ == "humanclap.backbones.tiny_clap"
     assert cfg.optimizer.lr == pytest.approx(1e-3) and cfg.trainer.max_epochs == 1
@@ -324,13 +403,28 @@ def test_config_composes_and_trains_one_epoch(compose_train, compose_evaluate):
     assert not torch.equal(exported.audio_head.cls, head_backbone().audio_head.cls)  # it trained
     assert exported.embed_audio([noise(2.0, 0)]).shape == (1, DIM)
     card = (export / "README.md").read_text()  # the model card says what it is and how to load it
-    assert f"| run | `{cfg.run_name}` |" in card and "| base model | `tiny_transformer_head` (" in card
-    assert "| exported epoch | 0 (lowest val/loss) |" in card and "**plain transformers cannot use this model**" in card
-    assert f'model = from_pretrained("{export}")' in card and f"python -m humanclap.evaluate model={export}" in card
+    assert (
+        f"| run | `{cfg.run_name}` |" in card and "| base model | `tiny_transformer_head` (" in card
+    )
+    assert (
+        "| exported epoch | 0 (lowest val/loss) |" in card
+        and "**plain transformers cannot use this model**" in card
+    )
+    assert (
+        f'model = from_pretrained("{export}")' in card
+        and f"python -m humanclap.evaluate model={export}" in card
+    )
 
     # `python -m humanclap.evaluate model=<export>` measures the model with its heads.
-    evaluation = compose_evaluate(f"models=[{export}]", "names=[heads]", "probes=[relevance]", "figures=false",
-                                  "data.pairs.n_sounds=20", "data.pairs.texts_per_sound=2", "progress=false")
+    evaluation = compose_evaluate(
+        f"models=[{export}]",
+        "names=[heads]",
+        "probes=[relevance]",
+        "figures=false",
+        "data.pairs.n_sounds=20",
+        "data.pairs.texts_per_sound=2",
+        "progress=false",
+    )
     metrics = evaluate(evaluation)["heads"]["relevance"]
     document = json.loads((Path(evaluation.paths.output_dir) / "metrics.json").read_text())
     assert document["models"]["heads"]["kind"] == "transformers_dir" and "srcc" in metrics
@@ -340,16 +434,27 @@ def test_tiny_head_config_is_a_model_name_for_evaluate():
     resolved = resolve_model("tiny_transformer_head")
     assert resolved.kind == "config" and isinstance(resolved.backbone, TransformerHeadBackbone)
     # Same seed, same heads.
-    assert torch.equal(resolved.backbone.audio_head.cls, resolve_model("tiny_transformer_head").backbone.audio_head.cls)
+    assert torch.equal(
+        resolved.backbone.audio_head.cls,
+        resolve_model("tiny_transformer_head").backbone.audio_head.cls,
+    )
 
 
 def test_any_backbone_can_be_wrapped_from_config(compose_train):
     cfg = compose_train("model=laion_htsat_fused_transformer_head")
     assert cfg.model.backbone.source == "laion/clap-htsat-fused"
-    assert cfg.optimizer.lr == pytest.approx(1e-5) and cfg.trainer.max_epochs == 50  # the paper schedule
+    assert (
+        cfg.optimizer.lr == pytest.approx(1e-5) and cfg.trainer.max_epochs == 50
+    )  # the paper schedule
     # The command-line form shown in model/tiny_transformer_head.yaml.
-    cfg = compose_train("model=tiny_transformer_head", "model.backbone._target_=humanclap.backbones.from_pretrained",
-                        "~model.backbone.seed", "~model.backbone.enable_fusion",
-                        "+model.backbone.source=laion/clap-htsat-fused")
-    assert dict(cfg.model.backbone) == {"_target_": "humanclap.backbones.from_pretrained",
-                                        "source": "laion/clap-htsat-fused"}
+    cfg = compose_train(
+        "model=tiny_transformer_head",
+        "model.backbone._target_=humanclap.backbones.from_pretrained",
+        "~model.backbone.seed",
+        "~model.backbone.enable_fusion",
+        "+model.backbone.source=laion/clap-htsat-fused",
+    )
+    assert dict(cfg.model.backbone) == {
+        "_target_": "humanclap.backbones.from_pretrained",
+        "source": "laion/clap-htsat-fused",
+    }

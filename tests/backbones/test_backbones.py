@@ -32,7 +32,12 @@ from humanclap.backbones.pretrained import default_processor
 SR = 48_000
 MAX_SAMPLES = SR  # the tiny model's context: max_length_s=1 at 48 kHz
 HOP = 480
-TEXTS = ["a bright sound", "dark", "something loud and noisy", "a low-pitched hum followed by a whistle"]
+TEXTS = [
+    "a bright sound",
+    "dark",
+    "something loud and noisy",
+    "a low-pitched hum followed by a whistle",
+]
 # Observed: <= 2e-7 (the extractor computes the mel in float64 for a batched list, float32 per
 # clip in ClapFeaturizer). A wrong feature, projection or normalisation moves rows by > 1e-2.
 ATOL = 1e-5
@@ -67,14 +72,18 @@ def hand_audio(model: ClapModel, processor: ClapProcessor, waves, is_longer=None
     features = processor.feature_extractor(waves, sampling_rate=SR, return_tensors="pt")
     longer = features["is_longer"] if is_longer is None else is_longer
     with eval_mode(model):
-        pooled = model.audio_model(input_features=features["input_features"].float(), is_longer=longer).pooler_output
+        pooled = model.audio_model(
+            input_features=features["input_features"].float(), is_longer=longer
+        ).pooler_output
         return F.normalize(model.audio_projection(pooled), dim=-1)
 
 
 def hand_text(model: ClapModel, processor: ClapProcessor, texts) -> torch.Tensor:
     tokens = processor.tokenizer(texts, padding=True, return_tensors="pt")
     with eval_mode(model):
-        pooled = model.text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).pooler_output
+        pooled = model.text_model(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+        ).pooler_output
         return F.normalize(model.text_projection(pooled), dim=-1)
 
 
@@ -87,6 +96,7 @@ def check_embedding_matrix(matrix: torch.Tensor, n: int, dim: int) -> None:
 
 
 # -- the tiny model round trip -------------------------------------------------------------------
+
 
 def test_tiny_checkpoint_loads_in_plain_transformers_and_matches_hand_embeddings(tmp_path):
     directory = build_tiny_clap(tmp_path / "tiny")
@@ -115,7 +125,9 @@ def test_tiny_checkpoint_loads_in_plain_transformers_and_matches_hand_embeddings
     assert (audio[0] - audio[1]).abs().max() > 1e-2
     assert (text[0] - text[1]).abs().max() > 1e-2
     # torch tensors are accepted like NumPy arrays; an empty list gives an empty (0, dim) matrix.
-    assert torch.allclose(backbone.embed_audio([torch.from_numpy(w) for w in SHORT]), audio, atol=1e-6)
+    assert torch.allclose(
+        backbone.embed_audio([torch.from_numpy(w) for w in SHORT]), audio, atol=1e-6
+    )
     assert backbone.embed_audio([]).shape == (0, dim)
 
 
@@ -130,7 +142,10 @@ def test_tiny_weights_are_a_function_of_the_seed(tmp_path):
     assert first.keys() == again.keys() == other.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
     differing = [k for k in first if not torch.equal(first[k], other[k])]
-    assert "audio_projection.linear1.weight" in differing and "text_projection.linear1.weight" in differing
+    assert (
+        "audio_projection.linear1.weight" in differing
+        and "text_projection.linear1.weight" in differing
+    )
 
 
 def test_building_the_tiny_model_leaves_the_global_rng_alone(tmp_path):
@@ -165,6 +180,7 @@ def test_save_pretrained_exports_changed_weights(tmp_path):
 
 # -- determinism of the fused model ---------------------------------------------------------------
 
+
 def _global_numpy_state():
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return name, keys.copy(), pos, has_gauss, cached
@@ -196,7 +212,9 @@ def test_raw_fusion_extractor_flags_a_random_short_clip(tiny_fused_backbone):
     assert not features["is_longer"].any()
     with eval_mode(tiny_fused_backbone):
         plain = tiny_fused_backbone.audio_embeddings(features)
-        fused = tiny_fused_backbone.audio_embeddings({**features, "is_longer": torch.ones(1, 1, dtype=torch.bool)})
+        fused = tiny_fused_backbone.audio_embeddings(
+            {**features, "is_longer": torch.ones(1, 1, dtype=torch.bool)}
+        )
     assert (plain - fused).abs().max() > 1e-3
 
 
@@ -216,15 +234,24 @@ def test_fused_embed_audio_independent_of_batch_and_global_seed(tiny_fused_backb
         np.random.seed(100 + seed)
         before = _global_numpy_state()
         embedded = backbone.embed_audio(clips, batch_size=3)
-        assert _same_numpy_state(before, np.random.get_state()), "embed_audio changed numpy's global state"
-        assert torch.allclose(embedded, alone[rows], atol=1e-6), (seed, (embedded - alone[rows]).abs().max())
+        assert _same_numpy_state(before, np.random.get_state()), (
+            "embed_audio changed numpy's global state"
+        )
+        assert torch.allclose(embedded, alone[rows], atol=1e-6), (
+            seed,
+            (embedded - alone[rows]).abs().max(),
+        )
 
     # Short clips are featurized with is_longer=False, i.e. exactly as plain transformers would be
     # with the random flag switched off.
-    processor = ClapProcessor(feature_extractor=backbone.featurizer.feature_extractor,
-                              tokenizer=backbone.featurizer.tokenizer)
+    processor = ClapProcessor(
+        feature_extractor=backbone.featurizer.feature_extractor,
+        tokenizer=backbone.featurizer.tokenizer,
+    )
     for index, wave in enumerate(SHORT):
-        expected = hand_audio(backbone.model, processor, [wave], is_longer=torch.zeros(1, 1, dtype=torch.bool))
+        expected = hand_audio(
+            backbone.model, processor, [wave], is_longer=torch.zeros(1, 1, dtype=torch.bool)
+        )
         assert torch.allclose(alone[index : index + 1], expected, atol=ATOL)
 
 
@@ -245,7 +272,14 @@ def test_long_clips_get_deterministic_embeddings(fused, tiny_backbone, tiny_fuse
 def test_featurizer_is_longer_agrees_with_the_extractor(tiny_fused_backbone):
     featurizer = tiny_fused_backbone.featurizer
     assert featurizer.max_samples == MAX_SAMPLES
-    lengths = [SR // 2, MAX_SAMPLES, MAX_SAMPLES + 1, MAX_SAMPLES + HOP - 1, MAX_SAMPLES + HOP, int(2.5 * SR)]
+    lengths = [
+        SR // 2,
+        MAX_SAMPLES,
+        MAX_SAMPLES + 1,
+        MAX_SAMPLES + HOP - 1,
+        MAX_SAMPLES + HOP,
+        int(2.5 * SR),
+    ]
     # Hand-computed: longer iff the clip has more mel frames (1 + n // hop) than one window (1 + 48000 // 480).
     expected = [False, False, False, False, True, True]
     waves = [clip(n / SR, i) for i, n in enumerate(lengths)]
@@ -253,7 +287,9 @@ def test_featurizer_is_longer_agrees_with_the_extractor(tiny_fused_backbone):
 
     saved = np.random.get_state()
     try:
-        raw = featurizer.feature_extractor(waves, sampling_rate=SR, truncation="fusion", return_tensors="np")
+        raw = featurizer.feature_extractor(
+            waves, sampling_rate=SR, truncation="fusion", return_tensors="np"
+        )
     finally:
         np.random.set_state(saved)
     # A genuinely longer clip is present, so the extractor adds no random flag.
@@ -284,7 +320,9 @@ def test_bad_waveforms_are_refused_naming_the_item(kind, batch_size, tiny_backbo
         tiny_backbone.embed_audio(waves, batch_size=batch_size)
 
 
-@pytest.mark.parametrize("bad", ["", "   ", 3, None, b"bytes"], ids=["empty", "blank", "int", "none", "bytes"])
+@pytest.mark.parametrize(
+    "bad", ["", "   ", 3, None, b"bytes"], ids=["empty", "blank", "int", "none", "bytes"]
+)
 @pytest.mark.parametrize("batch_size", [64, 2])
 def test_bad_texts_are_refused_naming_the_item(bad, batch_size, tiny_backbone):
     with pytest.raises(ValueError, match=r"text 2\b"):
@@ -302,10 +340,13 @@ def test_batch_size_below_one_is_refused(batch_size, tiny_backbone):
 def test_batch_size_does_not_change_embeddings(tiny_backbone):
     whole = tiny_backbone.embed_text(TEXTS)
     assert torch.allclose(tiny_backbone.embed_text(TEXTS, batch_size=1), whole, atol=1e-6)
-    assert torch.allclose(tiny_backbone.embed_audio(SHORT, batch_size=2), tiny_backbone.embed_audio(SHORT), atol=1e-6)
+    assert torch.allclose(
+        tiny_backbone.embed_audio(SHORT, batch_size=2), tiny_backbone.embed_audio(SHORT), atol=1e-6
+    )
 
 
 # -- from_pretrained errors ------------------------------------------------------------------------
+
 
 def test_missing_local_path_is_not_available(tmp_path):
     for source in (str(tmp_path / "no-such-checkpoint"), "no-such-checkpoint", "./a/b/c"):
@@ -340,14 +381,18 @@ def test_uncached_hub_id_fails_fast_offline_with_download_hint():
 
 def test_processor_with_other_mel_size_is_refused(tmp_path, tiny_backbone):
     directory = build_tiny_clap(tmp_path / "tiny")
-    wrong = ClapProcessor(feature_extractor=ClapFeatureExtractor(feature_size=80, sampling_rate=SR),
-                          tokenizer=tiny_backbone.featurizer.tokenizer)
+    wrong = ClapProcessor(
+        feature_extractor=ClapFeatureExtractor(feature_size=80, sampling_rate=SR),
+        tokenizer=tiny_backbone.featurizer.tokenizer,
+    )
     wrong.save_pretrained(tmp_path / "processor")
     with pytest.raises(ValueError, match="80 mel bins.*expects 64"):
         from_pretrained(str(directory), processor=str(tmp_path / "processor"))
     # The same processor directory with the right mel size loads.
-    ClapProcessor(feature_extractor=tiny_backbone.featurizer.feature_extractor,
-                  tokenizer=tiny_backbone.featurizer.tokenizer).save_pretrained(tmp_path / "right")
+    ClapProcessor(
+        feature_extractor=tiny_backbone.featurizer.feature_extractor,
+        tokenizer=tiny_backbone.featurizer.tokenizer,
+    ).save_pretrained(tmp_path / "right")
     assert from_pretrained(str(directory), processor=str(tmp_path / "right"), name="x").name == "x"
 
 
@@ -360,13 +405,16 @@ def test_default_processor():
 
 # -- training utilities ----------------------------------------------------------------------------
 
+
 def test_clamp_logit_scale_clamps_both_scales():
     backbone = tiny_clap()
     assert backbone.logit_scale is backbone.model.logit_scale_a
     assert MAX_LOGIT_SCALE == pytest.approx(math.log(100.0))
-    for a, t, expected_a, expected_t in [(-2.0, 7.0, 0.0, math.log(100.0)),
-                                         (9.0, -0.5, math.log(100.0), 0.0),
-                                         (1.5, 3.0, 1.5, 3.0)]:
+    for a, t, expected_a, expected_t in [
+        (-2.0, 7.0, 0.0, math.log(100.0)),
+        (9.0, -0.5, math.log(100.0), 0.0),
+        (1.5, 3.0, 1.5, 3.0),
+    ]:
         with torch.no_grad():
             backbone.model.logit_scale_a.fill_(a)
             backbone.model.logit_scale_t.fill_(t)
@@ -391,7 +439,11 @@ def test_freeze_audio_tower_only():
     # Gradients reach the text tower and the temperature, never the audio tower.
     features = backbone.featurizer.audio(SHORT[:2])
     tokens = backbone.featurizer.text(TEXTS[:2])
-    logits = backbone.logit_scale.exp() * backbone.text_embeddings(tokens) @ backbone.audio_embeddings(features).T
+    logits = (
+        backbone.logit_scale.exp()
+        * backbone.text_embeddings(tokens)
+        @ backbone.audio_embeddings(features).T
+    )
     logits.sum().backward()
     assert all(names[n].grad is None for n in audio)
     assert names["model.text_projection.linear1.weight"].grad.abs().sum() > 0

@@ -28,14 +28,22 @@ def _plain_leaves(value, where="hyper_parameters"):
 
 
 def test_every_checkpoint_of_a_run_loads_with_weights_only(compose_train):
-    cfg = compose_train("logger=csv", "trainer.max_epochs=1", "probes=relevance", "data.pairs.n_sounds=16",
-                        "data.pairs.texts_per_sound=2", "data.batch_size=4")
+    cfg = compose_train(
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "probes=relevance",
+        "data.pairs.n_sounds=16",
+        "data.pairs.texts_per_sound=2",
+        "data.batch_size=4",
+    )
     train(cfg)
 
     paths = sorted((Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt"))
     assert {p.name for p in paths} == {"epoch000.ckpt", "last.ckpt"}
     for path in paths:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # torch's default since 2.6
+        checkpoint = torch.load(
+            path, map_location="cpu", weights_only=True
+        )  # torch's default since 2.6
         assert _plain_leaves(checkpoint["hyper_parameters"]) == []
         config = checkpoint["hyper_parameters"]["config"]
         assert config["loss"]["lambdas"] == {"wsce": 0.1, "mse": 0, "mae": 1}
@@ -43,7 +51,9 @@ def test_every_checkpoint_of_a_run_loads_with_weights_only(compose_train):
         # Lightning's own load path, under weights_only: the objects that are not hyperparameters
         # (backbone, loss, optimizer factory) are rebuilt from the stored config.
         module = HumanClapModule.load_from_checkpoint(
-            path, map_location="cpu", weights_only=True,
+            path,
+            map_location="cpu",
+            weights_only=True,
             backbone=instantiate(OmegaConf.create(config["model"])),
             loss=instantiate(OmegaConf.create(config["loss"])),
             optimizer=instantiate(OmegaConf.create(config["optimizer"])),
@@ -61,9 +71,17 @@ def test_a_dictconfig_is_stored_as_plain_containers(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="DictConfig"):
         torch.load(broken, weights_only=True)
 
-    module = HumanClapModule(tiny_clap(), HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
-                             lambda p: torch.optim.AdamW(p, lr=1e-3), config=config)
-    assert module.hparams["config"] == {"seed": 0, "loss": {"lambdas": {"wsce": 0.1}}, "lr": 0}  # resolved
+    module = HumanClapModule(
+        tiny_clap(),
+        HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
+        lambda p: torch.optim.AdamW(p, lr=1e-3),
+        config=config,
+    )
+    assert module.hparams["config"] == {
+        "seed": 0,
+        "loss": {"lambdas": {"wsce": 0.1}},
+        "lr": 0,
+    }  # resolved
     assert _plain_leaves(dict(module.hparams)) == []
     plain = tmp_path / "plain.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams)}, plain)

@@ -21,7 +21,13 @@ import numpy as np
 import pytest
 import torch
 from tokenizers import ByteLevelBPETokenizer
-from transformers import BertTokenizer, ClapFeatureExtractor, RobertaConfig, RobertaModel, RobertaTokenizer
+from transformers import (
+    BertTokenizer,
+    ClapFeatureExtractor,
+    RobertaConfig,
+    RobertaModel,
+    RobertaTokenizer,
+)
 
 from humanclap.backbones import CheckpointNotAvailable, from_laion_checkpoint, from_pretrained
 from humanclap.backbones.laion_checkpoint import (
@@ -55,20 +61,41 @@ TEXTS = [
 def _fake_hub(root: Path) -> Path:
     """./roberta-base (tokenizer + 1-layer RobertaModel), ./bert-base-uncased, ./facebook/bart-base."""
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_WORDS + [" " + word for word in _WORDS], vocab_size=400, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
+    bpe.train_from_iterator(
+        _WORDS + [" " + word for word in _WORDS],
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
     (root / "bpe").mkdir()
     bpe.save_model(str(root / "bpe"))
-    bpe_files = dict(vocab=str(root / "bpe" / "vocab.json"), merges=str(root / "bpe" / "merges.txt"))
+    bpe_files = dict(
+        vocab=str(root / "bpe" / "vocab.json"), merges=str(root / "bpe" / "merges.txt")
+    )
     roberta = RobertaTokenizer(**bpe_files, model_max_length=512)
     roberta.save_pretrained(root / "roberta-base")
-    RobertaTokenizer(**bpe_files).save_pretrained(root / "facebook" / "bart-base")  # BartTokenizer is the same class
+    RobertaTokenizer(**bpe_files).save_pretrained(
+        root / "facebook" / "bart-base"
+    )  # BartTokenizer is the same class
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    BertTokenizer(vocab={token: i for i, token in enumerate(specials + _WORDS)}).save_pretrained(root / "bert-base-uncased")
+    BertTokenizer(vocab={token: i for i, token in enumerate(specials + _WORDS)}).save_pretrained(
+        root / "bert-base-uncased"
+    )
     torch.manual_seed(0)
-    config = RobertaConfig(vocab_size=len(roberta), hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
-                           intermediate_size=96, max_position_embeddings=80, type_vocab_size=1,
-                           layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2)  # as roberta-base
+    config = RobertaConfig(
+        vocab_size=len(roberta),
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=12,
+        intermediate_size=96,
+        max_position_embeddings=80,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )  # as roberta-base
     RobertaModel(config, add_pooling_layer=True).save_pretrained(root / "roberta-base")
     return root / "roberta-base"
 
@@ -82,7 +109,11 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
 
     with torch.no_grad():
         for name, tensor in model.state_dict().items():  # shares storage with the model
-            if not tensor.is_floating_point() or "_extractor." in name or name.endswith("attn_mask"):
+            if (
+                not tensor.is_floating_point()
+                or "_extractor." in name
+                or name.endswith("attn_mask")
+            ):
                 continue  # fixed STFT / mel front end and shifted-window masks: not learned
             if name.endswith("running_mean"):
                 tensor.copy_(noise(tensor, 0.5))
@@ -104,9 +135,18 @@ def _save_laion(clap_module, path: Path, position_ids: bool) -> Path:
     if position_ids:  # transformers < 4.31 saved RobertaEmbeddings.position_ids
         positions = state["text_branch.embeddings.position_embeddings.weight"].shape[0]
         state["text_branch.embeddings.position_ids"] = torch.arange(positions).unsqueeze(0)
-    torch.save({"epoch": 1, "name": "test", "state_dict": {"module." + key: value for key, value in state.items()},
-                "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.99), "params": [0, 1]}]}},
-               path)
+    torch.save(
+        {
+            "epoch": 1,
+            "name": "test",
+            "state_dict": {"module." + key: value for key, value in state.items()},
+            "optimizer": {
+                "state": {},
+                "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.99), "params": [0, 1]}],
+            },
+        },
+        path,
+    )
     return path
 
 
@@ -115,15 +155,18 @@ def laion(tmp_path_factory):
     root = tmp_path_factory.mktemp("laion")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        patch.setattr(sys, "path", list(sys.path))  # laion_clap appends its package dir; undone on exit
+        patch.setattr(
+            sys, "path", list(sys.path)
+        )  # laion_clap appends its package dir; undone on exit
         tokenizer = _fake_hub(root)
         import laion_clap
         from laion_clap.training.data import float32_to_int16, int16_to_float32
 
         modules = {}
         for seed, fused in enumerate((False, True)):
-            modules[fused] = laion_clap.CLAP_Module(enable_fusion=fused, amodel="HTSAT-tiny", tmodel="roberta",
-                                                    device="cpu")
+            modules[fused] = laion_clap.CLAP_Module(
+                enable_fusion=fused, amodel="HTSAT-tiny", tmodel="roberta", device="cpu"
+            )
             _randomise(modules[fused].model, seed=seed + 1)
     files = {
         False: _save_laion(modules[False], root / "unfused.pt", position_ids=True),
@@ -131,8 +174,13 @@ def laion(tmp_path_factory):
     }
     # laion's own loader reads our file back (it insists on position_ids being present)
     modules[False].load_ckpt(str(files[False]), verbose=False)
-    yield SimpleNamespace(modules=modules, files=files, tokenizer=tokenizer, root=root,
-                          quantise=lambda wave: int16_to_float32(float32_to_int16(wave)))
+    yield SimpleNamespace(
+        modules=modules,
+        files=files,
+        tokenizer=tokenizer,
+        root=root,
+        quantise=lambda wave: int16_to_float32(float32_to_int16(wave)),
+    )
     for path in files.values():  # ~130 MB each; pytest keeps the last runs' temporary directories
         path.unlink()
 
@@ -146,7 +194,10 @@ def scratch(tmp_path):
 
 @pytest.fixture(scope="module")
 def ours(laion):
-    return {fused: from_laion_checkpoint(laion.files[fused], tokenizer=str(laion.tokenizer)) for fused in (False, True)}
+    return {
+        fused: from_laion_checkpoint(laion.files[fused], tokenizer=str(laion.tokenizer))
+        for fused in (False, True)
+    }
 
 
 def _clips(quantise, lengths):
@@ -155,7 +206,9 @@ def _clips(quantise, lengths):
     clips = []
     for index, length in enumerate(lengths):
         t = np.arange(length) / SR
-        wave = (0.3 * np.sin(2 * np.pi * (220 * (index + 1)) * t) + 0.05 * rng.standard_normal(length)).astype(np.float32)
+        wave = (
+            0.3 * np.sin(2 * np.pi * (220 * (index + 1)) * t) + 0.05 * rng.standard_normal(length)
+        ).astype(np.float32)
         for _ in range(5):  # float32 -> int16 truncates, so one round trip is not always idempotent
             quantised = quantise(wave)
             if np.array_equal(quantised, wave):
@@ -173,11 +226,14 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # -- equality with laion_clap --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
 def test_text_embeddings_match_laion(laion, ours, fused):
     expected = laion.modules[fused].get_text_embedding(TEXTS, use_tensor=True).detach()
     actual = ours[fused].embed_text(TEXTS)
-    print(f"text max abs diff ({'fused' if fused else 'unfused'}): {_max_diff(actual, expected):.2e}")
+    print(
+        f"text max abs diff ({'fused' if fused else 'unfused'}): {_max_diff(actual, expected):.2e}"
+    )
     torch.testing.assert_close(actual, expected, atol=ATOL, rtol=0)
 
 
@@ -199,7 +255,9 @@ def test_audio_embeddings_match_laion(laion, ours, fused):
     finally:
         np.random.set_state(state)
     actual = ours[fused].embed_audio(clips)
-    print(f"audio max abs diff ({'fused' if fused else 'unfused'}): {_max_diff(actual, expected):.2e}")
+    print(
+        f"audio max abs diff ({'fused' if fused else 'unfused'}): {_max_diff(actual, expected):.2e}"
+    )
     torch.testing.assert_close(actual, expected, atol=ATOL, rtol=0)
 
 
@@ -209,7 +267,10 @@ def test_fusion_branch_matches_laion(laion, ours):
     features = backbone.featurizer.audio(_clips(laion.quantise, [11 * SR, 14 * SR]))
     is_longer = torch.tensor([[True], [False]])
     assert features["input_features"].shape[1] == 4
-    batch = [{"mel_fusion": mel, "longer": longer} for mel, longer in zip(features["input_features"], is_longer)]
+    batch = [
+        {"mel_fusion": mel, "longer": longer}
+        for mel, longer in zip(features["input_features"], is_longer)
+    ]
     with torch.no_grad():
         expected = laion.modules[True].model.eval().get_audio_embedding(batch)
         actual = backbone.eval().audio_embeddings({**features, "is_longer": is_longer})
@@ -228,18 +289,38 @@ def test_logit_scales_are_converted(laion, ours, fused):
 def test_inferred_config(ours):
     for fused, backbone in ours.items():
         audio, text = backbone.model.config.audio_config, backbone.model.config.text_config
-        assert (audio.patch_embeds_hidden_size, list(audio.depths), list(audio.num_attention_heads)) == (
-            96, [2, 2, 6, 2], [4, 8, 16, 32])
-        assert (audio.window_size, audio.hidden_size, audio.num_mel_bins, audio.spec_size) == (8, 768, 64, 256)
+        assert (
+            audio.patch_embeds_hidden_size,
+            list(audio.depths),
+            list(audio.num_attention_heads),
+        ) == (96, [2, 2, 6, 2], [4, 8, 16, 32])
+        assert (audio.window_size, audio.hidden_size, audio.num_mel_bins, audio.spec_size) == (
+            8,
+            768,
+            64,
+            256,
+        )
         assert audio.enable_fusion == fused and audio.fusion_type == ("aff_2d" if fused else None)
-        assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.intermediate_size) == (
-            768, 1, 12, 96)
+        assert (
+            text.hidden_size,
+            text.num_hidden_layers,
+            text.num_attention_heads,
+            text.intermediate_size,
+        ) == (768, 1, 12, 96)
         assert backbone.model.config.projection_dim == 512
         assert backbone.featurizer.enable_fusion == fused
         extractor = backbone.featurizer.feature_extractor
-        assert (extractor.sampling_rate, extractor.hop_length, extractor.fft_window_size, extractor.nb_max_samples,
-                extractor.frequency_min, extractor.frequency_max) == (48_000, 480, 1024, 480_000, 50, 14_000)
-        assert all(parameter.requires_grad for parameter in backbone.model.parameters())  # trainable as loaded
+        assert (
+            extractor.sampling_rate,
+            extractor.hop_length,
+            extractor.fft_window_size,
+            extractor.nb_max_samples,
+            extractor.frequency_min,
+            extractor.frequency_max,
+        ) == (48_000, 480, 1024, 480_000, 50, 14_000)
+        assert all(
+            parameter.requires_grad for parameter in backbone.model.parameters()
+        )  # trainable as loaded
     assert ours[False].name == "unfused"
 
 
@@ -249,10 +330,14 @@ def test_fft_size_is_read_from_the_checkpoint(laion, scratch, monkeypatch):
     import laion_clap
 
     monkeypatch.chdir(laion.root)  # CLAP_Module loads ./roberta-base
-    reference = laion_clap.CLAP_Module(enable_fusion=False, amodel="HTSAT-tiny-win-1536", tmodel="roberta", device="cpu")
+    reference = laion_clap.CLAP_Module(
+        enable_fusion=False, amodel="HTSAT-tiny-win-1536", tmodel="roberta", device="cpu"
+    )
     _randomise(reference.model, seed=3)
-    backbone = from_laion_checkpoint(_save_laion(reference, scratch / "win1536.pt", position_ids=False),
-                                     tokenizer=str(laion.tokenizer))
+    backbone = from_laion_checkpoint(
+        _save_laion(reference, scratch / "win1536.pt", position_ids=False),
+        tokenizer=str(laion.tokenizer),
+    )
     assert backbone.featurizer.feature_extractor.fft_window_size == 1536
     clips = _clips(laion.quantise, [2 * SR])
     expected = torch.from_numpy(reference.get_audio_embedding_from_data(clips))
@@ -261,9 +346,13 @@ def test_fft_size_is_read_from_the_checkpoint(laion, scratch, monkeypatch):
 
 def test_foreign_mel_filterbank_is_refused(unfused_weights):
     state_dict, config = unfused_weights
-    other = ClapFeatureExtractor(frequency_max=8_000).mel_filters_slaney  # a model trained on other mels
+    other = ClapFeatureExtractor(
+        frequency_max=8_000
+    ).mel_filters_slaney  # a model trained on other mels
     with pytest.raises(ValueError, match="mel filterbank"):
-        _feature_extractor({**state_dict, "audio_branch.logmel_extractor.melW": torch.from_numpy(other)}, config)
+        _feature_extractor(
+            {**state_dict, "audio_branch.logmel_extractor.melW": torch.from_numpy(other)}, config
+        )
 
 
 def test_text_num_heads_override(laion):
@@ -275,9 +364,12 @@ def test_text_num_heads_override(laion):
 
 # -- formats and round trip ----------------------------------------------------------------------
 
+
 def test_position_ids_present_or_absent(laion, scratch):
     with_ids = read_laion_state_dict(laion.files[False])
-    without = read_laion_state_dict(_save_laion(laion.modules[False], scratch / "plain.pt", position_ids=False))
+    without = read_laion_state_dict(
+        _save_laion(laion.modules[False], scratch / "plain.pt", position_ids=False)
+    )
     assert "text_branch.embeddings.position_ids" not in with_ids
     assert sorted(with_ids) == sorted(without)
     assert all(torch.equal(with_ids[key], without[key]) for key in with_ids)
@@ -293,11 +385,15 @@ def test_bare_state_dict_without_module_prefix(laion, scratch):
 
 @pytest.mark.slow
 def test_converted_directory_round_trip(laion, ours, scratch):
-    directory = convert_laion_checkpoint(laion.files[True], scratch / "converted", tokenizer=str(laion.tokenizer))
+    directory = convert_laion_checkpoint(
+        laion.files[True], scratch / "converted", tokenizer=str(laion.tokenizer)
+    )
     reloaded = from_pretrained(str(directory))
     assert reloaded.featurizer.enable_fusion
     expected = ours[True].model.state_dict()
-    assert all(torch.equal(value, expected[key]) for key, value in reloaded.model.state_dict().items())
+    assert all(
+        torch.equal(value, expected[key]) for key, value in reloaded.model.state_dict().items()
+    )
     clips = _clips(laion.quantise, [2 * SR])
     assert torch.equal(reloaded.embed_audio(clips), ours[True].embed_audio(clips))
     assert torch.equal(reloaded.embed_text(TEXTS), ours[True].embed_text(TEXTS))
@@ -305,14 +401,22 @@ def test_converted_directory_round_trip(laion, ours, scratch):
 
 # -- bad inputs ----------------------------------------------------------------------------------
 
+
 def test_missing_file(tmp_path):
     path = tmp_path / "630k-audioset-best.pt"
     with pytest.raises(CheckpointNotAvailable, match="630k-audioset-best.pt"):
         from_laion_checkpoint(path)
 
 
-@pytest.mark.parametrize("content", [[1, 2, 3], {"epoch": 3, "state_dict": {"encoder.weight": torch.zeros(2)}},
-                                     {"epoch": 3, "note": "no weights"}], ids=["list", "no-branches", "not-tensors"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        [1, 2, 3],
+        {"epoch": 3, "state_dict": {"encoder.weight": torch.zeros(2)}},
+        {"epoch": 3, "note": "no weights"},
+    ],
+    ids=["list", "no-branches", "not-tensors"],
+)
 def test_not_a_checkpoint(tmp_path, content):
     path = tmp_path / "other.pt"
     torch.save(content, path)
@@ -337,7 +441,13 @@ class _MakesDirectoryWhenUnpickled:
 
 def test_pickled_objects_are_refused_not_executed(tmp_path):
     path, marker = tmp_path / "with_code.pt", tmp_path / "unpickled"
-    torch.save({"state_dict": {"audio_branch.x": torch.zeros(1)}, "args": _MakesDirectoryWhenUnpickled(marker)}, path)
+    torch.save(
+        {
+            "state_dict": {"audio_branch.x": torch.zeros(1)},
+            "args": _MakesDirectoryWhenUnpickled(marker),
+        },
+        path,
+    )
     with pytest.raises(ValueError, match="with_code.pt.*weights-only"):
         read_laion_state_dict(path)
     assert not marker.exists()
@@ -361,8 +471,15 @@ def test_missing_weight_is_named(unfused_weights):
     assert message.count("\n    ") == 1  # nothing else is reported
 
 
-@pytest.mark.parametrize("extra", ["audio_branch.layers.0.blocks.0.attn.extra_gate", "audio_branch.extra.weight",
-                                   "text_branch.encoder.layer.5.output.dense.weight", "decoder.weight"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "audio_branch.layers.0.blocks.0.attn.extra_gate",
+        "audio_branch.extra.weight",
+        "text_branch.encoder.layer.5.output.dense.weight",
+        "decoder.weight",
+    ],
+)
 def test_unknown_weight_is_named(unfused_weights, extra):
     state_dict, config = unfused_weights
     with pytest.raises(ValueError, match="no ClapModel weight takes") as error:
@@ -379,15 +496,34 @@ def test_shape_mismatch_is_named(unfused_weights):
     assert key in str(error.value)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"text_branch.embeddings.token_type_embeddings.weight": torch.zeros(2, 768)}, "BERT"),
-    ({"text_branch.shared.weight": torch.zeros(4, 768)}, "BART"),
-    ({"text_branch.embeddings.word_embeddings.weight": None, "text_branch.resblocks.0.attn.in_proj_weight":
-      torch.zeros(3, 3)}, "not a RoBERTa"),
-    ({"audio_branch.patch_embed.proj.weight": None, "audio_branch.conv_block1.conv1.weight": torch.zeros(1)}, "PANN"),
-    ({"audio_branch.patch_embed.fusion_model.local_att2.0.weight": torch.zeros(1),
-      "audio_branch.patch_embed.mel_conv2d.weight": torch.zeros(1)}, "aff_2d"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"text_branch.embeddings.token_type_embeddings.weight": torch.zeros(2, 768)}, "BERT"),
+        ({"text_branch.shared.weight": torch.zeros(4, 768)}, "BART"),
+        (
+            {
+                "text_branch.embeddings.word_embeddings.weight": None,
+                "text_branch.resblocks.0.attn.in_proj_weight": torch.zeros(3, 3),
+            },
+            "not a RoBERTa",
+        ),
+        (
+            {
+                "audio_branch.patch_embed.proj.weight": None,
+                "audio_branch.conv_block1.conv1.weight": torch.zeros(1),
+            },
+            "PANN",
+        ),
+        (
+            {
+                "audio_branch.patch_embed.fusion_model.local_att2.0.weight": torch.zeros(1),
+                "audio_branch.patch_embed.mel_conv2d.weight": torch.zeros(1),
+            },
+            "aff_2d",
+        ),
+    ],
+)
 def test_unsupported_branches(unfused_weights, change, message):
     state_dict = dict(unfused_weights[0])
     for key, value in change.items():
@@ -406,6 +542,7 @@ def test_unreachable_tokenizer_explains_offline_use(laion):
 
 # -- the evaluate CLI on a LAION .pt next to a transformers directory ---------------------------------
 
+
 def test_evaluate_laion_pt_and_transformers_dir_side_by_side(laion, compose_evaluate, tmp_path):
     """metrics.json, report and PNGs for both checkpoints; the LAION model's relevance numbers equal
     those computed from laion_clap's own CLAP_Module embeddings (scipy, no humanclap code)."""
@@ -419,8 +556,13 @@ def test_evaluate_laion_pt_and_transformers_dir_side_by_side(laion, compose_eval
     from humanclap.evaluate import evaluate
 
     tiny_dir = tiny_clap(seed=3).save_pretrained(tmp_path / "tiny-hf")
-    cfg = compose_evaluate(f"models=[{tiny_dir},{laion.files[False]}]", f"laion_tokenizer={laion.tokenizer}",
-                           "data.pairs.n_sounds=20", "data.pairs.texts_per_sound=2", "progress=false")
+    cfg = compose_evaluate(
+        f"models=[{tiny_dir},{laion.files[False]}]",
+        f"laion_tokenizer={laion.tokenizer}",
+        "data.pairs.n_sounds=20",
+        "data.pairs.texts_per_sound=2",
+        "progress=false",
+    )
     evaluate(cfg)
     out = Path(cfg.paths.output_dir)
     document = json.loads((out / "metrics.json").read_text())
@@ -431,14 +573,21 @@ def test_evaluate_laion_pt_and_transformers_dir_side_by_side(laion, compose_eval
     for name in ("tiny-hf", "unfused.pt"):
         assert f"| {name} |" in report
         pngs = sorted((out / "figures" / name).glob("*.png"))
-        assert [p.name for p in pngs] == ["relevance-clapscore_range.png", "relevance-relevance_scatter.png"]
+        assert [p.name for p in pngs] == [
+            "relevance-clapscore_range.png",
+            "relevance-relevance_scatter.png",
+        ]
         assert all(imread(p).std() > 0 for p in pngs)
 
-    pairs = synthetic_pairs(n_sounds=20, texts_per_sound=2, test_fraction=0.2, seed=0).select("test")
+    pairs = synthetic_pairs(n_sounds=20, texts_per_sound=2, test_fraction=0.2, seed=0).select(
+        "test"
+    )
     clips = sorted({p.audio for p in pairs})
     texts = sorted({p.text for p in pairs})
     module = laion.modules[False]
-    audio = dict(zip(clips, module.get_audio_embedding_from_data([pairs.load_audio(c, SR) for c in clips])))
+    audio = dict(
+        zip(clips, module.get_audio_embedding_from_data([pairs.load_audio(c, SR) for c in clips]))
+    )
     text = dict(zip(texts, module.get_text_embedding(texts)))
     clapscore = np.array([max(float(np.dot(audio[p.audio], text[p.text])), 0.0) for p in pairs])
     human = np.array([p.score for p in pairs])
@@ -446,8 +595,12 @@ def test_evaluate_laion_pt_and_transformers_dir_side_by_side(laion, compose_eval
     assert metrics["n"] == len(pairs) == 8
     assert metrics["mse"] == pytest.approx(np.mean((clapscore - human) ** 2), abs=1e-5)
     if clapscore.std() > 0:
-        assert metrics["lcc"] == pytest.approx(scipy.stats.pearsonr(clapscore, human).statistic, abs=1e-4)
-        assert metrics["srcc"] == pytest.approx(scipy.stats.spearmanr(clapscore, human).statistic, abs=1e-6)
+        assert metrics["lcc"] == pytest.approx(
+            scipy.stats.pearsonr(clapscore, human).statistic, abs=1e-4
+        )
+        assert metrics["srcc"] == pytest.approx(
+            scipy.stats.spearmanr(clapscore, human).statistic, abs=1e-6
+        )
     else:
         assert metrics["srcc"] is None  # constant CLAPScores: undefined, written as null
     print("LAION relevance on 8 synthetic pairs:", {k: metrics[k] for k in ("srcc", "lcc", "mse")})

@@ -17,20 +17,32 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli import _env
 from hydra.utils import instantiate
 
-from cli import _env
 from humanclap.backbones import from_laion_checkpoint, from_pretrained, tiny_clap
-from humanclap.backbones.pretrained import CheckpointNotAvailable, HubUnreachable, looks_like_hub_id, looks_like_path
+from humanclap.backbones.pretrained import (
+    CheckpointNotAvailable,
+    HubUnreachable,
+    looks_like_hub_id,
+    looks_like_path,
+)
 from humanclap.backbones.resolve import UnknownModel, resolve_model
-from humanclap.train import build_backbone
 from humanclap.cli import user_error
 from humanclap.evaluate import check_model_arguments, command_using_download, evaluate
 from humanclap.reports.provenance import weights_fingerprint
+from humanclap.train import build_backbone
 
-CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens there: a hub that cannot be reached, without any network
-FAST = ["data.pairs.n_sounds=20", "data.pairs.texts_per_sound=2", "probes=[relevance]", "progress=false",
-        "figures=false"]
+CLOSED_PORT = (
+    "http://127.0.0.1:9"  # nothing listens there: a hub that cannot be reached, without any network
+)
+FAST = [
+    "data.pairs.n_sounds=20",
+    "data.pairs.texts_per_sound=2",
+    "probes=[relevance]",
+    "progress=false",
+    "figures=false",
+]
 EVALUATE = "python -m humanclap.evaluate "
 
 
@@ -74,18 +86,33 @@ def hub_unreachable(tmp_path, monkeypatch):
 
 # -- path or hub id ------------------------------------------------------------------------------
 
+
 def test_what_is_a_path_and_what_a_hub_id(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for hub_id in ("laion/clap-htsat-fused", "sarulab-speech/human-clap-wsce-mae", "checkpoints/nonexistent"):
+    for hub_id in (
+        "laion/clap-htsat-fused",
+        "sarulab-speech/human-clap-wsce-mae",
+        "checkpoints/nonexistent",
+    ):
         assert looks_like_hub_id(hub_id) and not looks_like_path(hub_id)
     (tmp_path / "checkpoints").mkdir()  # now checkpoints/<x> is a path
-    for path in ("checkpoints/nonexistent", "./clap", "/data/clap", "~/clap", "a/b/c", "630k-audioset-best.pt",
-                 "run.ckpt", "music.pth", "org/name.pt"):
+    for path in (
+        "checkpoints/nonexistent",
+        "./clap",
+        "/data/clap",
+        "~/clap",
+        "a/b/c",
+        "630k-audioset-best.pt",
+        "run.ckpt",
+        "music.pth",
+        "org/name.pt",
+    ):
         assert looks_like_path(path) and not looks_like_hub_id(path), path
     assert not looks_like_path("tiny") and not looks_like_hub_id("tiny")
 
 
 # -- a path that does not exist ------------------------------------------------------------------
+
 
 @pytest.fixture
 def checkpoints(tmp_path, monkeypatch):
@@ -102,7 +129,9 @@ HOLDS = "does not exist locally; 'checkpoints/' holds: old.ckpt, run-a/."
 def test_a_mistyped_model_path_is_a_missing_path_with_its_folder_listed(checkpoints):
     with pytest.raises(UnknownModel) as error:
         resolve_model("checkpoints/nonexistent")
-    assert str(error.value).startswith(f"model 'checkpoints/nonexistent' {HOLDS} A model is one of: a config name")
+    assert str(error.value).startswith(
+        f"model 'checkpoints/nonexistent' {HOLDS} A model is one of: a config name"
+    )
     assert "download" not in str(error.value) and "hub id 'org/name'." in str(error.value)
     with pytest.raises(CheckpointNotAvailable) as error:
         from_pretrained("checkpoints/nonexistent")
@@ -112,15 +141,29 @@ def test_a_mistyped_model_path_is_a_missing_path_with_its_folder_listed(checkpoi
     assert str(error.value) == f"LAION-CLAP checkpoint 'checkpoints/630k-audioset-best.pt' {HOLDS}"
     with pytest.raises(CheckpointNotAvailable) as error:
         from_pretrained("runs/2024/best")
-    assert str(error.value) == "CLAP model 'runs/2024/best' does not exist locally, nor does its folder 'runs/2024/'."
+    assert (
+        str(error.value)
+        == "CLAP model 'runs/2024/best' does not exist locally, nor does its folder 'runs/2024/'."
+    )
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (["model=hf_dir", "model.source=checkpoints/nonexistent"], f"CLAP model 'checkpoints/nonexistent' {HOLDS}"),
-    (["model=laion_ckpt", "model.path=checkpoints/630k-audioset-best.pt"],
-     f"LAION-CLAP checkpoint 'checkpoints/630k-audioset-best.pt' {HOLDS}"),
-], ids=["hf_dir", "laion_ckpt"])
-def test_training_model_configs_report_a_missing_path(checkpoints, compose_train, overrides, expected):
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (
+            ["model=hf_dir", "model.source=checkpoints/nonexistent"],
+            f"CLAP model 'checkpoints/nonexistent' {HOLDS}",
+        ),
+        (
+            ["model=laion_ckpt", "model.path=checkpoints/630k-audioset-best.pt"],
+            f"LAION-CLAP checkpoint 'checkpoints/630k-audioset-best.pt' {HOLDS}",
+        ),
+    ],
+    ids=["hf_dir", "laion_ckpt"],
+)
+def test_training_model_configs_report_a_missing_path(
+    checkpoints, compose_train, overrides, expected
+):
     cfg = compose_train(*overrides)
     with pytest.raises(Exception) as error:
         instantiate(cfg.model)  # what humanclap.train does with it
@@ -128,6 +171,7 @@ def test_training_model_configs_report_a_missing_path(checkpoints, compose_train
 
 
 # -- a hub id that cannot be reached -------------------------------------------------------------
+
 
 def test_an_uncached_hub_id_fails_at_once_without_the_hub(tmp_path, monkeypatch, hub_unreachable):
     monkeypatch.chdir(tmp_path)
@@ -141,12 +185,15 @@ def test_an_uncached_hub_id_fails_at_once_without_the_hub(tmp_path, monkeypatch,
         "where the hub is reachable:\n"
         "    hf download laion/clap-htsat-fused --local-dir checkpoints/clap-htsat-fused\n"
         "then pass checkpoints/clap-htsat-fused in its place (in a model config: "
-        "model.source=checkpoints/clap-htsat-fused).")
+        "model.source=checkpoints/clap-htsat-fused)."
+    )
 
 
 def test_with_hf_hub_offline_the_message_says_so():
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # conftest
-    with pytest.raises(HubUnreachable, match=r"cannot be reached \(HF_HUB_OFFLINE is set\)\. Download it once"):
+    with pytest.raises(
+        HubUnreachable, match=r"cannot be reached \(HF_HUB_OFFLINE is set\)\. Download it once"
+    ):
         from_pretrained("humanclap-tests/no-such-model")
 
 
@@ -166,8 +213,13 @@ def test_a_cached_hub_model_loads_without_the_hub(tmp_path, monkeypatch, hub_unr
     assert weights_fingerprint(backbone) == weights_fingerprint(tiny_clap(seed=5))
 
 
-@pytest.mark.parametrize("name, key", [("laion_htsat_fused", "model.source"),
-                                       ("laion_htsat_fused_transformer_head", "model.backbone.source")])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("laion_htsat_fused", "model.source"),
+        ("laion_htsat_fused_transformer_head", "model.backbone.source"),
+    ],
+)
 def test_the_training_hint_works_as_printed(name, key, tmp_path, monkeypatch, compose_train):
     """`python -m humanclap.train model=<name>` without the hub ends with the command that trains on the
     downloaded copy, naming the key that holds the hub id (nested for the Transformer-head wrapper)."""
@@ -181,17 +233,29 @@ def test_the_training_hint_works_as_printed(name, key, tmp_path, monkeypatch, co
     backbone = build_backbone(compose_train(*command.split()[3:]))
     saved, loaded = tiny_clap(seed=5).model.state_dict(), backbone.model.state_dict()
     shared = [key for key in saved if key.startswith(("text_model.", "audio_model."))]
-    assert shared and all(torch.equal(saved[key], loaded[key]) for key in shared)  # the copy's weights
+    assert shared and all(
+        torch.equal(saved[key], loaded[key]) for key in shared
+    )  # the copy's weights
 
 
 @pytest.mark.slow
 def test_evaluate_without_the_hub_prints_commands_that_work(tmp_path):
     """The real CLI, HF_HUB_OFFLINE unset and the hub unreachable: one plain message within seconds, no
     retries; its download command parses, and its evaluate command runs once the directory is there."""
-    env = {key: value for key, value in _env().items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env = {
+        key: value
+        for key, value in _env().items()
+        if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
     env.update(HF_ENDPOINT=CLOSED_PORT, HF_HOME=str(tmp_path / "hf-home"))
-    run = subprocess.run([sys.executable, "-m", "humanclap.evaluate", "model=laion_htsat_fused"], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "humanclap.evaluate", "model=laion_htsat_fused"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 1
     assert "Retrying" not in run.stdout + run.stderr
     assert run.stderr.strip() == (
@@ -200,37 +264,62 @@ def test_evaluate_without_the_hub_prints_commands_that_work(tmp_path):
         "once where the hub is reachable:\n"
         "    hf download laion/clap-htsat-fused --local-dir checkpoints/clap-htsat-fused\n"
         "then evaluate with it:\n"
-        "    python -m humanclap.evaluate model=laion_htsat_fused model.source=checkpoints/clap-htsat-fused")
+        "    python -m humanclap.evaluate model=laion_htsat_fused model.source=checkpoints/clap-htsat-fused"
+    )
     download, command = hints(run.stderr)
     # `hf` is the download command this huggingface_hub installs; offline, it gets as far as asking the hub.
     hf = shlex.split(download)
-    offline = subprocess.run([str(Path(sys.executable).parent / hf[0]), *hf[1:]], cwd=tmp_path,
-                             env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=120)
+    offline = subprocess.run(
+        [str(Path(sys.executable).parent / hf[0]), *hf[1:]],
+        cwd=tmp_path,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert offline.returncode == 1 and "offline mode is enabled" in offline.stdout + offline.stderr
     save_tiny(tmp_path / "checkpoints" / "clap-htsat-fused")  # what the download would have written
     python, *argv = shlex.split(command)
     assert python == "python"
-    done = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (metrics,) = (tmp_path / "outputs").glob("*/metrics.json")
     model = json.loads(metrics.read_text())["models"]["laion_htsat_fused"]
     assert model["weights_sha256"] == weights_fingerprint(tiny_clap(seed=5))
 
 
-@pytest.mark.parametrize("start, then", [
-    ("model=sarulab-speech/human-clap-wsce",
-     ["model=checkpoints/human-clap-wsce processor=laion/clap-htsat-fused",
-      "model=checkpoints/human-clap-wsce processor=checkpoints/clap-htsat-fused"]),
-    ("model=human_clap_wsce",
-     ["model=human_clap_wsce model.source=checkpoints/human-clap-wsce",
-      "model=human_clap_wsce model.source=checkpoints/human-clap-wsce model.processor=checkpoints/clap-htsat-fused"]),
-], ids=["hub-id", "config"])
-def test_evaluate_hints_for_a_weights_only_release_lead_to_a_run(start, then, tmp_path, monkeypatch, compose_evaluate):
+@pytest.mark.parametrize(
+    "start, then",
+    [
+        (
+            "model=sarulab-speech/human-clap-wsce",
+            [
+                "model=checkpoints/human-clap-wsce processor=laion/clap-htsat-fused",
+                "model=checkpoints/human-clap-wsce processor=checkpoints/clap-htsat-fused",
+            ],
+        ),
+        (
+            "model=human_clap_wsce",
+            [
+                "model=human_clap_wsce model.source=checkpoints/human-clap-wsce",
+                "model=human_clap_wsce model.source=checkpoints/human-clap-wsce model.processor=checkpoints/clap-htsat-fused",  # noqa: E501
+            ],
+        ),
+    ],
+    ids=["hub-id", "config"],
+)
+def test_evaluate_hints_for_a_weights_only_release_lead_to_a_run(
+    start, then, tmp_path, monkeypatch, compose_evaluate
+):
     """A Human-CLAP release ships weights only; its processor is laion/clap-htsat-fused. Each hint, run
     as printed after its download, either evaluates or names the next missing piece."""
     monkeypatch.chdir(tmp_path)
-    downloads = {"sarulab-speech/human-clap-wsce": lambda d: save_tiny(d, weights_only=True),
-                 "laion/clap-htsat-fused": save_tiny}
+    downloads = {
+        "sarulab-speech/human-clap-wsce": lambda d: save_tiny(d, weights_only=True),
+        "laion/clap-htsat-fused": save_tiny,
+    }
     command = EVALUATE + start
     for expected in then:
         with pytest.raises(HubUnreachable) as error:
@@ -244,35 +333,48 @@ def test_evaluate_hints_for_a_weights_only_release_lead_to_a_run(start, then, tm
 
 
 def test_a_laion_tokenizer_hint_names_laion_tokenizer(tmp_path, compose_evaluate):
-    error = HubUnreachable("tokenizer", "FacebookAI/roberta-base", "tokenizer", "the hub cannot be reached")
+    error = HubUnreachable(
+        "tokenizer", "FacebookAI/roberta-base", "tokenizer", "the hub cannot be reached"
+    )
     cfg = compose_evaluate()
     assert command_using_download(error, "630k-audioset-best.pt", cfg) == (
-        EVALUATE + "model=630k-audioset-best.pt laion_tokenizer=checkpoints/roberta-base")
+        EVALUATE + "model=630k-audioset-best.pt laion_tokenizer=checkpoints/roberta-base"
+    )
 
 
 # -- model=<config name> model.<key>=<value> in evaluate ------------------------------------------
 
+
 def test_evaluate_takes_a_model_config_with_its_keys_as_training_does(tmp_path, compose_evaluate):
     directory = save_tiny(tmp_path / "exported")
-    results = evaluate_as_printed(compose_evaluate, f"{EVALUATE}model=hf_dir model.source={directory}")
+    results = evaluate_as_printed(
+        compose_evaluate, f"{EVALUATE}model=hf_dir model.source={directory}"
+    )
     assert list(results) == ["hf_dir"]
     document = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
     assert document["models"]["hf_dir"]["weights_sha256"] == weights_fingerprint(tiny_clap(seed=5))
     # several models side by side keep working
-    assert set(evaluate_as_printed(compose_evaluate, f"{EVALUATE}models=[tiny,{directory}]")) == {"tiny", "exported"}
+    assert set(evaluate_as_printed(compose_evaluate, f"{EVALUATE}models=[tiny,{directory}]")) == {
+        "tiny",
+        "exported",
+    }
 
 
 def test_a_model_config_without_its_required_key_says_which(compose_evaluate):
     with pytest.raises(UnknownModel) as error:
         evaluate_as_printed(compose_evaluate, EVALUATE + "model=hf_dir")
-    assert str(error.value) == ("model config 'hf_dir' needs a value for model.source (??? in the config): give it "
-                                "after the config name, as in model=hf_dir model.source=<value>")
+    assert str(error.value) == (
+        "model config 'hf_dir' needs a value for model.source (??? in the config): give it "
+        "after the config name, as in model=hf_dir model.source=<value>"
+    )
 
 
 def test_model_keys_without_a_model_config_are_refused():
     with pytest.raises(SystemExit) as error:
         check_model_arguments(["prog", "models=[tiny]", "model.source=checkpoints/run"])
-    assert str(error.value).startswith("'model.source=checkpoints/run' sets a key of a model config, so name the "
-                                       "config too: model=<name> model.source=checkpoints/run, with <name> one of "
-                                       "hf_dir, human_clap, human_clap_mse, ")
+    assert str(error.value).startswith(
+        "'model.source=checkpoints/run' sets a key of a model config, so name the "
+        "config too: model=<name> model.source=checkpoints/run, with <name> one of "
+        "hf_dir, human_clap, human_clap_mse, "
+    )
     check_model_arguments(["prog", "model=hf_dir", "model.source=checkpoints/run"])

@@ -13,7 +13,9 @@ from humanclap.data.pairs import DataError, RatedPair, RatedPairs
 
 
 def _sine(freq: float, rate: int, seconds: float = 1.0) -> np.ndarray:
-    return (0.5 * np.sin(2 * np.pi * freq * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+    return (0.5 * np.sin(2 * np.pi * freq * np.arange(int(rate * seconds)) / rate)).astype(
+        np.float32
+    )
 
 
 def _peak_hz(wave: np.ndarray, rate: int) -> float:
@@ -42,7 +44,9 @@ def test_stereo_with_opposite_channels_mixes_to_silence_and_44k1_resamples(tmp_p
 
 def test_stereo_mixdown_is_the_channel_mean_and_same_rate_is_untouched(tmp_path):
     path = tmp_path / "stereo.wav"
-    frames = np.stack([np.full(480, 0.5), np.full(480, 0.1)], axis=1).astype(np.float32)  # 10 ms, the minimum
+    frames = np.stack([np.full(480, 0.5), np.full(480, 0.1)], axis=1).astype(
+        np.float32
+    )  # 10 ms, the minimum
     sf.write(path, frames, 48_000, subtype="FLOAT")
     wave = load_audio(path, 48_000)
     np.testing.assert_allclose(wave, np.full(480, 0.3, dtype=np.float32), rtol=0, atol=1e-7)

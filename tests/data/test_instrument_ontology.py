@@ -17,8 +17,10 @@ from humanclap.data.synthetic.instruments import INSTRUMENTS
 #          └─ winds (1) ──── reeds (2) ── single (3) ── clarinet (4)      (deeper on purpose)
 #                         │             └ double (3) ── oboe (4)
 #                         └─ flutes (2) ── flute (3)
-TOY = {"strings": {"bowed": ["violin", "viola"], "plucked": ["guitar"]},
-       "winds": {"reeds": {"single": ["clarinet"], "double": ["oboe"]}, "flutes": ["flute"]}}
+TOY = {
+    "strings": {"bowed": ["violin", "viola"], "plucked": ["guitar"]},
+    "winds": {"reeds": {"single": ["clarinet"], "double": ["oboe"]}, "flutes": ["flute"]},
+}
 CLASSES = ["violin", "viola", "guitar", "clarinet", "oboe", "flute"]
 
 
@@ -35,16 +37,23 @@ def test_depths_paths_and_lowest_common_ancestors(toy):
     assert toy.lca("clarinet", "oboe") == "reeds" and toy.lca_depth("clarinet", "flute") == 1
     assert toy.lca("violin", "flute") == "root" and toy.lca_depth("violin", "flute") == 0
     assert toy.lca("oboe", "oboe") == "oboe"
-    assert toy.node("  Fiddle ") == "violin" and toy.node("OBOE") == "oboe"  # aliases, case, white space
+    assert (
+        toy.node("  Fiddle ") == "violin" and toy.node("OBOE") == "oboe"
+    )  # aliases, case, white space
     assert toy.family("clarinet") == "winds"
 
 
 def test_triplets_follow_the_depth_rule_and_are_complete(toy):
     found = triplets(toy, CLASSES)
     # Brute force over every ordered triple of distinct classes.
-    expected = [(a, p, n) for a, p, n in itertools.permutations(CLASSES, 3)
-                if toy.lca_depth(a, p) > toy.lca_depth(a, n)]
-    assert [(t.anchor, t.positive, t.negative) for t in found] == expected  # same triples, same order
+    expected = [
+        (a, p, n)
+        for a, p, n in itertools.permutations(CLASSES, 3)
+        if toy.lca_depth(a, p) > toy.lca_depth(a, n)
+    ]
+    assert [
+        (t.anchor, t.positive, t.negative) for t in found
+    ] == expected  # same triples, same order
     # Per anchor, by hand: violin -> viola (depth 2) vs guitar + 3 winds, guitar (1) vs 3 winds: 4 + 3;
     # clarinet -> oboe (2) vs flute + 3 strings, flute (1) vs 3 strings: 4 + 3; guitar -> violin/viola (1)
     # vs 3 winds: 6; flute -> clarinet/oboe (1) vs 3 strings: 6. Total 7+7+6+7+7+6.
@@ -62,33 +71,47 @@ def test_triplets_follow_the_depth_rule_and_are_complete(toy):
         same_family = toy.family(t.anchor) == toy.family(t.negative)
         assert not same_family or toy.family(t.anchor) == toy.family(t.positive)
     # Equally related pairs make no triplet: violin has no (viola vs viola-level) or (flute vs oboe) triplet.
-    assert not any(t.anchor == "violin" and {t.positive, t.negative} == {"flute", "oboe"} for t in found)
-    assert not any(t.anchor == "violin" and t.positive == "guitar" and t.negative == "viola" for t in found)
+    assert not any(
+        t.anchor == "violin" and {t.positive, t.negative} == {"flute", "oboe"} for t in found
+    )
+    assert not any(
+        t.anchor == "violin" and t.positive == "guitar" and t.negative == "viola" for t in found
+    )
     assert triplets(toy, CLASSES) == found  # deterministic
 
 
 def test_triplets_order_follows_the_classes(toy):
     first = triplets(toy, ["flute", "violin", "viola"])
-    assert [(t.anchor, t.positive, t.negative) for t in first] == [("violin", "viola", "flute"),
-                                                                   ("viola", "violin", "flute")]
+    assert [(t.anchor, t.positive, t.negative) for t in first] == [
+        ("violin", "viola", "flute"),
+        ("viola", "violin", "flute"),
+    ]
 
 
 def test_a_class_missing_from_the_ontology_is_named(toy):
-    with pytest.raises(OntologyError, match=r"toy: 2 class\(es\) missing from the ontology: 'kazoo', "
-                                            r"'violn' \(close: \['violin', 'viola'\]\)"):
+    with pytest.raises(
+        OntologyError,
+        match=r"toy: 2 class\(es\) missing from the ontology: 'kazoo', "
+        r"'violn' \(close: \['violin', 'viola'\]\)",
+    ):
         triplets(toy, ["violin", "kazoo", "violn"])
-    with pytest.raises(OntologyError, match=r"classes 'violin' and 'fiddle' are the same node 'violin'"):
+    with pytest.raises(
+        OntologyError, match=r"classes 'violin' and 'fiddle' are the same node 'violin'"
+    ):
         toy.require(["violin", "fiddle"])
 
 
-@pytest.mark.parametrize("tree, aliases, message", [
-    ({"strings": ["violin"], "winds": ["violin"]}, {}, r"node 'violin' appears twice"),
-    ({"strings": []}, {}, r"'strings' has no children"),
-    ({"strings": ["violin", 3]}, {}, r"node names must be non-empty strings, got 3"),
-    ({"strings": "violin"}, {}, r"under 'strings' expected an object or a list"),
-    ({"strings": ["violin"]}, {"fiddle": "fidel"}, r"alias 'fiddle' is not in the ontology"),
-    ({"strings": ["violin"]}, {"Violin": "violin"}, r"alias 'Violin' is also a node name"),
-])
+@pytest.mark.parametrize(
+    "tree, aliases, message",
+    [
+        ({"strings": ["violin"], "winds": ["violin"]}, {}, r"node 'violin' appears twice"),
+        ({"strings": []}, {}, r"'strings' has no children"),
+        ({"strings": ["violin", 3]}, {}, r"node names must be non-empty strings, got 3"),
+        ({"strings": "violin"}, {}, r"under 'strings' expected an object or a list"),
+        ({"strings": ["violin"]}, {"fiddle": "fidel"}, r"alias 'fiddle' is not in the ontology"),
+        ({"strings": ["violin"]}, {"Violin": "violin"}, r"alias 'Violin' is also a node name"),
+    ],
+)
 def test_malformed_trees_are_refused(tree, aliases, message):
     with pytest.raises(OntologyError, match=message):
         Ontology(tree, aliases=aliases)
@@ -98,9 +121,15 @@ def test_loading_from_json(tmp_path):
     path = tmp_path / "o.json"
     path.write_text(json.dumps({"root": "all", "tree": TOY, "aliases": {"cello": "viola"}}))
     loaded = Ontology.load(path)
-    assert loaded.root == "all" and loaded.node("cello") == "viola" and loaded.lca("oboe", "flute") == "winds"
+    assert (
+        loaded.root == "all"
+        and loaded.node("cello") == "viola"
+        and loaded.lca("oboe", "flute") == "winds"
+    )
     path.write_text("[1, 2]")
-    with pytest.raises(OntologyError, match=r"o\.json: expected a JSON object with a 'tree' object"):
+    with pytest.raises(
+        OntologyError, match=r"o\.json: expected a JSON object with a 'tree' object"
+    ):
         Ontology.load(path)
     with pytest.raises(OntologyError, match=r"missing\.json: no such ontology file"):
         Ontology.load(tmp_path / "missing.json")
@@ -115,7 +144,10 @@ def test_the_shipped_ontology_is_family_subfamily_instrument_and_covers_tinysol(
     nodes = ontology.require(tinysol)
     assert ontology.path(nodes["clarinet"]) == ["instrument", "wind", "single reed", "clarinet"]
     assert ontology.path(nodes["accordion"]) == ["instrument", "wind", "free reed", "accordion"]
-    assert ontology.lca("tuba", "trumpet") == "brass" and ontology.lca("violin", "tuba") == "instrument"
+    assert (
+        ontology.lca("tuba", "trumpet") == "brass"
+        and ontology.lca("violin", "tuba") == "instrument"
+    )
     assert ontology.node("cello") == "violoncello" and ontology.node("Double Bass") == "contrabass"
     # 14 TinySOL classes: brass 4, free reed 1, bowed 4, single reed 2, double reed 2, edge-blown 1.
     # Brass anchor: 3 same-subfamily positives x 10 negatives outside it + 6 other winds x 4 strings = 54 (x4);

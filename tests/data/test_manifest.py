@@ -6,10 +6,10 @@ import json
 import logging
 
 import pytest
-
 from fakes import write_csv
-from humanclap.data.readers.manifest import SKIP_MISSING_AUDIO, read_manifest
+
 from humanclap.data.pairs import DataError
+from humanclap.data.readers.manifest import SKIP_MISSING_AUDIO, read_manifest
 
 TEXT_A = 'A dog barks, then a man says "quiet"'
 
@@ -44,8 +44,20 @@ def _check_good(pairs, audio_dir):
     assert len(pairs) == 2
     a, b = pairs
     assert (a.audio, a.text, a.score, a.num_ratings, a.split, a.group) == (
-        str(audio_dir / "a.wav"), TEXT_A, pytest.approx(0.6), 3, "train", "natural")  # (4+6+8)/3 = 6 -> 6/10
-    assert (b.audio, b.score, b.num_ratings, b.split, b.group) == (str(audio_dir / "b.wav"), 1.0, 1, "test", "tango")
+        str(audio_dir / "a.wav"),
+        TEXT_A,
+        pytest.approx(0.6),
+        3,
+        "train",
+        "natural",
+    )  # (4+6+8)/3 = 6 -> 6/10
+    assert (b.audio, b.score, b.num_ratings, b.split, b.group) == (
+        str(audio_dir / "b.wav"),
+        1.0,
+        1,
+        "test",
+        "tango",
+    )
 
 
 def test_csv_ratings_are_averaged_and_rescaled(tmp_path, audio_dir):
@@ -56,13 +68,18 @@ def test_csv_ratings_are_averaged_and_rescaled(tmp_path, audio_dir):
 
 
 def test_jsonl_gives_the_same_pairs(tmp_path, audio_dir):
-    objects = [dict(zip(("audio", "text", "score", "split", "group", "listener"), row)) for row in GOOD_ROWS]
+    objects = [
+        dict(zip(("audio", "text", "score", "split", "group", "listener"), row))
+        for row in GOOD_ROWS
+    ]
     for obj in objects:
         obj["score"] = float(obj["score"])
     objects[1]["listener"] = 50  # numbers are accepted and never used as ids
     path = write_jsonl(tmp_path / "m.jsonl", objects[:2])
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write("\n" + "\n".join(json.dumps(o) for o in objects[2:]) + "\n")  # blank line is skipped
+        handle.write(
+            "\n" + "\n".join(json.dumps(o) for o in objects[2:]) + "\n"
+        )  # blank line is skipped
     _check_good(read_manifest(path, name="mine"), audio_dir)
 
 
@@ -71,11 +88,15 @@ def test_score_range_audio_root_and_absolute_paths(tmp_path, audio_dir):
     path = write_ratings(tmp_path / "sub.csv", rows)
     pairs = read_manifest(path, score_range=(1, 5), audio_root=audio_dir)
     assert [(p.audio, p.score, p.split, p.group) for p in pairs] == [
-        (str(audio_dir / "a.wav"), 0.5, None, None), (str(audio_dir / "b.wav"), 1.0, None, None)]
+        (str(audio_dir / "a.wav"), 0.5, None, None),
+        (str(audio_dir / "b.wav"), 1.0, None, None),
+    ]
 
 
 def test_only_required_columns(tmp_path, audio_dir):
-    path = write_ratings(tmp_path / "m.csv", [("clips/a.wav", "x", "7")], header=("audio", "text", "score"))
+    path = write_ratings(
+        tmp_path / "m.csv", [("clips/a.wav", "x", "7")], header=("audio", "text", "score")
+    )
     (pair,) = read_manifest(path)
     assert pair.score == pytest.approx(0.7) and pair.split is None
 
@@ -85,16 +106,25 @@ def test_missing_columns_are_listed_with_the_columns_found(tmp_path):
     expected = r"m.csv: missing required column\(s\) \['text', 'score'\]; columns found: \['audio', 'caption'\]"
     with pytest.raises(DataError, match=expected):
         read_manifest(path)
-    jpath = write_jsonl(tmp_path / "m.jsonl", [{"audio": "clips/a.wav", "text": "x", "score": 1}, {"audio": "a", "text": "y"}])
-    with pytest.raises(DataError, match=r"m.jsonl, line 2: missing required column\(s\) \['score'\]"):
+    jpath = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"audio": "clips/a.wav", "text": "x", "score": 1}, {"audio": "a", "text": "y"}],
+    )
+    with pytest.raises(
+        DataError, match=r"m.jsonl, line 2: missing required column\(s\) \['score'\]"
+    ):
         read_manifest(jpath)
 
 
 @pytest.mark.parametrize(
     "score, message",
-    [("nan", "line 3: score is NaN"), ("high", "line 3: score 'high' is not a number"),
-     ("11", r"line 3: score 11.0 outside the declared range \[0, 10\]"), ("-1", "line 3: score -1.0 outside"),
-     ("", "line 3: score '' is not a number")],
+    [
+        ("nan", "line 3: score is NaN"),
+        ("high", "line 3: score 'high' is not a number"),
+        ("11", r"line 3: score 11.0 outside the declared range \[0, 10\]"),
+        ("-1", "line 3: score -1.0 outside"),
+        ("", "line 3: score '' is not a number"),
+    ],
 )
 def test_bad_scores_name_file_and_line(tmp_path, audio_dir, score, message):
     rows = [GOOD_ROWS[0], ("clips/a.wav", TEXT_A, score, "train", "natural", "0007")]
@@ -106,21 +136,29 @@ def test_bad_json_scores_name_the_line(tmp_path, audio_dir):
     path = write_jsonl(tmp_path / "m.jsonl", [{"audio": "clips/a.wav", "text": "x", "score": True}])
     with pytest.raises(DataError, match="m.jsonl, line 1: score True is not a number"):
         read_manifest(path)
-    path.write_text('{"audio": "clips/a.wav", "text": "x", "score": 1}\n{not json\n', encoding="utf-8")
+    path.write_text(
+        '{"audio": "clips/a.wav", "text": "x", "score": 1}\n{not json\n', encoding="utf-8"
+    )
     with pytest.raises(DataError, match="m.jsonl, line 2: invalid JSON"):
         read_manifest(path)
 
 
 def test_empty_text_and_empty_audio(tmp_path, audio_dir):
     with pytest.raises(DataError, match="m.csv, line 3: empty text"):
-        read_manifest(write_ratings(tmp_path / "m.csv", [GOOD_ROWS[0], ("clips/b.wav", "  ", "3", "", "", "")]))
+        read_manifest(
+            write_ratings(
+                tmp_path / "m.csv", [GOOD_ROWS[0], ("clips/b.wav", "  ", "3", "", "", "")]
+            )
+        )
     with pytest.raises(DataError, match="m.csv, line 2: empty audio path"):
         read_manifest(write_ratings(tmp_path / "m.csv", [("", "x", "3", "", "", "")]))
 
 
 def test_a_pair_in_two_splits_is_refused_naming_both_lines(tmp_path, audio_dir):
     rows = GOOD_ROWS[:2] + [("clips/a.wav", TEXT_A, "6", "test", "natural", "0007")]
-    with pytest.raises(DataError, match=r"m.csv, line 4: .*different split values: 'train' \(line 2\) and 'test'"):
+    with pytest.raises(
+        DataError, match=r"m.csv, line 4: .*different split values: 'train' \(line 2\) and 'test'"
+    ):
         read_manifest(write_ratings(tmp_path / "m.csv", rows))
 
 
@@ -131,8 +169,11 @@ def test_missing_audio_is_an_error_by_default(tmp_path, audio_dir):
 
 
 def test_missing_audio_can_be_skipped_counted_and_logged(tmp_path, audio_dir, caplog):
-    rows = GOOD_ROWS + [("clips/gone.wav", "x", "5", "", "", ""), ("clips/gone.wav", "y", "5", "", "", ""),
-                        ("clips/lost.wav", "x", "5", "", "", "")]
+    rows = GOOD_ROWS + [
+        ("clips/gone.wav", "x", "5", "", "", ""),
+        ("clips/gone.wav", "y", "5", "", "", ""),
+        ("clips/lost.wav", "x", "5", "", "", ""),
+    ]
     with caplog.at_level(logging.WARNING, logger="humanclap.data.readers.manifest"):
         pairs = read_manifest(write_ratings(tmp_path / "m.csv", rows), on_missing_audio="skip")
     _check_good(pairs, audio_dir)
@@ -161,6 +202,8 @@ def test_empty_files_and_unknown_formats(tmp_path):
 
 def test_ragged_csv_row_names_the_line(tmp_path, audio_dir):
     path = tmp_path / "m.csv"
-    path.write_text('audio,text,score\nclips/a.wav,"two\nlines",3\nclips/a.wav,x\n', encoding="utf-8")
+    path.write_text(
+        'audio,text,score\nclips/a.wav,"two\nlines",3\nclips/a.wav,x\n', encoding="utf-8"
+    )
     with pytest.raises(DataError, match="m.csv, line 4: 2 fields, the header has 3"):
         read_manifest(path)

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from humanclap.data.pairs import DataError, RatedPair, RatedPairs
 from humanclap.data.transforms import nv_text
 from humanclap.data.transforms.nv_text import (
     INSTALL_NLTK,
@@ -22,18 +23,48 @@ from humanclap.data.transforms.nv_text import (
     resolve_tagger,
     tokenize,
 )
-from humanclap.data.pairs import DataError, RatedPair, RatedPairs
 
 PAPER = "A vehicle is passing through a forest road as birds chirp in the background"
 PAPER_NV = "Vehicle passing forest road birds chirp background"
 
 # A lexicon tagger with Penn tags, enough for the sentences below.
-PENN = {"a": "DT", "the": "DT", "vehicle": "NN", "is": "VBZ", "passing": "VBG", "through": "IN", "forest": "NN",
-        "road": "NN", "as": "IN", "birds": "NNS", "chirp": "VBP", "in": "IN", "background": "NN", "dog": "NN",
-        "barks": "VBZ", "loudly": "RB", "and": "CC", "very": "RB", "quietly": "RB", "john's": "NNP",
-        "low-pitched": "JJ", "hum": "NN", "were": "VBD", "heard": "VBN", "tv": "NNP"}
-UNIVERSAL = {"a": "DET", "vehicle": "NOUN", "is": "AUX", "passing": "VERB", "dog": "NOUN", "barks": "VERB",
-             "loudly": "ADV", "john": "PROPN"}
+PENN = {
+    "a": "DT",
+    "the": "DT",
+    "vehicle": "NN",
+    "is": "VBZ",
+    "passing": "VBG",
+    "through": "IN",
+    "forest": "NN",
+    "road": "NN",
+    "as": "IN",
+    "birds": "NNS",
+    "chirp": "VBP",
+    "in": "IN",
+    "background": "NN",
+    "dog": "NN",
+    "barks": "VBZ",
+    "loudly": "RB",
+    "and": "CC",
+    "very": "RB",
+    "quietly": "RB",
+    "john's": "NNP",
+    "low-pitched": "JJ",
+    "hum": "NN",
+    "were": "VBD",
+    "heard": "VBN",
+    "tv": "NNP",
+}
+UNIVERSAL = {
+    "a": "DET",
+    "vehicle": "NOUN",
+    "is": "AUX",
+    "passing": "VERB",
+    "dog": "NOUN",
+    "barks": "VERB",
+    "loudly": "ADV",
+    "john": "PROPN",
+}
 
 
 def penn(tokens):
@@ -56,19 +87,39 @@ def _fresh_backends():
 def test_paper_example_with_penn_and_universal_tags():
     assert nouns_and_verbs(PAPER, tagger=penn) == PAPER_NV
     assert nouns_and_verbs(PAPER + ".", tagger=penn) == PAPER_NV + "."
-    assert nouns_and_verbs("a vehicle is passing", tagger=universal) == "vehicle passing"  # AUX dropped
+    assert (
+        nouns_and_verbs("a vehicle is passing", tagger=universal) == "vehicle passing"
+    )  # AUX dropped
     assert nouns_and_verbs("A dog barks loudly!", tagger=universal) == "Dog barks!"
 
 
 def test_rules():
-    assert is_noun_or_verb("dogs", "NNS") and is_noun_or_verb("John", "NNP") and is_noun_or_verb("ran", "VBD")
+    assert (
+        is_noun_or_verb("dogs", "NNS")
+        and is_noun_or_verb("John", "NNP")
+        and is_noun_or_verb("ran", "VBD")
+    )
     assert not is_noun_or_verb("is", "VBZ") and not is_noun_or_verb("Were", "VBD")  # forms of "be"
-    assert is_noun_or_verb("has", "VBZ") and is_noun_or_verb("x", "PROPN") and not is_noun_or_verb("is", "AUX")
+    assert (
+        is_noun_or_verb("has", "VBZ")
+        and is_noun_or_verb("x", "PROPN")
+        and not is_noun_or_verb("is", "AUX")
+    )
     assert not is_noun_or_verb("loudly", "RB") and not is_noun_or_verb("the", "DT")
-    assert tokenize("A low-pitched hum, John's TV... and 3 dogs!") == ["A", "low-pitched", "hum", "John's", "TV",
-                                                                       "and", "3", "dogs"]
+    assert tokenize("A low-pitched hum, John's TV... and 3 dogs!") == [
+        "A",
+        "low-pitched",
+        "hum",
+        "John's",
+        "TV",
+        "and",
+        "3",
+        "dogs",
+    ]
     assert nouns_and_verbs("A low-pitched hum, John's TV", tagger=penn) == "Hum John's TV"
-    assert nouns_and_verbs("a dog barks", tagger=penn) == "dog barks"  # lower-case text stays lower-case
+    assert (
+        nouns_and_verbs("a dog barks", tagger=penn) == "dog barks"
+    )  # lower-case text stays lower-case
     assert nouns_and_verbs("Very quietly", tagger=penn) == ""
     assert nouns_and_verbs("", tagger=penn) == ""
 
@@ -85,10 +136,12 @@ def _pairs() -> RatedPairs:
         def load(self, key, sample_rate):
             return np.zeros(4, np.float32)
 
-    pairs = [RatedPair("c1", PAPER, 1.0, split="train", group="g"),
-             RatedPair("c2", "Very quietly", 0.5, split="train"),
-             RatedPair("c3", "A dog barks loudly", 0.25, split="validation", group="h", num_ratings=3),
-             RatedPair("c1", PAPER, 0.75, split="validation")]
+    pairs = [
+        RatedPair("c1", PAPER, 1.0, split="train", group="g"),
+        RatedPair("c2", "Very quietly", 0.5, split="train"),
+        RatedPair("c3", "A dog barks loudly", 0.25, split="validation", group="h", num_ratings=3),
+        RatedPair("c1", PAPER, 0.75, split="validation"),
+    ]
     return RatedPairs(pairs, Store(), name="caps", group_sets={"s": ["g", "h"]})
 
 
@@ -101,11 +154,21 @@ def test_nv_transform_replaces_texts_and_counts_emptied_pairs():
 
     source = _pairs()
     nv = nv_transform(source, tagger=counting)
-    assert nv.name == "caps:nv" and nv.audio_store is source.audio_store and nv.group_sets == source.group_sets
+    assert (
+        nv.name == "caps:nv"
+        and nv.audio_store is source.audio_store
+        and nv.group_sets == source.group_sets
+    )
     assert [p.text for p in nv] == [PAPER_NV, "Dog barks", PAPER_NV]
     assert [(p.audio, p.score, p.split, p.group, p.num_ratings) for p in nv] == [
-        ("c1", 1.0, "train", "g", 1), ("c3", 0.25, "validation", "h", 3), ("c1", 0.75, "validation", None, 1)]
-    assert dict(nv.skipped.counts) == {SKIP_EMPTY: 1} and "Very quietly" in nv.skipped.examples[SKIP_EMPTY]
+        ("c1", 1.0, "train", "g", 1),
+        ("c3", 0.25, "validation", "h", 3),
+        ("c1", 0.75, "validation", None, 1),
+    ]
+    assert (
+        dict(nv.skipped.counts) == {SKIP_EMPTY: 1}
+        and "Very quietly" in nv.skipped.examples[SKIP_EMPTY]
+    )
     assert len(calls) == 3  # each unique text tagged once
 
 
@@ -120,6 +183,7 @@ def test_nv_transform_of_some_splits_only():
 
 
 # -- when no tagger is available -------------------------------------------------------------------
+
 
 @pytest.fixture
 def no_taggers(monkeypatch):
@@ -141,7 +205,10 @@ def test_missing_packages_name_what_to_install(no_taggers):
         nouns_and_verbs(PAPER)
     message = str(error.value)
     assert INSTALL_SPACY in message and INSTALL_NLTK in message
-    assert "pip install nltk" in message and "python -m nltk.downloader averaged_perceptron_tagger_eng punkt_tab" in message
+    assert (
+        "pip install nltk" in message
+        and "python -m nltk.downloader averaged_perceptron_tagger_eng punkt_tab" in message
+    )
     assert "python -m spacy download en_core_web_sm" in message
     assert isinstance(error.value, ImportError)
     with pytest.raises(TaggerUnavailable, match="pip install spacy"):
@@ -172,7 +239,10 @@ def test_installed_packages_without_their_models_name_the_download(monkeypatch):
     monkeypatch.setitem(sys.modules, "nltk", FakeNltk)
     with pytest.raises(TaggerUnavailable, match="python -m spacy download en_core_web_sm"):
         resolve_tagger("spacy")
-    with pytest.raises(TaggerUnavailable, match="python -m nltk.downloader averaged_perceptron_tagger_eng punkt_tab"):
+    with pytest.raises(
+        TaggerUnavailable,
+        match="python -m nltk.downloader averaged_perceptron_tagger_eng punkt_tab",
+    ):
         resolve_tagger("nltk")
     with pytest.raises(TaggerUnavailable, match="none is available"):
         resolve_tagger("auto")
@@ -198,6 +268,7 @@ def _raise_unavailable():
 
 
 # -- the real taggers, when installed with their models --------------------------------------------
+
 
 def _available(backend) -> str | None:
     try:
@@ -231,12 +302,18 @@ def test_usable_from_a_data_config_by_wrapping_the_pairs_node():
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({
-        "_target_": "humanclap.data.transforms.nv_text.nv_transform",
-        "splits": ["train"],
-        "tagger": {"_target_": f"{__name__}.drop_articles", "_partial_": True},
-        "pairs": {"_target_": "humanclap.data.synthetic.events.synthetic_events", "n_clips": 10, "seed": 0},
-    })
+    cfg = OmegaConf.create(
+        {
+            "_target_": "humanclap.data.transforms.nv_text.nv_transform",
+            "splits": ["train"],
+            "tagger": {"_target_": f"{__name__}.drop_articles", "_partial_": True},
+            "pairs": {
+                "_target_": "humanclap.data.synthetic.events.synthetic_events",
+                "n_clips": 10,
+                "seed": 0,
+            },
+        }
+    )
     pairs = instantiate(cfg)
     source = instantiate(cfg.pairs)
     assert pairs.name == "synthetic_events:nv" and len(pairs) == len(source)

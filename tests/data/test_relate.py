@@ -8,16 +8,29 @@ from pathlib import Path
 
 import pytest
 
-from humanclap.data.readers import relate
 from humanclap.data.pairs import DataError
+from humanclap.data.readers import relate
 from humanclap.data.readers.relate import (
-    SKIP_EXCLUDED, SKIP_SCREENED, read_relate, read_relate_ratings, screened_listeners,
+    SKIP_EXCLUDED,
+    SKIP_SCREENED,
+    read_relate,
+    read_relate_ratings,
+    screened_listeners,
 )
 
 REAL_REL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "relate" / "REL.csv"
 """The real file in the development workspace (../shared/data); absent in a user's clone."""
 
-CURRENT = ["wavname", "text", "score", "listener_id", "audio type", "anchor label", "in RELATE dataset", "in AudioCaps"]
+CURRENT = [
+    "wavname",
+    "text",
+    "score",
+    "listener_id",
+    "audio type",
+    "anchor label",
+    "in RELATE dataset",
+    "in AudioCaps",
+]
 OLDER = [c for c in CURRENT if c != "anchor label"]
 TEXT1 = 'A dog barks, then a man says "hi"'
 
@@ -37,7 +50,15 @@ ROWS = [
     ("/audiocaps/train/9.wav", "A car passes", 2, "0007", "natural", True, "excluded"),
     ("/audiocaps/test/8.wav", "Wind blows", 3, "0007", "natural", True, "excluded"),
     ("/audiocaps/train/9.wav", "A car passes", 1, "0100", "natural", True, "excluded"),
-    ("/audiocaps/test/8.wav", "Wind blows", 3, "0100", "natural", True, "train"),  # anchor kept in train
+    (
+        "/audiocaps/test/8.wav",
+        "Wind blows",
+        3,
+        "0100",
+        "natural",
+        True,
+        "train",
+    ),  # anchor kept in train
     ("/audiocaps/train/1.wav", TEXT1, 0, "0200", "natural", False, "excluded"),  # line 15
 ]
 
@@ -49,14 +70,26 @@ def write_rel(path, rows=ROWS, layout="current"):
         for wav, text, score, listener, kind, anchor, split in rows:
             in_audiocaps = "" if anchor else wav.split("/")[2]
             if layout == "current":
-                writer.writerow([wav, text, score, listener, kind, str(anchor), split, in_audiocaps])
+                writer.writerow(
+                    [wav, text, score, listener, kind, str(anchor), split, in_audiocaps]
+                )
             else:
-                writer.writerow([wav, text, score, listener, "anchor" if anchor else kind, split, in_audiocaps])
+                writer.writerow(
+                    [wav, text, score, listener, "anchor" if anchor else kind, split, in_audiocaps]
+                )
     return path
 
 
 def summary(pairs, root):
-    return {(p.audio[len(str(root)) + 1:], p.text): (round(p.score, 12), p.num_ratings, p.split, p.group) for p in pairs}
+    return {
+        (p.audio[len(str(root)) + 1 :], p.text): (
+            round(p.score, 12),
+            p.num_ratings,
+            p.split,
+            p.group,
+        )
+        for p in pairs
+    }
 
 
 @pytest.mark.parametrize("layout", ["current", "older"])
@@ -64,11 +97,21 @@ def test_both_layouts_average_rescale_split_and_group(tmp_path, layout):
     path = write_rel(tmp_path / "REL.csv", layout=layout)
     pairs = read_relate(path, tmp_path / "audio", check_audio=False)
     assert summary(pairs, tmp_path / "audio") == {
-        ("audiocaps/train/1.wav", TEXT1): (0.6, 3, "train", "natural"),  # (8+6+4)/3/10; 0200's excluded 0 ignored
+        ("audiocaps/train/1.wav", TEXT1): (
+            0.6,
+            3,
+            "train",
+            "natural",
+        ),  # (8+6+4)/3/10; 0200's excluded 0 ignored
         ("audioldm2/test/2.wav", "Wind blows"): (0.75, 2, "validation", "audioldm2"),
         ("tango2/test/3.wav", "Rain falls"): (0.3, 1, "test", "tango2"),
         ("tango/train/4.wav", "Birds sing"): (0.9, 1, "train", "tango"),
-        ("audiocaps/test/8.wav", "Wind blows"): (0.3, 1, "train", "natural"),  # anchor row kept as the file says
+        ("audiocaps/test/8.wav", "Wind blows"): (
+            0.3,
+            1,
+            "train",
+            "natural",
+        ),  # anchor row kept as the file says
     }
     assert pairs.skipped.counts == {SKIP_EXCLUDED: 6}
     assert pairs.name == "REL.csv"
@@ -83,10 +126,20 @@ def test_rescreen_drops_every_row_of_the_listener_above_2_but_keeps_exactly_2(tm
     assert screened_listeners(read_relate_ratings(path)) == {"0007": 2.5}
     pairs = read_relate(path, tmp_path / "audio", rescreen=True, check_audio=False)
     assert summary(pairs, tmp_path / "audio") == {
-        ("audiocaps/train/1.wav", TEXT1): (0.7, 2, "train", "natural"),  # (8+6)/2/10: 0007's 4 is gone, 0100 stays
+        ("audiocaps/train/1.wav", TEXT1): (
+            0.7,
+            2,
+            "train",
+            "natural",
+        ),  # (8+6)/2/10: 0007's 4 is gone, 0100 stays
         ("audioldm2/test/2.wav", "Wind blows"): (0.75, 2, "validation", "audioldm2"),
         ("tango/train/4.wav", "Birds sing"): (0.9, 1, "train", "tango"),
-        ("audiocaps/test/8.wav", "Wind blows"): (0.3, 1, "train", "natural"),  # 0100's anchor (mean exactly 2.0)
+        ("audiocaps/test/8.wav", "Wind blows"): (
+            0.3,
+            1,
+            "train",
+            "natural",
+        ),  # 0100's anchor (mean exactly 2.0)
     }
     assert pairs.skipped.counts == {SKIP_SCREENED: 4, SKIP_EXCLUDED: 4}
     assert pairs.skipped.examples[SKIP_SCREENED] == "1 listener(s), first: 0007 (line 4)"
@@ -102,7 +155,10 @@ def test_listener_ids_stay_zero_padded_strings(tmp_path):
 def test_audio_paths_and_check_audio(tmp_path):
     path = write_rel(tmp_path / "REL.csv")
     root = tmp_path / "RELATE" / "audio"
-    with pytest.raises(DataError, match=r"REL.csv: 5 of 5 audio files missing under .*first: .*audiocaps/train/1.wav \(line 2\)"):
+    with pytest.raises(
+        DataError,
+        match=r"REL.csv: 5 of 5 audio files missing under .*first: .*audiocaps/train/1.wav \(line 2\)",
+    ):
         read_relate(path, root)
     for wav in {row[0] for row in ROWS if row[6] != "excluded"}:
         (root / wav.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
@@ -110,9 +166,13 @@ def test_audio_paths_and_check_audio(tmp_path):
     pairs = read_relate(path, root)
     assert pairs[0].audio == str(root / "audiocaps" / "train" / "1.wav")
     (root / "tango2/test/3.wav").unlink()
-    with pytest.raises(DataError, match=r"1 of 5 audio files missing .*tango2/test/3.wav \(line 7\)"):
+    with pytest.raises(
+        DataError, match=r"1 of 5 audio files missing .*tango2/test/3.wav \(line 7\)"
+    ):
         read_relate(path, root)
-    assert len(read_relate(path, root, rescreen=True)) == 4  # 3.wav was only rated by the screened listener
+    assert (
+        len(read_relate(path, root, rescreen=True)) == 4
+    )  # 3.wav was only rated by the screened listener
 
 
 def _with(index, **changes):
@@ -135,7 +195,10 @@ def _with(index, **changes):
         (_with(5, text=" "), r"line 7: empty text"),
         (_with(5, listener=""), r"line 7: empty listener_id"),
         (_with(6, anchor="maybe"), r"line 8: anchor label 'maybe' is not True/False"),
-        (_with(4, split="test"), r"line 6: /audioldm2/test/2.wav with the same text is in split 'test' here and in 'validation' at line 5"),
+        (
+            _with(4, split="test"),
+            r"line 6: /audioldm2/test/2.wav with the same text is in split 'test' here and in 'validation' at line 5",
+        ),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path, rows, message):
@@ -146,8 +209,14 @@ def test_malformed_rows_name_file_and_line(tmp_path, rows, message):
 
 def test_missing_columns_and_ragged_rows(tmp_path):
     path = tmp_path / "REL.csv"
-    path.write_text("wavname,text,score,listener_id,audio type\n/audiocaps/train/1.wav,x,3,0001,natural\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"REL.csv: missing required column\(s\) \['in RELATE dataset'\]; columns found: \["):
+    path.write_text(
+        "wavname,text,score,listener_id,audio type\n/audiocaps/train/1.wav,x,3,0001,natural\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        DataError,
+        match=r"REL.csv: missing required column\(s\) \['in RELATE dataset'\]; columns found: \[",
+    ):
         read_relate(path, tmp_path, check_audio=False)
     write_rel(path)
     with open(path, "a", encoding="utf-8") as handle:
@@ -167,13 +236,27 @@ def test_rescreen_needs_anchors_and_nothing_left_is_an_error(tmp_path):
 
 
 def test_column_constants_match_the_current_header():
-    assert [relate.WAVNAME, relate.TEXT, relate.SCORE, relate.LISTENER, relate.AUDIO_TYPE, relate.ANCHOR_LABEL,
-            relate.SPLIT, relate.IN_AUDIOCAPS] == CURRENT
+    assert [
+        relate.WAVNAME,
+        relate.TEXT,
+        relate.SCORE,
+        relate.LISTENER,
+        relate.AUDIO_TYPE,
+        relate.ANCHOR_LABEL,
+        relate.SPLIT,
+        relate.IN_AUDIOCAPS,
+    ] == CURRENT
 
 
 # --- the real file: counts computed independently with the csv module -----------------------------
 
-GENERATOR_GROUPS = {"audiocaps": "natural", "audioldm": "audioldm", "audioldm2": "audioldm2", "tango": "tango", "tango2": "tango2"}
+GENERATOR_GROUPS = {
+    "audiocaps": "natural",
+    "audioldm": "audioldm",
+    "audioldm2": "audioldm2",
+    "tango": "tango",
+    "tango2": "tango2",
+}
 
 
 @pytest.fixture(scope="module")
@@ -201,18 +284,26 @@ def test_real_rel_csv_split_counts_groups_and_scores(real_rel):
     assert len(rows) == 28770
     pairs = read_relate(path, "/nonexistent/RELATE/audio", check_audio=False)
     scores, splits = _expected(rows)
-    assert Counter(p.split for p in pairs) == Counter(splits.values()) == {"train": 2864, "validation": 1288, "test": 1311}
-    assert Counter(p.group for p in pairs) == Counter(GENERATOR_GROUPS[w.split("/")[1]] for w, _ in scores)
+    assert (
+        Counter(p.split for p in pairs)
+        == Counter(splits.values())
+        == {"train": 2864, "validation": 1288, "test": 1311}
+    )
+    assert Counter(p.group for p in pairs) == Counter(
+        GENERATOR_GROUPS[w.split("/")[1]] for w, _ in scores
+    )
     assert {p.group for p in pairs} == set(GENERATOR_GROUPS.values())
     assert sum(p.num_ratings for p in pairs) == sum(len(s) for s in scores.values()) == 17774
     for pair in pairs:
-        key = ("/" + pair.audio[len("/nonexistent/RELATE/audio/"):], pair.text)
+        key = ("/" + pair.audio[len("/nonexistent/RELATE/audio/") :], pair.text)
         assert pair.score == pytest.approx(sum(scores[key]) / len(scores[key]) / 10, abs=1e-12)
         assert pair.num_ratings == len(scores[key])
     excluded = sum(r["in RELATE dataset"] == "excluded" for r in rows)
     assert pairs.skipped.counts == {SKIP_EXCLUDED: excluded}
     # The file keeps 14 anchor rows (mismatched pairs) in train/validation; they stay where it puts them.
-    kept_anchors = [r for r in rows if r["anchor label"] == "True" and r["in RELATE dataset"] != "excluded"]
+    kept_anchors = [
+        r for r in rows if r["anchor label"] == "True" and r["in RELATE dataset"] != "excluded"
+    ]
     assert len(kept_anchors) == 14
 
 
@@ -238,7 +329,8 @@ def test_real_rel_csv_rescreen_removes_the_253_listeners(real_rel):
     assert pairs.skipped.counts[SKIP_SCREENED] == bad_rows
     assert pairs.skipped.examples[SKIP_SCREENED].startswith("253 listener(s)")
     assert pairs.skipped.counts[SKIP_EXCLUDED] == sum(
-        r["in RELATE dataset"] == "excluded" and r["listener_id"] not in bad for r in rows)
+        r["in RELATE dataset"] == "excluded" and r["listener_id"] not in bad for r in rows
+    )
     scores, splits = _expected(rows, drop_listeners=bad)
     assert sum(p.num_ratings for p in pairs) == sum(len(s) for s in scores.values())
     assert Counter(p.split for p in pairs) == Counter(splits.values())
@@ -254,11 +346,16 @@ def test_real_rel_csv_counts_behind_the_readme_and_the_paper(real_rel):
     pairs = read_relate(path, check_audio=False)  # no audio folder needed to count
     assert Counter(p.split for p in pairs) == {"train": 2864, "validation": 1288, "test": 1311}
     kept = [r for r in rows if r["in RELATE dataset"] != "excluded"]
-    audiocaps_split = {(r["wavname"], r["text"]): (r["in RELATE dataset"], r["in AudioCaps"], r["anchor label"])
-                       for r in kept}
+    audiocaps_split = {
+        (r["wavname"], r["text"]): (r["in RELATE dataset"], r["in AudioCaps"], r["anchor label"])
+        for r in kept
+    }
     assert Counter(audiocaps_split.values()) == {
-        ("train", "train", "False"): 2862, ("train", "", "True"): 2,
-        ("validation", "test", "False"): 1287, ("validation", "", "True"): 1,
-        ("test", "test", "False"): 1311}
+        ("train", "train", "False"): 2862,
+        ("train", "", "True"): 2,
+        ("validation", "test", "False"): 1287,
+        ("validation", "", "True"): 1,
+        ("test", "test", "False"): 1311,
+    }
     ratings = Counter((r["in AudioCaps"], r["anchor label"]) for r in kept)
     assert (ratings[("train", "False")], ratings[("test", "False")]) == (9963, 7797)

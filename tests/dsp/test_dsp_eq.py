@@ -21,9 +21,51 @@ from humanclap.dsp.eq import AUDEALIZE_EQ_CENTRES_HZ, GraphicEQ, normalize_curve
 AUDEALIZE_DIR = Path("/work/shared/data/audealize")
 # The spec, restated here so that the reference does not depend on humanclap's constants.
 AUDEALIZE_Q = 4.31
-CENTRES = np.array([20, 50, 83, 120, 161, 208, 259, 318, 383, 455, 537, 628, 729, 843, 971, 1114, 1273, 1452,
-                    1652, 1875, 2126, 2406, 2719, 3070, 3462, 3901, 4392, 4941, 5556, 6244, 7014, 7875, 8839,
-                    9917, 11124, 12474, 13984, 15675, 17566, 19682], dtype=float)
+CENTRES = np.array(
+    [
+        20,
+        50,
+        83,
+        120,
+        161,
+        208,
+        259,
+        318,
+        383,
+        455,
+        537,
+        628,
+        729,
+        843,
+        971,
+        1114,
+        1273,
+        1452,
+        1652,
+        1875,
+        2126,
+        2406,
+        2719,
+        3070,
+        3462,
+        3901,
+        4392,
+        4941,
+        5556,
+        6244,
+        7014,
+        7875,
+        8839,
+        9917,
+        11124,
+        12474,
+        13984,
+        15675,
+        17566,
+        19682,
+    ],
+    dtype=float,
+)
 
 
 def test_constants_are_audealizes():
@@ -99,8 +141,11 @@ def test_matches_independent_sosfilt_on_noise(curves):
     fs, amount = 16_000, 0.6
     x = np.random.default_rng(2).normal(size=4_000)
     out = GraphicEQ(sample_rate=fs)(x, curves[:1], [amount])[0, 0].numpy()
-    sections = [cookbook_peaking(f0, g, AUDEALIZE_Q, fs)
-                for f0, g in zip(CENTRES, reference_gains(curves[0], amount)) if f0 < fs / 2]
+    sections = [
+        cookbook_peaking(f0, g, AUDEALIZE_Q, fs)
+        for f0, g in zip(CENTRES, reference_gains(curves[0], amount))
+        if f0 < fs / 2
+    ]
     expected = sosfilt(np.array([np.r_[b, a] for b, a in sections]), x)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-10)
 
@@ -125,7 +170,9 @@ def test_bands_at_or_above_nyquist_are_identity(curves, fs):
     assert torch.equal(b[..., above, :], identity.expand_as(b[..., above, :]))
     assert torch.equal(a[..., above, :], identity.expand_as(a[..., above, :]))
     assert torch.isfinite(b).all() and torch.isfinite(a).all()
-    out = eq(np.random.default_rng(4).normal(size=2_000).astype(np.float32), curves, [0.3, 0.6, 1.0])
+    out = eq(
+        np.random.default_rng(4).normal(size=2_000).astype(np.float32), curves, [0.3, 0.6, 1.0]
+    )
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
@@ -142,14 +189,20 @@ def test_peak_gain_at_centre_is_gain_db(gain_db):
     b, a = biquad.peaking_coefficients(f0, gain_db, AUDEALIZE_Q, fs)
     response = biquad.frequency_response(b, a, [f0], fs)
     assert 20 * math.log10(abs(response.item())) == pytest.approx(gain_db, abs=1e-9)
-    np.testing.assert_allclose(b.numpy(), cookbook_peaking(f0, gain_db, AUDEALIZE_Q, fs)[0], rtol=1e-14)
-    np.testing.assert_allclose(a.numpy(), cookbook_peaking(f0, gain_db, AUDEALIZE_Q, fs)[1], rtol=1e-14)
+    np.testing.assert_allclose(
+        b.numpy(), cookbook_peaking(f0, gain_db, AUDEALIZE_Q, fs)[0], rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        a.numpy(), cookbook_peaking(f0, gain_db, AUDEALIZE_Q, fs)[1], rtol=1e-14
+    )
 
 
 def test_frequency_response_matches_freqz():
     rng = np.random.default_rng(5)
     fs = 44_100
-    b, a = biquad.peaking_coefficients(torch.tensor([100.0, 3_000.0]), torch.tensor([4.0, -6.0]), 2.0, fs)
+    b, a = biquad.peaking_coefficients(
+        torch.tensor([100.0, 3_000.0]), torch.tensor([4.0, -6.0]), 2.0, fs
+    )
     freqs = rng.uniform(0, fs / 2, size=50)
     ours = biquad.frequency_response(b, a, freqs, fs).numpy()
     for row in range(2):
@@ -167,7 +220,9 @@ def test_lowpass_coefficients_match_web_audio_formula():
     np.testing.assert_allclose(ours_b.numpy(), b, rtol=1e-14)
     np.testing.assert_allclose(ours_a.numpy(), a, rtol=1e-14)
     above_nyquist = biquad.lowpass_coefficients(30_000.0, q_db, fs)
-    assert all(torch.equal(c, torch.tensor([1.0, 0, 0], dtype=torch.float64)) for c in above_nyquist)
+    assert all(
+        torch.equal(c, torch.tensor([1.0, 0, 0], dtype=torch.float64)) for c in above_nyquist
+    )
 
 
 def test_cascade_does_not_clamp_and_keeps_dtype():
@@ -179,13 +234,16 @@ def test_cascade_does_not_clamp_and_keeps_dtype():
 
 
 # -- curve normalisation and gains ------------------------------------------------------------
-@pytest.mark.parametrize("settings, expected", [
-    ([-1.0, 0.0, 2.0], [-1.0, -1 / 3, 1.0]),  # both signs: min -> -1, max -> +1
-    ([1.0, 2.0, 4.0], [-0.5, 0.0, 1.0]),       # all positive: 0 (not the minimum) maps to -1
-    ([-2.0, -1.0], [-1.0, 0.0]),               # all negative: 0 maps to +1
-    ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),        # flat: identity (Audealize leaves it undefined)
-    ([0.5, 0.5], [1.0, 1.0]),                  # constant positive: range [0, 0.5]
-])
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ([-1.0, 0.0, 2.0], [-1.0, -1 / 3, 1.0]),  # both signs: min -> -1, max -> +1
+        ([1.0, 2.0, 4.0], [-0.5, 0.0, 1.0]),  # all positive: 0 (not the minimum) maps to -1
+        ([-2.0, -1.0], [-1.0, 0.0]),  # all negative: 0 maps to +1
+        ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),  # flat: identity (Audealize leaves it undefined)
+        ([0.5, 0.5], [1.0, 1.0]),  # constant positive: range [0, 0.5]
+    ],
+)
 def test_normalize_curve_examples(settings, expected):
     np.testing.assert_allclose(normalize_curve(settings).numpy(), expected, rtol=0, atol=1e-15)
 
@@ -203,8 +261,12 @@ def test_gains_scale_linearly_with_amount(curves):
     gains = eq.gains_db(curves, [0.3, 0.6, 1.0])
     assert gains.shape == (3, 3, 40)
     for level, amount in enumerate([0.3, 0.6, 1.0]):
-        np.testing.assert_allclose(gains[:, level].numpy(), np.stack([reference_gains(c, amount, 4.3) for c in curves]),
-                                   rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(
+            gains[:, level].numpy(),
+            np.stack([reference_gains(c, amount, 4.3) for c in curves]),
+            rtol=1e-14,
+            atol=1e-14,
+        )
     assert gains[0, 2].abs().max() == pytest.approx(4.3)
 
 
@@ -217,27 +279,35 @@ def test_batch_rows_equal_single_renders(curves):
 
 
 # -- validation -------------------------------------------------------------------------------
-@pytest.mark.parametrize("wave, settings, amounts, match", [
-    (np.zeros(10), np.zeros((2, 39)), [1.0], "settings must be"),
-    (np.zeros(10), np.zeros(40), [1.0], "settings must be"),
-    (np.zeros(10), np.full((1, 40), np.nan), [1.0], "non-finite"),
-    (np.zeros(10), np.zeros((1, 40)), [-0.3], "amounts must be >= 0"),
-    (np.zeros(10), np.zeros((1, 40)), [], "amounts is empty"),
-    (np.zeros(10), np.zeros((1, 40)), [float("inf")], "finite"),
-    (np.zeros(10), np.zeros((1, 40)), 0.5, "sequence"),
-    (np.zeros(0), np.zeros((1, 40)), [1.0], "wave is empty"),
-    (np.zeros((2, 10)), np.zeros((1, 40)), [1.0], r"shape \(T,\)"),
-    (np.array([0.0, np.inf]), np.zeros((1, 40)), [1.0], "non-finite"),
-])
+@pytest.mark.parametrize(
+    "wave, settings, amounts, match",
+    [
+        (np.zeros(10), np.zeros((2, 39)), [1.0], "settings must be"),
+        (np.zeros(10), np.zeros(40), [1.0], "settings must be"),
+        (np.zeros(10), np.full((1, 40), np.nan), [1.0], "non-finite"),
+        (np.zeros(10), np.zeros((1, 40)), [-0.3], "amounts must be >= 0"),
+        (np.zeros(10), np.zeros((1, 40)), [], "amounts is empty"),
+        (np.zeros(10), np.zeros((1, 40)), [float("inf")], "finite"),
+        (np.zeros(10), np.zeros((1, 40)), 0.5, "sequence"),
+        (np.zeros(0), np.zeros((1, 40)), [1.0], "wave is empty"),
+        (np.zeros((2, 10)), np.zeros((1, 40)), [1.0], r"shape \(T,\)"),
+        (np.array([0.0, np.inf]), np.zeros((1, 40)), [1.0], "non-finite"),
+    ],
+)
 def test_validation_errors(wave, settings, amounts, match):
     with pytest.raises(ValueError, match=match):
         GraphicEQ(sample_rate=8_000)(wave, settings, amounts)
 
 
 def test_constructor_validation():
-    for kwargs, match in [({"sample_rate": 0}, "sample_rate"), ({"q": 0.0}, "q must"),
-                          ({"max_db": float("nan")}, "max_db"), ({"centres_hz": []}, "centres_hz"),
-                          ({"centres_hz": [100.0, -5.0]}, "centres_hz"), ({"backend": "numba"}, "backend")]:
+    for kwargs, match in [
+        ({"sample_rate": 0}, "sample_rate"),
+        ({"q": 0.0}, "q must"),
+        ({"max_db": float("nan")}, "max_db"),
+        ({"centres_hz": []}, "centres_hz"),
+        ({"centres_hz": [100.0, -5.0]}, "centres_hz"),
+        ({"backend": "numba"}, "backend"),
+    ]:
         with pytest.raises(ValueError, match=match):
             GraphicEQ(**kwargs)
     with pytest.raises(ValueError, match=r"b and a must both be \(B, K, 3\)"):
@@ -256,8 +326,12 @@ def test_real_eq_descriptors_render_sensibly():
     assert gains.abs().max() == pytest.approx(5.0) and gains.shape == (2, 1, 40)
     b, a = eq.coefficients(settings, [1.0])
     freqs = [100.0, 3_000.0]
-    response = biquad.frequency_response(b, a, freqs, 48_000).abs().log10().mul(20).sum(-2)  # dB, (2, 1, F)
+    response = (
+        biquad.frequency_response(b, a, freqs, 48_000).abs().log10().mul(20).sum(-2)
+    )  # dB, (2, 1, F)
     assert response[0, 0, 0] > response[0, 0, 1]  # warm: lows above presence
     assert response[1, 0, 1] > response[1, 0, 0]  # bright: presence above lows
-    out = eq(np.random.default_rng(7).normal(size=4_800).astype(np.float32), settings, [0.3, 0.6, 1.0])
+    out = eq(
+        np.random.default_rng(7).normal(size=4_800).astype(np.float32), settings, [0.3, 0.6, 1.0]
+    )
     assert torch.isfinite(out).all()

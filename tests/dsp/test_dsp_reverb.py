@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from humanclap.dsp.reverb import AudealizeReverb, ReverbSettings, mix_gains, prev_prime, wet_dry_gains
+from humanclap.dsp.reverb import (
+    AudealizeReverb,
+    ReverbSettings,
+    mix_gains,
+    prev_prime,
+    wet_dry_gains,
+)
 
 AUDEALIZE_DIR = Path("/work/shared/data/audealize")
 
@@ -59,8 +65,12 @@ def slow_reverb(x: np.ndarray, d, g, m, f, E, wetdry, fs) -> np.ndarray:
     wet = math.cos((1 - wetdry) * math.pi / 2) * x
     dry = math.cos(wetdry * math.pi / 2) * x
     rt = d * math.log(0.001) / math.log(g)
-    combs = sum(delay_section(wet, slow_prev_prime(d * (15 - k) / 15 * fs), 0.0, 0.001 ** (d * (15 - k) / 15 / rt))
-                for k in range(6))
+    combs = sum(
+        delay_section(
+            wet, slow_prev_prime(d * (15 - k) / 15 * fs), 0.0, 0.001 ** (d * (15 - k) / 15 / rt)
+        )
+        for k in range(6)
+    )
     g1 = 1 / (E + 1)
     reverb_gain, clean_gain = math.cos(g1 * 3 * math.pi / 8), math.cos((1 - g1) * math.pi / 8)
     scale = 0.4 / (reverb_gain + clean_gain)
@@ -70,14 +80,19 @@ def slow_reverb(x: np.ndarray, d, g, m, f, E, wetdry, fs) -> np.ndarray:
     channels = []
     for sign in (+1, -1):
         allpass = delay_section(combs, slow_prev_prime((0.016 + sign * m / 2) * fs), -0.1, 0.1)
-        channels.append(0.45 * (dry + scale * (reverb_gain * web_audio_lowpass(allpass, f, fs) + clean_gain * clean)))
+        channels.append(
+            0.45
+            * (dry + scale * (reverb_gain * web_audio_lowpass(allpass, f, fs) + clean_gain * clean))
+        )
     return (channels[0] + channels[1]) / 2
 
 
 HAND_SETTINGS = [
     ReverbSettings(d=0.02, g=0.7, m=0.004, f=1_500.0, E=0.5),
-    ReverbSettings(d=0.013, g=0.95, m=-0.006, f=5_000.0, E=0.0),  # f above Nyquist at 8 kHz: identity
-    ReverbSettings(d=0.001, g=0.3, m=0.0, f=300.0, E=1.0),        # tiny d: 7- and 5-sample combs
+    ReverbSettings(
+        d=0.013, g=0.95, m=-0.006, f=5_000.0, E=0.0
+    ),  # f above Nyquist at 8 kHz: identity
+    ReverbSettings(d=0.001, g=0.3, m=0.0, f=300.0, E=1.0),  # tiny d: 7- and 5-sample combs
 ]
 
 
@@ -115,7 +130,17 @@ def test_stereo_impulse_response_matches_reference():
 def test_prev_prime_hand_cases():
     assert prev_prime(2_400) == 2_399
     assert prev_prime(2_400.9) == 2_399
-    assert [prev_prime(x) for x in (0.3, 1.9, 2.0, 2.9, 3.0, 7.0, 8.0, 9.9, 10.0)] == [2, 2, 2, 2, 3, 7, 7, 7, 7]
+    assert [prev_prime(x) for x in (0.3, 1.9, 2.0, 2.9, 3.0, 7.0, 8.0, 9.9, 10.0)] == [
+        2,
+        2,
+        2,
+        2,
+        3,
+        7,
+        7,
+        7,
+        7,
+    ]
     for x in np.random.default_rng(1).uniform(3, 6_000, size=50):
         assert prev_prime(x) == slow_prev_prime(x)
 
@@ -126,11 +151,20 @@ def test_comb_and_allpass_delays_are_the_specified_primes():
     assert design.comb_delays[0] == 2_399  # 0.05 s · 48 kHz = 2400 -> 2399
     for k, delay in enumerate(design.comb_delays):
         target = math.floor(0.05 * (15 - k) / 15 * 48_000)
-        assert is_prime(delay) and delay <= target and not any(is_prime(n) for n in range(delay + 1, target + 1))
-    assert design.allpass_delays == (slow_prev_prime(0.017 * 48_000), slow_prev_prime(0.015 * 48_000))
+        assert (
+            is_prime(delay)
+            and delay <= target
+            and not any(is_prime(n) for n in range(delay + 1, target + 1))
+        )
+    assert design.allpass_delays == (
+        slow_prev_prime(0.017 * 48_000),
+        slow_prev_prime(0.015 * 48_000),
+    )
     assert design.clean_delay == 480
     # g2_k = 0.001^(delay_k/rt) with the unrounded delay, i.e. g^((15−k)/15); comb 0 has gain g
-    np.testing.assert_allclose(design.comb_gains, [0.8 ** ((15 - k) / 15) for k in range(6)], rtol=1e-12)
+    np.testing.assert_allclose(
+        design.comb_gains, [0.8 ** ((15 - k) / 15) for k in range(6)], rtol=1e-12
+    )
 
 
 def test_mix_gains_formulas():
@@ -181,11 +215,16 @@ def test_impulse_response_decays(settings):
     assert _decays(AudealizeReverb(sample_rate=8_000), settings)
 
 
-@pytest.mark.parametrize("settings", [
-    ReverbSettings(d=0.1, g=0.9998, m=0.012, f=22_049.0, E=1.0),   # the pool's max g: rt ≈ 3450 s
-    ReverbSettings(d=0.001, g=0.9998, m=-0.012, f=4.4, E=0.0004),  # tiny d and f
-    ReverbSettings(d=1e-5, g=0.5, m=0.0, f=100.0, E=0.5),          # delays below 2 samples -> 2
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        ReverbSettings(
+            d=0.1, g=0.9998, m=0.012, f=22_049.0, E=1.0
+        ),  # the pool's max g: rt ≈ 3450 s
+        ReverbSettings(d=0.001, g=0.9998, m=-0.012, f=4.4, E=0.0004),  # tiny d and f
+        ReverbSettings(d=1e-5, g=0.5, m=0.0, f=100.0, E=0.5),  # delays below 2 samples -> 2
+    ],
+)
 def test_extreme_settings_are_finite_and_stable(settings):
     reverb = AudealizeReverb(sample_rate=8_000)
     design = reverb.design(settings)
@@ -203,22 +242,39 @@ def test_tensor_settings_rows_equal_dataclass_settings(noise):
 
 
 # -- validation -------------------------------------------------------------------------------
-@pytest.mark.parametrize("field, value", [("d", 0.0), ("g", 1.0), ("g", 0.0), ("f", -1.0), ("E", -0.1),
-                                          ("wetdry", 1.5), ("m", float("nan"))])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("d", 0.0),
+        ("g", 1.0),
+        ("g", 0.0),
+        ("f", -1.0),
+        ("E", -0.1),
+        ("wetdry", 1.5),
+        ("m", float("nan")),
+    ],
+)
 def test_settings_validation_names_the_field(field, value):
     values = dict(d=0.05, g=0.5, m=0.0, f=1_000.0, E=0.5, wetdry=1.0) | {field: value}
     with pytest.raises(ValueError, match=rf"ReverbSettings\.{field} must"):
         ReverbSettings(**values)
 
 
-@pytest.mark.parametrize("settings, amounts, match", [
-    (np.zeros((1, 5)), [0.3], r"\(D, 6\)"),
-    ([[0.05, 0.5, 0.0, 1_000.0, 0.5, 1.0], [0.05, 2.0, 0.0, 1_000.0, 0.5, 1.0]], [0.3], r"row 1: ReverbSettings\.g"),
-    (HAND_SETTINGS[0], [0.3], "wrap one in a list"),
-    ([HAND_SETTINGS[0]], [1.2], "amounts must be <= 1"),
-    ([HAND_SETTINGS[0]], [-0.1], "amounts must be >= 0"),
-    ([HAND_SETTINGS[0]], [], "amounts is empty"),
-])
+@pytest.mark.parametrize(
+    "settings, amounts, match",
+    [
+        (np.zeros((1, 5)), [0.3], r"\(D, 6\)"),
+        (
+            [[0.05, 0.5, 0.0, 1_000.0, 0.5, 1.0], [0.05, 2.0, 0.0, 1_000.0, 0.5, 1.0]],
+            [0.3],
+            r"row 1: ReverbSettings\.g",
+        ),
+        (HAND_SETTINGS[0], [0.3], "wrap one in a list"),
+        ([HAND_SETTINGS[0]], [1.2], "amounts must be <= 1"),
+        ([HAND_SETTINGS[0]], [-0.1], "amounts must be >= 0"),
+        ([HAND_SETTINGS[0]], [], "amounts is empty"),
+    ],
+)
 def test_call_validation(settings, amounts, match):
     with pytest.raises(ValueError, match=match):
         AudealizeReverb(sample_rate=8_000)(np.zeros(100), settings, amounts)
@@ -242,6 +298,8 @@ def test_real_reverb_descriptors():
     reverb48 = AudealizeReverb(sample_rate=48_000)
     # Web Audio raises in-loop delays below 128 samples; the descriptors never get there
     assert min(min(reverb48.design(s).comb_delays) for s in settings) >= 128
-    distinct = list(dict.fromkeys(settings))[:5]  # the most used distinct settings (echo, distant, ...)
+    distinct = list(dict.fromkeys(settings))[
+        :5
+    ]  # the most used distinct settings (echo, distant, ...)
     reverb8 = AudealizeReverb(sample_rate=8_000)
     assert all(_decays(reverb8, s) for s in distinct)

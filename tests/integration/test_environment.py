@@ -11,11 +11,30 @@ import pytest
 # laion_clap is checked in tests/backbones/test_laion_checkpoint.py: importing it fetches tokenizers from the
 # hub at import time, which only works offline inside the prepared directory that test builds.
 MODULES = [
-    "torch", "torchaudio", "torchvision", "lightning", "transformers", "torchmetrics", "wandb",
-    "scipy", "datasets", "pyarrow", "hydra", "omegaconf", "soundfile", "numpy", "safetensors",
+    "torch",
+    "torchaudio",
+    "torchvision",
+    "lightning",
+    "transformers",
+    "torchmetrics",
+    "wandb",
+    "scipy",
+    "datasets",
+    "pyarrow",
+    "hydra",
+    "omegaconf",
+    "soundfile",
+    "numpy",
+    "safetensors",
     # sweeps: the Hydra plugins and what optuna 2.10 needs (pinned in pyproject.toml)
-    "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper", "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
-    "submitit", "optuna", "sqlalchemy", "alembic", "cliff", "cmaes",
+    "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+    "submitit",
+    "optuna",
+    "sqlalchemy",
+    "alembic",
+    "cliff",
+    "cmaes",
 ]
 
 
@@ -46,7 +65,9 @@ def test_torchaudio_compiled_op_runs_on_pinned_torch():
     import torch
     import torchaudio.functional as F
 
-    emission = torch.log_softmax(torch.randn(1, 12, 5, generator=torch.Generator().manual_seed(0)), dim=-1)
+    emission = torch.log_softmax(
+        torch.randn(1, 12, 5, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
     labels, scores = F.forced_align(emission, torch.tensor([[1, 2, 3]], dtype=torch.int32), blank=0)
     assert labels.shape == (1, 12)
     assert set(labels[0].tolist()) <= {0, 1, 2, 3}
@@ -74,8 +95,13 @@ def test_optuna_2_study_persists_in_sqlite(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
 
     def study():
-        return optuna.create_study(study_name="s", storage=storage, direction="maximize", load_if_exists=True,
-                                   sampler=optuna.samplers.TPESampler(seed=0))
+        return optuna.create_study(
+            study_name="s",
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=0),
+        )
 
     study().optimize(lambda trial: -(trial.suggest_float("x", -1, 1) ** 2), n_trials=3)
     reloaded = study()

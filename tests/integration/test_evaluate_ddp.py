@@ -11,16 +11,28 @@ import pytest
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
-OVERRIDES = ["models=[tiny]", "data.pairs.n_sounds=25", "data.pairs.texts_per_sound=3", "batch_size=2",
-             "progress=false", "figures=false",
-             # float32 results depend on how the clips are batched (~1e-7 per embedding, ~1e-5 on the
-             # near-constant scores of the random tiny model); in float64 only the sharding is tested.
-             "dtype=float64"]
+OVERRIDES = [
+    "models=[tiny]",
+    "data.pairs.n_sounds=25",
+    "data.pairs.texts_per_sound=3",
+    "batch_size=2",
+    "progress=false",
+    "figures=false",
+    # float32 results depend on how the clips are batched (~1e-7 per embedding, ~1e-5 on the
+    # near-constant scores of the random tiny model); in float64 only the sharding is tested.
+    "dtype=float64",
+]
 
 
 def _rank(rank: int, world: int, port: int, config: dict, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), HF_HUB_OFFLINE="1")
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        HF_HUB_OFFLINE="1",
+    )
     from humanclap.evaluate import evaluate
 
     results = evaluate(OmegaConf.create(config))
@@ -53,7 +65,11 @@ def test_two_process_evaluation_equals_one_process(compose_evaluate, tmp_path):
         for probe, metrics in single["tiny"].items():
             assert results["tiny"][probe].keys() == metrics.keys()
             for key, value in metrics.items():
-                assert results["tiny"][probe][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (rank, probe, key)
+                assert results["tiny"][probe][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (
+                    rank,
+                    probe,
+                    key,
+                )
     # Every unique input was embedded once across both ranks together, as in one process.
     assert document["models"]["tiny"]["embedded"] == single_doc["models"]["tiny"]["embedded"]
     assert single_doc["models"]["tiny"]["embedded"]["audio"] == 5

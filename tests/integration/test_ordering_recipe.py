@@ -28,9 +28,16 @@ def test_recipe_ordering_composes_the_mixed_data_heads_and_order_probes(compose_
 
 
 @pytest.mark.slow
-def test_recipe_ordering_trains_logs_bat_each_epoch_and_exports_the_heads(compose_train, compose_evaluate):
-    cfg = compose_train("recipe=ordering", *SMALL, "trainer.max_epochs=2", "logger=csv",
-                        f"probes=[relevance,{','.join(ORDER_PROBES)}]")
+def test_recipe_ordering_trains_logs_bat_each_epoch_and_exports_the_heads(
+    compose_train, compose_evaluate
+):
+    cfg = compose_train(
+        "recipe=ordering",
+        *SMALL,
+        "trainer.max_epochs=2",
+        "logger=csv",
+        f"probes=[relevance,{','.join(ORDER_PROBES)}]",
+    )
     summary = train(cfg)
     assert summary["metric"] == "bat/accuracy"
     export = Path(summary["export_dir"])
@@ -43,16 +50,26 @@ def test_recipe_ordering_trains_logs_bat_each_epoch_and_exports_the_heads(compos
         assert 0.0 <= metrics["bat/accuracy"] <= 1.0
         assert metrics["clause_swap/n_queries"] > 0 and metrics["as_then_swap/then/n_queries"] > 0
         assert metrics["text_sensitivity/clause_swap/n"] > 0 and "relevance/srcc" in metrics
-    header = next((Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
+    header = (
+        next((Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
+    )
     assert "bat/accuracy" in header and "clause_swap/drop" in header
     assert (export / "aggregation_config.json").is_file()
 
     # The exported heads are loaded back by evaluate and measured on the synthesized order set.
-    evaluation = compose_evaluate(f"models=[{export}]", "data=order_synthetic", "data.pairs.n_events=30",
-                                  "data.pairs.n_pairs=40", f"probes=[{','.join(ORDER_PROBES)}]", "progress=false")
+    evaluation = compose_evaluate(
+        f"models=[{export}]",
+        "data=order_synthetic",
+        "data.pairs.n_events=30",
+        "data.pairs.n_pairs=40",
+        f"probes=[{','.join(ORDER_PROBES)}]",
+        "progress=false",
+    )
     results = evaluate(evaluation)
     (name,) = results
     assert set(results[name]) == set(ORDER_PROBES)
     assert results[name]["bat"]["n"] > 0 and results[name]["clause_swap"]["n_queries"] > 0
-    metrics = json.loads((Path(evaluation.paths.output_dir) / "metrics.json").read_text())["models"][name]["metrics"]
+    metrics = json.loads((Path(evaluation.paths.output_dir) / "metrics.json").read_text())[
+        "models"
+    ][name]["metrics"]
     assert metrics["bat"]["accuracy"] == pytest.approx(results[name]["bat"]["accuracy"])

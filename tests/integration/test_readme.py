@@ -54,8 +54,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -75,7 +75,11 @@ INLINE_RUN = {
 
 
 def _mode(command: Command) -> str:
-    return "run" if command.inline and command.mode == "compose" and command.key in INLINE_RUN else command.mode
+    return (
+        "run"
+        if command.inline and command.mode == "compose" and command.key in INLINE_RUN
+        else command.mode
+    )
 
 
 def _run_units() -> list[tuple[Command, ...]]:
@@ -105,38 +109,84 @@ RUNS = _run_units()
 
 # -- the README is fully classified ---------------------------------------------------------------------
 
+
 def test_every_readme_command_is_classified():
-    assert PROBLEMS == [], "README.md breaks the harness's rules (tests/integration/test_readme.py docstring):\n" + "\n".join(
-        PROBLEMS)
+    assert PROBLEMS == [], (
+        "README.md breaks the harness's rules (tests/integration/test_readme.py docstring):\n"
+        + "\n".join(PROBLEMS)
+    )
     assert RUNS and COMPOSED and SHELL  # the parser found the README's commands at all
 
 
 def test_the_rules_leave_no_way_around_the_harness(tmp_path):
     """Each way a command could slip past is a problem; the reading rules give the commands a user types."""
     readme = tmp_path / "README.md"
-    readme.write_text("\n".join([
-        "```bash", "python -m humanclap.train recipe=mse", "```",                      # no marker
-        "<!-- readme:run -->", "```bash", "python -m humanclap.train data=relate ...", "```",  # elision in a run
-        "<!-- readme:run,compose -->", "```bash", "python -m humanclap.evaluate", "```",      # 2 modes, 1 command
-        "<!-- readme:shell -->", "```bash", "python -m humanclap.evaluate", "```",            # Python in a shell block
-        "<!-- readme:compose -->", "```bash", "rm -rf data && python -m humanclap.train", "```",  # not setup
-        "<!-- readme:compose -->", "```bash", "python -m humanclap.train | tee log", "```",    # a pipe
-        "<!-- readme:compose -->", "```bash", "wget http://x", "```",                        # another program
-        "Inline `python somewhere/else.sh now` and `python -c 'print(1)'`.",
-        "<!-- readme:run,compose -->", "```bash",
-        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python -m humanclap.train -m \\",
-        "    recipe=wsce  # comment", "python -m humanclap.evaluate model=checkpoints/<run> ...", "```",
-        "`humanclap.evaluate model=x`, `python`, `humanclap.train` and `python -m pytest -x`.",
-    ]))
+    readme.write_text(
+        "\n".join(
+            [
+                "```bash",
+                "python -m humanclap.train recipe=mse",
+                "```",  # no marker
+                "<!-- readme:run -->",
+                "```bash",
+                "python -m humanclap.train data=relate ...",
+                "```",  # elision in a run
+                "<!-- readme:run,compose -->",
+                "```bash",
+                "python -m humanclap.evaluate",
+                "```",  # 2 modes, 1 command
+                "<!-- readme:shell -->",
+                "```bash",
+                "python -m humanclap.evaluate",
+                "```",  # Python in a shell block
+                "<!-- readme:compose -->",
+                "```bash",
+                "rm -rf data && python -m humanclap.train",
+                "```",  # not setup
+                "<!-- readme:compose -->",
+                "```bash",
+                "python -m humanclap.train | tee log",
+                "```",  # a pipe
+                "<!-- readme:compose -->",
+                "```bash",
+                "wget http://x",
+                "```",  # another program
+                "Inline `python somewhere/else.sh now` and `python -c 'print(1)'`.",
+                "<!-- readme:run,compose -->",
+                "```bash",
+                "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python -m humanclap.train -m \\",
+                "    recipe=wsce  # comment",
+                "python -m humanclap.evaluate model=checkpoints/<run> ...",
+                "```",
+                "`humanclap.evaluate model=x`, `python`, `humanclap.train` and `python -m pytest -x`.",
+            ]
+        )
+    )
     _, commands, problems = read(readme)
     assert len(problems) == 9, "\n".join(problems)
-    for expected in ("without a marker", "'...'", "gives 2 modes for 1 commands", "a Python command in a shell",
-                     "only setup", "pipes", "not a humanclap command", "somewhere/else.sh", "print(1)"):
+    for expected in (
+        "without a marker",
+        "'...'",
+        "gives 2 modes for 1 commands",
+        "a Python command in a shell",
+        "only setup",
+        "pipes",
+        "not a humanclap command",
+        "somewhere/else.sh",
+        "print(1)",
+    ):
         assert sum(expected in problem for problem in problems) == 1, expected
     run, compose, inline, suite = commands
-    assert (run.mode, run.run_argv("PY")) == ("run", ["PY", "-m", "humanclap.train", "-m", "recipe=wsce"])
+    assert (run.mode, run.run_argv("PY")) == (
+        "run",
+        ["PY", "-m", "humanclap.train", "-m", "recipe=wsce"],
+    )
     assert compose.compose_arguments() == ["model=checkpoints/run", "--cfg", "job", "--resolve"]
-    assert (inline.key, inline.inline, inline.module) == ("humanclap.evaluate model=x", True, "humanclap.evaluate")
+    assert (inline.key, inline.inline, inline.module) == (
+        "humanclap.evaluate model=x",
+        True,
+        "humanclap.evaluate",
+    )
     assert suite.mode == "suite"
 
 
@@ -144,7 +194,9 @@ def test_ci_runs_the_readme_test_command():
     """.ci/run extracts the line after the ci:test-command marker's fence; markers must not move it."""
     (ci,) = [c for c in COMMANDS if c.mode == "ci"]
     (extract,) = re.findall(r"command=\$\((awk .*README\.md)\)", (REPO / ".ci" / "run").read_text())
-    found = subprocess.run(["bash", "-c", extract], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    found = subprocess.run(
+        ["bash", "-c", extract], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert found.strip() == ci.text
     assert ci.words[-3:] == (".venv/bin/python", "-m", "pytest")
 
@@ -152,12 +204,15 @@ def test_ci_runs_the_readme_test_command():
 def test_inline_run_and_claims_name_readme_commands():
     """A README edit that renames a command must not leave its run or its checks behind silently."""
     inline = {c.key for c in COMMANDS if c.inline and c.module in HYDRA_APPS}
-    assert INLINE_RUN <= inline, f"INLINE_RUN entries no longer in the README: {INLINE_RUN - inline}"
+    assert INLINE_RUN <= inline, (
+        f"INLINE_RUN entries no longer in the README: {INLINE_RUN - inline}"
+    )
     run = {c.key for unit in RUNS for c in unit}
     assert set(CLAIMS) <= run, f"CLAIMS for commands the README no longer runs: {set(CLAIMS) - run}"
 
 
 # -- composed: needs user data or hub weights -----------------------------------------------------------
+
 
 def _as_main(target: str, argv: list[str], script: bool = False) -> int:
     """``python -m target argv`` (or ``python target argv``) in this process; its exit status."""
@@ -186,7 +241,9 @@ def test_the_command_composes(command, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     status = _as_main(command.module, command.compose_arguments())
     printed = capsys.readouterr()
-    assert status == 0, f"README line {command.line}: {command.text}\n{printed.out[-2000:]}{printed.err[-3000:]}"
+    assert status == 0, (
+        f"README line {command.line}: {command.text}\n{printed.out[-2000:]}{printed.err[-3000:]}"
+    )
     assert isinstance(yaml.safe_load(printed.out), dict)  # the job's config, printed
     assert not any(tmp_path.iterdir())  # composing wrote nothing
 
@@ -202,7 +259,9 @@ def test_the_program_answers_help(command, tmp_path, monkeypatch, capsys):
     else:
         status = _as_main(command.module, command.help_arguments)
     printed = capsys.readouterr()
-    assert status == 0 and printed.out.strip(), f"README line {command.line}: {command.text}\n{printed.err[-3000:]}"
+    assert status == 0 and printed.out.strip(), (
+        f"README line {command.line}: {command.text}\n{printed.err[-3000:]}"
+    )
 
 
 @pytest.mark.parametrize("command", SHELL, ids=_id)
@@ -210,13 +269,18 @@ def test_the_shell_program_is_installed(command):
     """Shell lines are not run (they download); their program and subcommand must exist as printed."""
     path = f"{Path(sys.executable).parent}:{_env()['PATH']}"
     program = shutil.which(command.words[0], path=path)
-    assert program, f"README line {command.line}: '{command.words[0]}' is not installed ({command.text})"
+    assert program, (
+        f"README line {command.line}: '{command.words[0]}' is not installed ({command.text})"
+    )
     argv = [program, *command.shell_help_argv()[1:]]
     result = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"README line {command.line}: {' '.join(argv)}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, (
+        f"README line {command.line}: {' '.join(argv)}\n{result.stderr[-2000:]}"
+    )
 
 
 # -- run: verbatim, in a fresh directory ----------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("unit", RUNS, ids=lambda unit: _id(unit[0]))
@@ -224,13 +288,23 @@ def test_the_command_runs_verbatim(unit, tmp_path):
     for command in unit:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
-        result = subprocess.run(command.run_argv(sys.executable), cwd=tmp_path, env=_env(), capture_output=True,
-                                text=True, timeout=1800)
+        result = subprocess.run(
+            command.run_argv(sys.executable),
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        print(f"README line {command.line}: {command.key}: {time.monotonic() - start:.0f} s wall, {cpu:.0f} s CPU")
-        assert result.returncode == 0, (f"README line {command.line}: {command.text}\n"
-                                        f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        print(
+            f"README line {command.line}: {command.key}: {time.monotonic() - start:.0f} s wall, {cpu:.0f} s CPU"
+        )
+        assert result.returncode == 0, (
+            f"README line {command.line}: {command.text}\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
         if command.key in CLAIMS:
             CLAIMS[command.key](tmp_path, command)
 
@@ -260,7 +334,9 @@ def _single_run(cwd: Path, recipe: str) -> tuple[Path, Path, dict]:
     export = cwd / "checkpoints" / output.name
     record = _record(export)
     epochs = [epoch for epoch, _ in record["history"]]
-    assert epochs == list(range(-1, record["config"]["trainer"]["max_epochs"])), epochs  # baseline + every epoch
+    assert epochs == list(range(-1, record["config"]["trainer"]["max_epochs"])), (
+        epochs
+    )  # baseline + every epoch
     return output, export, record
 
 
@@ -309,7 +385,13 @@ def _timbre(cwd: Path, command: Command) -> None:
     for _, metrics in record["history"]:
         for effect in ("eq", "reverb"):
             assert metrics[f"timbre_trend/{effect}/n_descriptors"] == 6
-            assert sum(metrics[f"timbre_trend/{effect}/{trend}"] for trend in ("up", "down", "peak", "flat")) == 6
+            assert (
+                sum(
+                    metrics[f"timbre_trend/{effect}/{trend}"]
+                    for trend in ("up", "down", "peak", "flat")
+                )
+                == 6
+            )
         assert metrics["timbre_correlation/descriptor/n"] == 6
     mean_r = "timbre_correlation/descriptor/mean_r"
     assert record["summary"]["metric"] == mean_r
@@ -327,8 +409,17 @@ def _ordering(cwd: Path, command: Command) -> None:
         assert metrics["bat/n_before"] + metrics["bat/n_after"] == metrics["bat/n"] > 0
     assert record["config"]["optimized_metric"] == "bat/accuracy"
     assert (export / "aggregation_config.json").is_file() and (export / "config.json").is_file()
-    (load_back,) = [c for c in COMMANDS if c.module == "humanclap.evaluate" and "model=checkpoints/<run>" in c.words]
-    argv = [sys.executable, "-m", load_back.module, *(w.replace("<run>", export.name) for w in load_back.arguments)]
+    (load_back,) = [
+        c
+        for c in COMMANDS
+        if c.module == "humanclap.evaluate" and "model=checkpoints/<run>" in c.words
+    ]
+    argv = [
+        sys.executable,
+        "-m",
+        load_back.module,
+        *(w.replace("<run>", export.name) for w in load_back.arguments),
+    ]
     result = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, f"{' '.join(argv)}\n{result.stderr[-5000:]}"
     (evaluation,) = (cwd / "outputs").glob("evaluate-*")
@@ -339,7 +430,9 @@ def _ordering(cwd: Path, command: Command) -> None:
 def _zero_shot_each_epoch(cwd: Path, command: Command) -> None:
     *_, record = _single_run(cwd, "wsce_mae")
     _probed_every_epoch(record, {"relevance", "zero_shot_instruments"})
-    assert {metrics["zero_shot_instruments/n_classes"] for _, metrics in record["history"]} == {14}  # TinySOL's
+    assert {metrics["zero_shot_instruments/n_classes"] for _, metrics in record["history"]} == {
+        14
+    }  # TinySOL's
 
 
 def _sweep_table(cwd: Path, jobs: int) -> tuple[str, list[dict]]:
@@ -372,10 +465,14 @@ def _grid_sweep(cwd: Path, command: Command) -> None:
 
 
 def _optuna(cwd: Path, command: Command) -> None:
-    (trials,) = [int(w.split("=")[1]) for w in command.arguments if w.startswith("hydra.sweeper.n_trials=")]
+    (trials,) = [
+        int(w.split("=")[1]) for w in command.arguments if w.startswith("hydra.sweeper.n_trials=")
+    ]
     sweep, rows = _sweep_table(cwd, trials)
     results = yaml.safe_load((cwd / "multirun" / sweep / "optimization_results.yaml").read_text())
-    objectives = [float(row["objective"]) for row in rows if not math.isnan(float(row["objective"]))]
+    objectives = [
+        float(row["objective"]) for row in rows if not math.isnan(float(row["objective"]))
+    ]
     if objectives:
         assert results["best_value"] == pytest.approx(max(objectives))
 
@@ -387,7 +484,9 @@ def _resumed(cwd: Path, command: Command) -> None:
     epochs = _record(export)["config"]["trainer"]["max_epochs"]
     assert [epoch for epoch, _ in _record(export)["history"]] == list(range(-1, epochs))
     parts = 2 if "resume=auto" in command.arguments else 1
-    assert sorted(p.name for p in (output / "csv").iterdir()) == [f"version_{n}" for n in range(parts)]
+    assert sorted(p.name for p in (output / "csv").iterdir()) == [
+        f"version_{n}" for n in range(parts)
+    ]
     assert all((output / "csv" / f"version_{n}" / "metrics.csv").is_file() for n in range(parts))
 
 
@@ -400,8 +499,7 @@ def _select(config: dict, dotted: str):
 CLAIMS: dict[str, Callable[[Path, Command], None]] = {
     "python -m humanclap.train recipe=wsce_mae": _quickstart,
     "python -m humanclap.evaluate": _evaluate_default,
-    "python -m humanclap.evaluate data=order_synthetic 'probes=[bat,clause_swap,as_then_swap,text_sensitivity]'":
-        _evaluate_order,
+    "python -m humanclap.evaluate data=order_synthetic 'probes=[bat,clause_swap,as_then_swap,text_sensitivity]'": _evaluate_order,  # noqa: E501
     "python -m humanclap.train recipe=timbre": _timbre,
     "python -m humanclap.train recipe=ordering": _ordering,
     "python -m humanclap.train 'probes=[relevance,zero_shot_instruments]' trainer.max_epochs=2": _zero_shot_each_epoch,

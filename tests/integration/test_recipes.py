@@ -20,9 +20,16 @@ PAPER_LAMBDAS = {"wsce": 0.1, "mse": 1.0, "mae": 1.0}  # human-clap §IV-A
 
 MIXES = ["wsce", "mse", "mae", "wsce_mse", "wsce_mae", "mse_mae", "wsce_mse_mae"]
 # The loss of every recipe as it was written out in recipes/recipe/<mix>.yaml before recipes/loss/ existed.
-LOSS_OF = {mix: {"_target_": "humanclap.losses.HumanClapLoss",
-                 "lambdas": {term: (PAPER_LAMBDAS[term] if term in mix.split("_") else 0) for term in PAPER_LAMBDAS},
-                 "wsce_normalization": "batch"} for mix in MIXES}
+LOSS_OF = {
+    mix: {
+        "_target_": "humanclap.losses.HumanClapLoss",
+        "lambdas": {
+            term: (PAPER_LAMBDAS[term] if term in mix.split("_") else 0) for term in PAPER_LAMBDAS
+        },
+        "wsce_normalization": "batch",
+    }
+    for mix in MIXES
+}
 
 
 @pytest.mark.parametrize("recipe", MIXES)
@@ -33,18 +40,23 @@ def test_recipe_uses_paper_lambdas_for_its_terms(compose_train, recipe):
     loss = instantiate(cfg.loss)
     assert isinstance(loss, HumanClapLoss)
     used = set(recipe.split("_"))
-    assert dict(loss.lambdas) == {term: (PAPER_LAMBDAS[term] if term in used else 0.0) for term in PAPER_LAMBDAS}
+    assert dict(loss.lambdas) == {
+        term: (PAPER_LAMBDAS[term] if term in used else 0.0) for term in PAPER_LAMBDAS
+    }
     assert loss.wsce_normalization == "batch"
 
 
 @pytest.mark.parametrize("mix", MIXES)
 def test_each_loss_config_extends_the_base_and_sets_its_lambdas_only(compose_train, mix):
     text = (RECIPES / "loss" / f"{mix}.yaml").read_text()
-    assert set(yaml.safe_load(text)) == {"defaults", "lambdas"} and yaml.safe_load(text)["defaults"] == [
-        "human_clap", "_self_"]
+    assert set(yaml.safe_load(text)) == {"defaults", "lambdas"} and yaml.safe_load(text)[
+        "defaults"
+    ] == ["human_clap", "_self_"]
     assert OmegaConf.to_container(compose_train(f"loss={mix}").loss) == LOSS_OF[mix]
     # The recipe of the same name only picks it.
-    assert yaml.safe_load((RECIPES / "recipe" / f"{mix}.yaml").read_text()) == {"defaults": [{"override /loss": mix}]}
+    assert yaml.safe_load((RECIPES / "recipe" / f"{mix}.yaml").read_text()) == {
+        "defaults": [{"override /loss": mix}]
+    }
 
 
 def test_base_loss_is_the_papers(compose_train):
@@ -75,16 +87,29 @@ def test_defaults_are_tiny_and_synthetic_with_their_own_schedule(compose_train):
     assert cfg.data.pairs._target_ == "humanclap.data.synthetic.sounds.synthetic_pairs"
     assert cfg.optimizer.lr == pytest.approx(1e-3) and cfg.trainer.max_epochs == 8
     assert cfg.data.batch_size == 8
-    assert OmegaConf.to_container(cfg.loss) == LOSS_OF["wsce_mae"] and cfg.run_name.startswith("wsce_mae-")
+    assert OmegaConf.to_container(cfg.loss) == LOSS_OF["wsce_mae"] and cfg.run_name.startswith(
+        "wsce_mae-"
+    )
 
 
-SCHEDULE = {"tiny": (1e-3, 8), "tiny_transformer_head": (1e-3, 8), "laion_htsat_fused": (1e-5, 50),
-            "human_clap_wsce_mae": (1e-5, 50)}
+SCHEDULE = {
+    "tiny": (1e-3, 8),
+    "tiny_transformer_head": (1e-3, 8),
+    "laion_htsat_fused": (1e-5, 50),
+    "human_clap_wsce_mae": (1e-5, 50),
+}
 
 
 @pytest.mark.parametrize("model", sorted(SCHEDULE))
-@pytest.mark.parametrize("others", [[], ["recipe=wsce_mae", "data=relate"], ["recipe=ordering"],
-                                    ["recipe=timbre", "trainer=gpu", "optimizer=adamw", "sweep=optuna"]])
+@pytest.mark.parametrize(
+    "others",
+    [
+        [],
+        ["recipe=wsce_mae", "data=relate"],
+        ["recipe=ordering"],
+        ["recipe=timbre", "trainer=gpu", "optimizer=adamw", "sweep=optuna"],
+    ],
+)
 def test_each_model_gets_its_schedule_whatever_the_order_of_overrides(compose_train, model, others):
     """The tiny models' lr 1e-3 / 8 epochs (recipes/*/for_model/), every other model the paper's lr 1e-5 /
     50 epochs; no matter where model= stands among the overrides, or which recipe or trainer is chosen."""
@@ -124,12 +149,19 @@ def test_model_configs_write_only_the_model(compose_train):
             assert list(yaml.safe_load(path.read_text())) == [key], path
 
 
-@pytest.mark.parametrize("variant", ["wsce", "mse", "wsce_mse", "wsce_mae", "mse_mae", "wsce_mse_mae"])
+@pytest.mark.parametrize(
+    "variant", ["wsce", "mse", "wsce_mse", "wsce_mae", "mse_mae", "wsce_mse_mae"]
+)
 def test_human_clap_releases_use_the_fused_processor(compose_train, variant):
-    expected = {"_target_": "humanclap.backbones.from_pretrained",
-                "source": f"sarulab-speech/human-clap-{variant.replace('_', '-')}", "processor": "laion/clap-htsat-fused"}
+    expected = {
+        "_target_": "humanclap.backbones.from_pretrained",
+        "source": f"sarulab-speech/human-clap-{variant.replace('_', '-')}",
+        "processor": "laion/clap-htsat-fused",
+    }
     assert OmegaConf.to_container(compose_train(f"model=human_clap_{variant}").model) == expected
-    assert OmegaConf.to_container(model_config(f"human_clap_{variant}")) == expected  # evaluate's models=[...]
+    assert (
+        OmegaConf.to_container(model_config(f"human_clap_{variant}")) == expected
+    )  # evaluate's models=[...]
     # One base, one line each: the hub id.
     text = yaml.safe_load((RECIPES / "model" / f"human_clap_{variant}.yaml").read_text())
     assert text == {"defaults": ["human_clap", "_self_"], "source": expected["source"]}
@@ -147,14 +179,21 @@ def test_every_group_config_instantiates_one_thing(compose_train):
             assert list(spec) == [name] and "_target_" in spec[name], path
         elif group == "sweep":  # configures Hydra's sweeper (global package)
             assert "_target_" in spec["hydra"]["sweeper"], path
-        elif group == "recipe":  # presets: they pick other groups' options (and optimized_metric), nothing else
+        elif (
+            group == "recipe"
+        ):  # presets: they pick other groups' options (and optimized_metric), nothing else
             assert path.read_text().startswith("# @package _global_\n"), path
-            assert set(spec) <= {"defaults", "optimized_metric"} and {"override /loss"} <= set().union(
-                *(entry for entry in spec["defaults"] if isinstance(entry, dict))), path
+            assert set(spec) <= {"defaults", "optimized_metric"} and {
+                "override /loss"
+            } <= set().union(*(entry for entry in spec["defaults"] if isinstance(entry, dict))), (
+                path
+            )
         else:
             assert "@package" not in path.read_text(), path
             extends = "defaults" in spec  # e.g. loss/wsce_mae.yaml: [human_clap, _self_]
-            assert "_target_" in (compose_train(f"{group}={name}")[group] if extends else spec), path
+            assert "_target_" in (compose_train(f"{group}={name}")[group] if extends else spec), (
+                path
+            )
 
 
 def test_train_and_evaluate_run_every_probe_by_default(compose_train, compose_evaluate):
@@ -194,19 +233,42 @@ def test_probes_get_the_run_pairs_only_if_they_take_them(compose_evaluate):
     names = sorted(path.stem for path in (RECIPES / "probes").glob("*.yaml"))
     probes = compose_evaluate(f"probes=[{','.join(names)}]").probes
     assert {name for name, spec in probes.items() if not measures_run_pairs(spec)} == {
-        "timbre_trend", "zero_shot_instruments"}
-    own = {**OmegaConf.to_container(probes.relevance), "pairs": {"_target_": "humanclap.data.synthetic.sounds.synthetic_pairs"}}
+        "timbre_trend",
+        "zero_shot_instruments",
+    }
+    own = {
+        **OmegaConf.to_container(probes.relevance),
+        "pairs": {"_target_": "humanclap.data.synthetic.sounds.synthetic_pairs"},
+    }
     assert measures_run_pairs(probes.relevance) and not measures_run_pairs(own)
 
 
-@pytest.mark.parametrize("overrides, row", [
-    (["recipe=wsce_mae"], "| recipe | `wsce_mae` (loss weights: wsce 0.1, mse 0, mae 1) |"),
-    (["recipe=timbre"], "| recipe | `timbre` (loss `wsce_mae`: wsce 0.1, mse 0, mae 1) |"),
-    (["recipe=wsce_mae", "loss=mse"], "| recipe | `wsce_mae` (loss `mse`: wsce 0, mse 1, mae 0) |"),
-])
+@pytest.mark.parametrize(
+    "overrides, row",
+    [
+        (["recipe=wsce_mae"], "| recipe | `wsce_mae` (loss weights: wsce 0.1, mse 0, mae 1) |"),
+        (["recipe=timbre"], "| recipe | `timbre` (loss `wsce_mae`: wsce 0.1, mse 0, mae 1) |"),
+        (
+            ["recipe=wsce_mae", "loss=mse"],
+            "| recipe | `wsce_mae` (loss `mse`: wsce 0, mse 1, mae 0) |",
+        ),
+    ],
+)
 def test_model_card_names_the_recipe_and_its_loss(compose_train, overrides, row):
     from humanclap.runs.model_card import model_card
 
-    summary = {"metric": "relevance/srcc", "exported": 0.3, "baseline": 0.1, "gain": 0.2, "exported_epoch": 2}
-    card = model_card("checkpoints/x", compose_train(*overrides), summary, heads=False, selected_by="lowest val/loss")
+    summary = {
+        "metric": "relevance/srcc",
+        "exported": 0.3,
+        "baseline": 0.1,
+        "gain": 0.2,
+        "exported_epoch": 2,
+    }
+    card = model_card(
+        "checkpoints/x",
+        compose_train(*overrides),
+        summary,
+        heads=False,
+        selected_by="lowest val/loss",
+    )
     assert row in card.splitlines()

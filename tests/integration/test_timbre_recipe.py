@@ -23,7 +23,10 @@ def test_recipe_timbre_trains_and_logs_both_timbre_probes_each_epoch(compose_tra
     epochs = [epoch for epoch, _ in run["history"]]
     assert epochs == [-1, 0, 1]  # baseline, then every epoch
     for _, metrics in run["history"]:
-        assert metrics["timbre_trend/eq/n_descriptors"] == 6 and metrics["timbre_trend/reverb/n_descriptors"] == 6
+        assert (
+            metrics["timbre_trend/eq/n_descriptors"] == 6
+            and metrics["timbre_trend/reverb/n_descriptors"] == 6
+        )
         assert sum(metrics[f"timbre_trend/eq/{c}"] for c in ("up", "down", "peak", "flat")) == 6
         assert metrics["timbre_correlation/descriptor/n"] == 6  # the six synthetic descriptors
         assert "timbre_correlation/instrument/mean_r" in metrics and "relevance/srcc" in metrics
@@ -34,17 +37,28 @@ def test_recipe_timbre_trains_and_logs_both_timbre_probes_each_epoch(compose_tra
 
 
 def test_evaluate_writes_timbre_tables_and_figures(compose_evaluate):
-    cfg = compose_evaluate("probes=[timbre_trend,timbre_correlation]", "data=synthetic_timbre", "split=validation",
-                           *SMALL, "progress=false")
+    cfg = compose_evaluate(
+        "probes=[timbre_trend,timbre_correlation]",
+        "data=synthetic_timbre",
+        "split=validation",
+        *SMALL,
+        "progress=false",
+    )
     results = evaluate(cfg)
     out = Path(cfg.paths.output_dir)
     document = json.loads((out / "metrics.json").read_text())
     metrics = document["models"]["tiny"]["metrics"]
     assert set(metrics) == {"timbre_trend", "timbre_correlation"}
-    assert metrics["timbre_trend"] == {k: (None if v != v else v) for k, v in results["tiny"]["timbre_trend"].items()}
+    assert metrics["timbre_trend"] == {
+        k: (None if v != v else v) for k, v in results["tiny"]["timbre_trend"].items()
+    }
     report = (out / "report.md").read_text()
-    for title in ("Timbre trends — class counts", "EQ descriptor trends", "Reverb descriptor trends",
-                  "Timbre Exp. 1 — positive correlations and mean r"):
+    for title in (
+        "Timbre trends — class counts",
+        "EQ descriptor trends",
+        "Reverb descriptor trends",
+        "Timbre Exp. 1 — positive correlations and mean r",
+    ):
         assert title in report, title
     eq_up = metrics["timbre_trend"]["eq/up"]
     assert f"| tiny | {int(eq_up)} |" in report  # the class-count row starts with EQ ↑

@@ -41,9 +41,15 @@ def test_train_exports_the_best_checkpoint(compose_train):
 
     # The export is a plain transformers directory holding the lowest-val/loss weights.
     best = Path(cfg.paths.output_dir) / "checkpoints"
-    checkpoints = {int(torch.load(p, weights_only=True)["epoch"]): p for p in best.glob("epoch*.ckpt")}
-    assert list(checkpoints) == [summary["exported_epoch"]]  # the one lowest-val/loss checkpoint kept
-    state = torch.load(checkpoints[summary["exported_epoch"]], map_location="cpu", weights_only=True)
+    checkpoints = {
+        int(torch.load(p, weights_only=True)["epoch"]): p for p in best.glob("epoch*.ckpt")
+    }
+    assert list(checkpoints) == [
+        summary["exported_epoch"]
+    ]  # the one lowest-val/loss checkpoint kept
+    state = torch.load(
+        checkpoints[summary["exported_epoch"]], map_location="cpu", weights_only=True
+    )
     assert isinstance(state["hyper_parameters"]["config"], dict)  # plain containers only
     exported = ClapModel.from_pretrained(export)
     for name, value in exported.state_dict().items():
@@ -52,21 +58,33 @@ def test_train_exports_the_best_checkpoint(compose_train):
     assert reloaded.embed_text(["a bright sound"]).shape == (1, 32)
     card = (export / "README.md").read_text()  # the model card: what the export is, how to load it
     assert f"| exported epoch | {summary['exported_epoch']} (lowest val/loss) |" in card
-    assert f"| `relevance/srcc` | {summary['exported']:.3f} (untrained baseline {summary['baseline']:.3f}, " in card
+    assert (
+        f"| `relevance/srcc` | {summary['exported']:.3f} (untrained baseline {summary['baseline']:.3f}, "
+        in card
+    )
     assert f'model = ClapModel.from_pretrained("{export}")' in card
 
 
 def _module(**kwargs) -> tuple[HumanClapModule, RatedPairDataModule]:
     backbone = tiny_clap()
-    data = RatedPairDataModule(synthetic_pairs(n_sounds=10, texts_per_sound=2), backbone.featurizer, batch_size=4)
+    data = RatedPairDataModule(
+        synthetic_pairs(n_sounds=10, texts_per_sound=2), backbone.featurizer, batch_size=4
+    )
     loss = HumanClapLoss({"wsce": 0.1, "mae": 1.0})
     module = HumanClapModule(backbone, loss, lambda p: torch.optim.AdamW(p, lr=1e-3), **kwargs)
     return module, data
 
 
 def _fit(module, data, steps=2):
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+    )
     trainer.fit(module, datamodule=data)
 
 
@@ -86,7 +104,9 @@ def test_frozen_audio_tower_does_not_move():
     text_before = module.backbone.model.text_projection.linear1.weight.clone()
     _fit(module, data)
     for name, value in module.backbone.model.audio_model.state_dict().items():
-        assert torch.equal(value, before[name]), name  # BatchNorm statistics included: the tower stays in eval
+        assert torch.equal(value, before[name]), (
+            name
+        )  # BatchNorm statistics included: the tower stays in eval
     assert not torch.equal(module.backbone.model.text_projection.linear1.weight, text_before)
 
 
@@ -96,8 +116,19 @@ def test_precision_shortcut_sets_the_trainer_precision(compose_train):
     precision=bf16-mixed` composes, and a 64-true CPU run trains and checkpoints in float64."""
     assert compose_train("trainer=gpu", "precision=bf16-mixed").precision == "bf16-mixed"
     assert compose_train().precision is None  # the trainer config decides (cpu: 32-true)
-    cfg = compose_train("precision=64-true", "trainer.max_epochs=1", "data.pairs.n_sounds=20", "probes=relevance",
-                        "logger=csv")
+    cfg = compose_train(
+        "precision=64-true",
+        "trainer.max_epochs=1",
+        "data.pairs.n_sounds=20",
+        "probes=relevance",
+        "logger=csv",
+    )
     train(cfg)
-    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert last["state_dict"]["backbone.model.audio_projection.linear1.weight"].dtype == torch.float64
+    last = torch.load(
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+        map_location="cpu",
+        weights_only=True,
+    )
+    assert (
+        last["state_dict"]["backbone.model.audio_projection.linear1.weight"].dtype == torch.float64
+    )

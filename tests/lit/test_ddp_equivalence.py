@@ -46,36 +46,69 @@ from omegaconf import OmegaConf
 from humanclap.lit.batchnorm import GlobalBatchNorm, use_global_batchnorm
 from humanclap.train import train
 
-PROBES = ["relevance", "retrieval", "bat", "clause_swap", "as_then_swap", "text_sensitivity", "timbre_correlation",
-          "timbre_trend", "zero_shot_instruments"]
+PROBES = [
+    "relevance",
+    "retrieval",
+    "bat",
+    "clause_swap",
+    "as_then_swap",
+    "text_sensitivity",
+    "timbre_correlation",
+    "timbre_trend",
+    "zero_shot_instruments",
+]
 COMMON = [
-    f"probes=[{','.join(PROBES)}]", "recipe=wsce_mae", "logger=csv", "precision=64-true",
-    "model._target_=ddp_harness.tiny_clap_without_dropout", "optimizer._target_=torch.optim.SGD", "optimizer.lr=0.05",
-    "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "++trainer.enable_progress_bar=false",
+    f"probes=[{','.join(PROBES)}]",
+    "recipe=wsce_mae",
+    "logger=csv",
+    "precision=64-true",
+    "model._target_=ddp_harness.tiny_clap_without_dropout",
+    "optimizer._target_=torch.optim.SGD",
+    "optimizer.lr=0.05",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "++trainer.enable_progress_bar=false",
     # 1 base sound + 8 order pairs in validation (odd), 27 training pairs (odd).
-    "data=synthetic_with_order", "data.pairs.base.n_sounds=5", "data.pairs.base.texts_per_sound=1",
-    "data.pairs.n_pairs=20", "data.pairs.n_events=20",
+    "data=synthetic_with_order",
+    "data.pairs.base.n_sounds=5",
+    "data.pairs.base.texts_per_sound=1",
+    "data.pairs.n_pairs=20",
+    "data.pairs.n_events=20",
     # Probes that bring their own data, at tiny sizes (timbre_correlation: 5 instruments, 6 descriptors).
     "+probes.timbre_correlation.pairs._target_=humanclap.data.synthetic.timbre.synthetic_timbre_ratings",
-    "+probes.timbre_correlation.pairs.n_instruments=5", "+probes.timbre_correlation.pairs.duration_s=0.5",
-    "probes.timbre_trend.top_n=2", "probes.timbre_trend.reference_seconds=1.0", "probes.timbre_trend.amounts=[0.5,1.0]",
-    "probes.zero_shot_instruments.synthetic.clips_per_class=1", "probes.zero_shot_instruments.synthetic.duration_s=0.5",
+    "+probes.timbre_correlation.pairs.n_instruments=5",
+    "+probes.timbre_correlation.pairs.duration_s=0.5",
+    "probes.timbre_trend.top_n=2",
+    "probes.timbre_trend.reference_seconds=1.0",
+    "probes.timbre_trend.amounts=[0.5,1.0]",
+    "probes.zero_shot_instruments.synthetic.clips_per_class=1",
+    "probes.zero_shot_instruments.synthetic.duration_s=0.5",
 ]
 PER_RANK_BATCH, WORLD = 4, 2
 TOL = 1e-5
 
 
 def _compose(compose_train, out: Path, *overrides: str):
-    cfg = compose_train(*COMMON, *overrides, "trainer._target_=ddp_harness.recording_trainer",
-                        f"+trainer.record_dir={out / 'records'}")
+    cfg = compose_train(
+        *COMMON,
+        *overrides,
+        "trainer._target_=ddp_harness.recording_trainer",
+        f"+trainer.record_dir={out / 'records'}",
+    )
     cfg.paths.output_dir, cfg.paths.export_dir = str(out / "run"), str(out / "export")
     return cfg
 
 
 def _rank(rank: int, world: int, port: int, config: dict) -> None:
     """One externally started rank (what torchrun sets), training with the job's config."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), NODE_RANK="0",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        NODE_RANK="0",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     train(OmegaConf.create(config))
     # Both ranks arrive before the group goes away (see tests/lit/test_losses_ddp.py).
@@ -107,16 +140,34 @@ def _close(a: float, b: float) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_two_process_training_equals_one_process_on_the_same_global_batches(compose_train, tmp_path):
+def test_two_process_training_equals_one_process_on_the_same_global_batches(
+    compose_train, tmp_path
+):
     ddp, one = tmp_path / "ddp", tmp_path / "one"
-    config = OmegaConf.to_container(_compose(compose_train, ddp, "trainer=ddp", "trainer.accelerator=cpu",
-                                             f"trainer.devices={WORLD}", f"data.batch_size={PER_RANK_BATCH}"),
-                                    resolve=True)
+    config = OmegaConf.to_container(
+        _compose(
+            compose_train,
+            ddp,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            f"trainer.devices={WORLD}",
+            f"data.batch_size={PER_RANK_BATCH}",
+        ),
+        resolve=True,
+    )
     mp.spawn(_rank, args=(WORLD, _free_port(), config), nprocs=WORLD, join=True)
     ranks = load_records(ddp / "records")
     assert len(ranks) == WORLD
-    train(_compose(compose_train, one, "trainer=cpu", f"data.batch_size={WORLD * PER_RANK_BATCH}",
-                   "data._target_=ddp_harness.ReplayDataModule", f"+data.replay={ddp / 'records'}"))
+    train(
+        _compose(
+            compose_train,
+            one,
+            "trainer=cpu",
+            f"data.batch_size={WORLD * PER_RANK_BATCH}",
+            "data._target_=ddp_harness.ReplayDataModule",
+            f"+data.replay={ddp / 'records'}",
+        )
+    )
     (single,) = load_records(one / "records")
 
     # The data really are uneven, and the replay trained on the ranks' global batches.
@@ -124,8 +175,13 @@ def test_two_process_training_equals_one_process_on_the_same_global_batches(comp
     assert [len(b) for b in train_batches[0]] == [8, 8, 8, 4]  # 27 pairs padded to 28
     for epoch in train_batches:
         assert sorted({i for batch in epoch for i in batch}) == list(range(27))
-    assert val_batches[0] == val_batches[1] and sorted(i for b in val_batches[0] for i in b) == [0, *range(9)]
-    assert [step["index"] for step in single["train"]] == [b for epoch in train_batches for b in epoch]
+    assert val_batches[0] == val_batches[1] and sorted(i for b in val_batches[0] for i in b) == [
+        0,
+        *range(9),
+    ]
+    assert [step["index"] for step in single["train"]] == [
+        b for epoch in train_batches for b in epoch
+    ]
     assert [step["index"] for step in single["val"]] == [b for epoch in val_batches for b in epoch]
 
     # Losses: the ranks' shares average to the loss of the global batch.
@@ -138,14 +194,26 @@ def test_two_process_training_equals_one_process_on_the_same_global_batches(comp
         for rank, got in enumerate(grads):
             assert got["grad"].keys() == reference["grad"].keys()
             for name, value in reference["grad"].items():
-                torch.testing.assert_close(got["grad"][name], value, atol=TOL, rtol=TOL,
-                                           msg=lambda m: f"step {step} rank {rank} {name}: {m}")
+                torch.testing.assert_close(
+                    got["grad"][name],
+                    value,
+                    atol=TOL,
+                    rtol=TOL,
+                    msg=lambda m, step=step, rank=rank, name=name: (
+                        f"step {step} rank {rank} {name}: {m}"
+                    ),
+                )
 
     for rank in ranks:
         assert rank["weights"].keys() == single["weights"].keys()
         for name, value in single["weights"].items():
-            torch.testing.assert_close(rank["weights"][name], value, atol=TOL, rtol=TOL,
-                                       msg=lambda m: f"weight {name}: {m}")
+            torch.testing.assert_close(
+                rank["weights"][name],
+                value,
+                atol=TOL,
+                rtol=TOL,
+                msg=lambda m, name=name: f"weight {name}: {m}",
+            )
 
     # Every probe metric, before training and after each epoch, on every rank.
     assert [epoch for epoch, _ in single["history"]] == [-1, 0, 1]
@@ -161,8 +229,17 @@ def test_two_process_training_equals_one_process_on_the_same_global_batches(comp
 
     # What the loggers received (rank 0 writes the 2-process log).
     logged, reference = _logged(ddp), _logged(one)
-    for key in ("train/loss_step", "train/loss_epoch", "train/wsce", "train/mae", "val/loss", "val/wsce", "val/mae",
-                "relevance/srcc", "zero_shot_instruments/top1"):
+    for key in (
+        "train/loss_step",
+        "train/loss_epoch",
+        "train/wsce",
+        "train/mae",
+        "val/loss",
+        "val/wsce",
+        "val/mae",
+        "relevance/srcc",
+        "zero_shot_instruments/top1",
+    ):
         assert len(logged[key]) == len(reference[key]) > 0, key
         wrong = [(a, b) for a, b in zip(logged[key], reference[key]) if not _close(a, b)]
         assert not wrong, (key, wrong)
@@ -176,8 +253,16 @@ def _batchnorm_rank(rank: int, split: list[int], store: str, out: str) -> None:
         x = x[rows].clone().requires_grad_()
         output = norm(x)
         (output * weights[rows]).sum().backward()  # this rank's rows of a global sum
-        torch.save({"output": output.detach(), "x_grad": x.grad, "weight_grad": norm.weight.grad,
-                    "bias_grad": norm.bias.grad, "buffers": dict(norm.named_buffers())}, f"{out}/rank{rank}.pt")
+        torch.save(
+            {
+                "output": output.detach(),
+                "x_grad": x.grad,
+                "weight_grad": norm.weight.grad,
+                "bias_grad": norm.bias.grad,
+                "buffers": dict(norm.named_buffers()),
+            },
+            f"{out}/rank{rank}.pt",
+        )
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -185,7 +270,9 @@ def _batchnorm_rank(rank: int, split: list[int], store: str, out: str) -> None:
 
 def _batchnorm_case(n: int):
     generator = torch.Generator().manual_seed(0)
-    norm = use_global_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(3, momentum=0.3)).double())[0]
+    norm = use_global_batchnorm(
+        torch.nn.Sequential(torch.nn.BatchNorm2d(3, momentum=0.3)).double()
+    )[0]
     with torch.no_grad():
         norm.weight.copy_(torch.rand(3, generator=generator, dtype=torch.float64) + 0.5)
         norm.bias.copy_(torch.randn(3, generator=generator, dtype=torch.float64))
@@ -200,7 +287,12 @@ def test_global_batchnorm_equals_batchnorm_on_the_global_batch(tmp_path):
     statistics (outputs, gradients of inputs and summed parameter gradients, running statistics),
     also with uneven per-rank batches (3 + 2) and on CPU, where torch's SyncBatchNorm refuses to run."""
     split = [3, 2]
-    mp.spawn(_batchnorm_rank, args=(split, str(tmp_path / "store"), str(tmp_path)), nprocs=len(split), join=True)
+    mp.spawn(
+        _batchnorm_rank,
+        args=(split, str(tmp_path / "store"), str(tmp_path)),
+        nprocs=len(split),
+        join=True,
+    )
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(len(split))]
 
     norm, x, weights = _batchnorm_case(sum(split))

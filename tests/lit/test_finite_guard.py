@@ -38,15 +38,28 @@ TEXT_WEIGHT = "backbone.model.text_projection.linear1.weight"
 
 def _module(loss=None, optimizer=None, **kwargs) -> tuple[HumanClapModule, RatedPairDataModule]:
     backbone = tiny_clap()
-    data = RatedPairDataModule(synthetic_pairs(n_sounds=10, texts_per_sound=2), backbone.featurizer, batch_size=4)
-    module = HumanClapModule(backbone, loss or HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
-                             optimizer or (lambda p: torch.optim.AdamW(p, lr=1e-3)), **kwargs)
+    data = RatedPairDataModule(
+        synthetic_pairs(n_sounds=10, texts_per_sound=2), backbone.featurizer, batch_size=4
+    )
+    module = HumanClapModule(
+        backbone,
+        loss or HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
+        optimizer or (lambda p: torch.optim.AdamW(p, lr=1e-3)),
+        **kwargs,
+    )
     return module, data
 
 
 def _trainer(*callbacks, **kwargs) -> L.Trainer:
-    options = dict(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    options = dict(
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+    )
     return L.Trainer(callbacks=list(callbacks), **{**options, **kwargs})
 
 
@@ -58,19 +71,38 @@ def _diverge(module, data, *callbacks, **kwargs) -> tuple[TrainingDivergedError,
 
 
 def test_group_norms_is_one_2_norm_per_device_and_dtype():
-    norms = group_norms([torch.ones(3), torch.full((2, 2), 2.0, dtype=torch.float64), torch.full((4,), 2.0),
-                         torch.full((1000,), 60_000.0, dtype=torch.float16)])
-    assert [n.dtype for n in norms] == [torch.float32, torch.float64, torch.float32]  # float16 sums in float32
-    assert [float(n) for n in norms] == pytest.approx([math.sqrt(3 + 16), 4.0, 60_000 * math.sqrt(1000)])
+    norms = group_norms(
+        [
+            torch.ones(3),
+            torch.full((2, 2), 2.0, dtype=torch.float64),
+            torch.full((4,), 2.0),
+            torch.full((1000,), 60_000.0, dtype=torch.float16),
+        ]
+    )
+    assert [n.dtype for n in norms] == [
+        torch.float32,
+        torch.float64,
+        torch.float32,
+    ]  # float16 sums in float32
+    assert [float(n) for n in norms] == pytest.approx(
+        [math.sqrt(3 + 16), 4.0, 60_000 * math.sqrt(1000)]
+    )
     assert math.isnan(float(group_norms([torch.ones(2), torch.tensor([1.0, math.nan])])[0]))
     assert float(group_norms([torch.tensor([-math.inf], dtype=torch.bfloat16)])[0]) == math.inf
     assert group_norms([]) == []
 
 
 def _fake_trainer(step: int) -> SimpleNamespace:
-    return SimpleNamespace(global_step=step, current_epoch=0, precision="32-true", precision_plugin=None,
-                           optimizers=[], world_size=1, global_rank=0,
-                           strategy=SimpleNamespace(all_gather=lambda t: t, root_device=torch.device("cpu")))
+    return SimpleNamespace(
+        global_step=step,
+        current_epoch=0,
+        precision="32-true",
+        precision_plugin=None,
+        optimizers=[],
+        world_size=1,
+        global_rank=0,
+        strategy=SimpleNamespace(all_gather=lambda t: t, root_device=torch.device("cpu")),
+    )
 
 
 def test_a_norm_that_overflows_on_finite_values_does_not_stop_training():
@@ -82,12 +114,17 @@ def test_a_norm_that_overflows_on_finite_values_does_not_stop_training():
     guard, trainer = FiniteGuard(), _fake_trainer(step=7)
     guard.on_train_batch_start(trainer, model, None, 0)
     guard.on_before_optimizer_step(trainer, model, optimizer)
-    guard.on_train_batch_end(trainer, model, {"loss": torch.tensor(0.5)}, {}, 0)  # confirmed finite: no error
+    guard.on_train_batch_end(
+        trainer, model, {"loss": torch.tensor(0.5)}, {}, 0
+    )  # confirmed finite: no error
 
     model.huge.data[2] = math.nan
-    with pytest.raises(TrainingDivergedError, match=r"^training diverged at global step 7 \(epoch 0, batch 0\): "
-                                                    r"after the optimizer step 1 of 1 trained parameter tensors are "
-                                                    r"non-finite \(e.g. huge\)"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^training diverged at global step 7 \(epoch 0, batch 0\): "
+        r"after the optimizer step 1 of 1 trained parameter tensors are "
+        r"non-finite \(e.g. huge\)",
+    ):
         guard.on_train_batch_end(trainer, model, {"loss": torch.tensor(0.5)}, {}, 0)
 
 
@@ -104,13 +141,18 @@ def test_overflowing_gradients_are_left_to_a_grad_scaler():
         guard.on_before_optimizer_step(trainer, model, optimizer)
         if plugin is not None:
             guard.on_train_batch_end(trainer, model, {"loss": torch.tensor(0.5)}, {}, 0)  # no error
-    with pytest.raises(TrainingDivergedError, match=r"at global step 3 \(epoch 0, batch 0\): the gradient norm is "
-                                                    r"inf \(1 of 1 gradient tensors non-finite, e.g. weight\)\."):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"at global step 3 \(epoch 0, batch 0\): the gradient norm is "
+        r"inf \(1 of 1 gradient tensors non-finite, e.g. weight\)\.",
+    ):
         guard.on_train_batch_end(trainer, model, {"loss": torch.tensor(0.5)}, {}, 0)
 
 
 def test_a_nan_loss_stops_training_at_its_step_naming_the_term():
-    module, data = _module(loss=PoisonedLoss(HumanClapLoss({"wsce": 0.1, "mae": 1.0}), at_call=6, terms=("mse",)))
+    module, data = _module(
+        loss=PoisonedLoss(HumanClapLoss({"wsce": 0.1, "mae": 1.0}), at_call=6, terms=("mse",))
+    )
     error, trainer = _diverge(module, data)
     assert (error.step, error.epoch) == (6, 1)
     assert trainer.global_step == 7  # the poisoned step itself, then nothing more
@@ -118,8 +160,11 @@ def test_a_nan_loss_stops_training_at_its_step_naming_the_term():
         "training diverged at global step 6 (epoch 1, batch 2): the loss is nan (non-finite terms: MSE=nan). "
         "Likely cause: the learning rate is too high (optimizer.lr=0.001); lower it (the paper fine-tunes CLAP "
         "at 1e-5, the tiny model trains at 1e-3). If it is not that, check the data (scores, audio) and the "
-        "precision (precision=32-true). Training stopped and nothing was exported.")
-    assert isinstance(error, HumanClapError)  # the command line prints it as "error: ..." and exits 1
+        "precision (precision=32-true). Training stopped and nothing was exported."
+    )
+    assert isinstance(
+        error, HumanClapError
+    )  # the command line prints it as "error: ..." and exits 1
 
 
 def test_a_nonfinite_gradient_is_caught_before_clipping_and_named():
@@ -135,9 +180,11 @@ def test_a_nonfinite_gradient_is_caught_before_clipping_and_named():
     error, trainer = _diverge(module, data, gradient_clip_val=1.0)
     assert error.step == 2 and trainer.global_step == 3
     message = str(error)
-    assert message.startswith(f"training diverged at global step 2 (epoch 0, batch 2): the gradient norm is inf "
-                              f"(1 of 93 gradient tensors non-finite, e.g. {TEXT_WEIGHT}); after the optimizer "
-                              f"step ")
+    assert message.startswith(
+        f"training diverged at global step 2 (epoch 0, batch 2): the gradient norm is inf "
+        f"(1 of 93 gradient tensors non-finite, e.g. {TEXT_WEIGHT}); after the optimizer "
+        f"step "
+    )
     assert "the loss is" not in message  # the loss of that step was finite
 
 
@@ -165,7 +212,8 @@ def test_a_parameter_made_nonfinite_by_the_step_is_caught_after_it():
     assert str(error).startswith(
         f"training diverged at global step 5 (epoch 1, batch 1): after the optimizer step 1 of 93 trained "
         f"parameter tensors are non-finite (e.g. {last}). Likely cause: the learning rate is too high "
-        f"(optimizer.lr=0.0003)")
+        f"(optimizer.lr=0.0003)"
+    )
 
 
 class PoisonAudio(L.Callback):
@@ -184,8 +232,10 @@ def test_nonfinite_inputs_are_named_as_the_likely_cause():
     error, _ = _diverge(module, data, PoisonAudio(at_batch=2))
     assert error.step == 2
     assert "the loss is nan (non-finite terms: wSCE=nan, MSE=nan, MAE=nan)" in str(error)
-    assert ("Likely cause: the data: the batch has non-finite values in audio.input_features; check the scores "
-            "and audio of this batch.") in str(error)
+    assert (
+        "Likely cause: the data: the batch has non-finite values in audio.input_features; check the scores "
+        "and audio of this batch."
+    ) in str(error)
 
 
 def test_a_model_broken_before_any_update_is_not_blamed_on_the_learning_rate():
@@ -194,17 +244,27 @@ def test_a_model_broken_before_any_update_is_not_blamed_on_the_learning_rate():
         module.backbone.model.audio_projection.linear1.weight[0, 0] = math.nan
     error, _ = _diverge(module, data)
     assert error.step == 0
-    assert ("Likely cause: the model or the data, not the learning rate: the first step is non-finite before any "
-            "update; check the checkpoint (model=...), the scores and the precision (precision=32-true).") in str(error)
+    assert (
+        "Likely cause: the model or the data, not the learning rate: the first step is non-finite before any "
+        "update; check the checkpoint (model=...), the scores and the precision (precision=32-true)."
+    ) in str(error)
 
 
 def test_float16_precision_is_named_as_the_likely_cause():
-    trainer = SimpleNamespace(precision="16-mixed", optimizers=[SimpleNamespace(param_groups=[{"lr": 1e-4}])],
-                              strategy=SimpleNamespace(all_gather=lambda t: t, root_device=torch.device("cpu")),
-                              world_size=1, global_rank=0)
-    cause = FiniteGuard._likely_cause(trainer, {"score": torch.ones(2)}, first_step=False, before_update=True)
-    assert cause == ("numerical precision: precision=16-mixed overflows float16; use precision=bf16-mixed or "
-                     "precision=32-true (or lower optimizer.lr=0.0001)")
+    trainer = SimpleNamespace(
+        precision="16-mixed",
+        optimizers=[SimpleNamespace(param_groups=[{"lr": 1e-4}])],
+        strategy=SimpleNamespace(all_gather=lambda t: t, root_device=torch.device("cpu")),
+        world_size=1,
+        global_rank=0,
+    )
+    cause = FiniteGuard._likely_cause(
+        trainer, {"score": torch.ones(2)}, first_step=False, before_update=True
+    )
+    assert cause == (
+        "numerical precision: precision=16-mixed overflows float16; use precision=bf16-mixed or "
+        "precision=32-true (or lower optimizer.lr=0.0001)"
+    )
 
 
 @pytest.mark.parametrize("precision", ["64-true", "bf16-mixed", "bf16-true"])
@@ -213,8 +273,12 @@ def test_finite_runs_pass_the_guard_in_every_precision(precision):
     trainer = _trainer(max_epochs=1, precision=precision)
     trainer.fit(module, datamodule=data)
     assert trainer.global_step == STEPS_PER_EPOCH
-    assert sum(isinstance(c, FiniteGuard) for c in trainer.callbacks) == 1  # added by the module, once
-    dtype = {"64-true": torch.float64, "bf16-mixed": torch.float32, "bf16-true": torch.bfloat16}[precision]
+    assert (
+        sum(isinstance(c, FiniteGuard) for c in trainer.callbacks) == 1
+    )  # added by the module, once
+    dtype = {"64-true": torch.float64, "bf16-mixed": torch.float32, "bf16-true": torch.bfloat16}[
+        precision
+    ]
     assert module.backbone.model.audio_projection.linear1.weight.dtype == dtype
 
 
@@ -232,22 +296,33 @@ def test_export_refuses_a_checkpoint_with_nonfinite_tensors(tmp_path):
     assert str(error.value) == (
         f"refusing to export {path}: 2 of {floating} tensors hold NaN or inf (e.g. backbone.model.logit_scale_a, "
         f"backbone.model.text_projection.linear2.bias), so the run diverged; lower optimizer.lr or check the "
-        f"data and the precision, then train again. Nothing was written to {export}.")
+        f"data and the precision, then train again. Nothing was written to {export}."
+    )
     assert not export.exists()
 
 
 def test_probes_report_nonfinite_embeddings_not_constant_scores():
     store = MemoryStore(["a", "b", "c"])
-    embedder = VectorEmbedder(store, {"a": unit(0), "b": [math.nan, math.nan], "c": unit(90)},
-                              {"x": unit(10), "y": unit(80)})
-    pairs = RatedPairs([RatedPair(audio=a, text=t, score=s, group="g")
-                        for a, t, s in [("a", "x", 0.9), ("b", "y", 0.2), ("c", "y", 0.7)]], store, name="toy")
+    embedder = VectorEmbedder(
+        store,
+        {"a": unit(0), "b": [math.nan, math.nan], "c": unit(90)},
+        {"x": unit(10), "y": unit(80)},
+    )
+    pairs = RatedPairs(
+        [
+            RatedPair(audio=a, text=t, score=s, group="g")
+            for a, t, s in [("a", "x", 0.9), ("b", "y", 0.2), ("c", "y", 0.7)]
+        ],
+        store,
+        name="toy",
+    )
     with pytest.raises(NonFiniteError) as error:
         RelevanceProbe(pairs).run(EmbeddingCache(embedder))
     assert str(error.value) == (
         "model 'VectorEmbedder' gives non-finite embeddings (NaN or inf) for 1 of 3 audio inputs (e.g. clip 'b'), "
         "so no probe can score it. Its weights are probably broken (a diverged training run?), or the precision "
-        "overflows, or those inputs hold NaN.")
+        "overflows, or those inputs hold NaN."
+    )
     embedder.text_vectors["y"] = [math.inf, 0.0]
     with pytest.raises(NonFiniteError, match=r"for 1 of 2 text inputs \(e.g. 'y'\)"):
         EmbeddingCache(embedder).text(["x", "y"])
@@ -255,21 +330,39 @@ def test_probes_report_nonfinite_embeddings_not_constant_scores():
 
 # -- the command line and DDP ----------------------------------------------------------------------
 
+
 def _exported_files(export: Path) -> list[str]:
     """What an export wrote (config.json, model.safetensors, ...); hidden files such as a run lock aside."""
     return sorted(p.name for p in export.glob("*") if not p.name.startswith("."))
 
 
-def _run_failing_train(tmp_path: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _run_failing_train(
+    tmp_path: Path, *overrides: str, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """``python -m humanclap.train`` on tiny data (as tests/cli.py ``run_train``), expected to fail."""
     from cli import TINY
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
-           "HUMANCLAP_CACHE": os.environ["HUMANCLAP_CACHE"]}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "HUMANCLAP_CACHE": os.environ["HUMANCLAP_CACHE"],
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "humanclap.train", *TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}",
-         f"paths.export_dir={tmp_path / 'export'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "-m",
+            "humanclap.train",
+            *TINY,
+            *overrides,
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.export_dir={tmp_path / 'export'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-5000:]
     return result
@@ -278,8 +371,10 @@ def _run_failing_train(tmp_path: Path, *overrides: str, timeout: float = 600) ->
 @pytest.mark.slow
 def test_cli_a_diverging_run_exits_1_with_the_step_and_exports_nothing(tmp_path):
     result = _run_failing_train(tmp_path, "optimizer.lr=1e6")
-    assert ("\nerror: training diverged at global step 1 (epoch 0, batch 1): the loss is nan (non-finite terms: "
-            "wSCE=nan, MSE=nan, MAE=nan); the gradient norm is nan") in result.stderr
+    assert (
+        "\nerror: training diverged at global step 1 (epoch 0, batch 1): the loss is nan (non-finite terms: "
+        "wSCE=nan, MSE=nan, MAE=nan); the gradient norm is nan"
+    ) in result.stderr
     assert "Likely cause: the learning rate is too high (optimizer.lr=1e+06)" in result.stderr
     assert "Traceback" not in result.stderr
     assert _exported_files(tmp_path / "export") == []
@@ -303,9 +398,17 @@ def _rank(rank: int, world: int, port: int, config: dict, out: str) -> None:
 
     from humanclap.train import train
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), NODE_RANK="0",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    rank_zero_only.rank = rank  # torchrun sets RANK before Lightning is imported; here it came first
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        NODE_RANK="0",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    rank_zero_only.rank = (
+        rank  # torchrun sets RANK before Lightning is imported; here it came first
+    )
     torch.set_num_threads(1)
     try:
         train(OmegaConf.create(config))
@@ -322,10 +425,19 @@ def _rank(rank: int, world: int, port: int, config: dict, out: str) -> None:
 def test_ddp_ranks_stop_together_when_one_rank_has_a_bad_batch(compose_train, tmp_path):
     """Rank 1's NaN input reaches rank 0 through the gathered embeddings (and GlobalBatchNorm): both
     ranks stop at the same step, blame rank 1's data, and neither hangs."""
-    cfg = compose_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "probes=[]", "logger=csv",
-                        "trainer.max_epochs=1", "data.pairs.n_sounds=16", "data.pairs.texts_per_sound=2",
-                        "data.batch_size=2", "++trainer.enable_progress_bar=false",
-                        "trainer._target_=test_finite_guard.poisoning_trainer")
+    cfg = compose_train(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "probes=[]",
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "data.pairs.n_sounds=16",
+        "data.pairs.texts_per_sound=2",
+        "data.batch_size=2",
+        "++trainer.enable_progress_bar=false",
+        "trainer._target_=test_finite_guard.poisoning_trainer",
+    )
     config = OmegaConf.to_container(cfg, resolve=True)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -333,7 +445,12 @@ def test_ddp_ranks_stop_together_when_one_rank_has_a_bad_batch(compose_train, tm
     mp.spawn(_rank, args=(2, port, config, str(tmp_path)), nprocs=2, join=True)
     outcomes = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert [o["step"] for o in outcomes] == [1, 1]
-    assert "Likely cause: the data: the batch of rank 1 has non-finite values" in outcomes[0]["message"]
-    assert ("Likely cause: the data: the batch on rank 1 has non-finite values in audio.input_features"
-            in outcomes[1]["message"])
+    assert (
+        "Likely cause: the data: the batch of rank 1 has non-finite values"
+        in outcomes[0]["message"]
+    )
+    assert (
+        "Likely cause: the data: the batch on rank 1 has non-finite values in audio.input_features"
+        in outcomes[1]["message"]
+    )
     assert _exported_files(Path(cfg.paths.export_dir)) == []

@@ -37,9 +37,17 @@ class ManyMetrics(L.LightningModule):
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_spawned_ranks_return_thousands_of_metrics(tmp_path):
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=SpawnDDPStrategy(), max_epochs=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy=SpawnDDPStrategy(),
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     assert isinstance(trainer.strategy.launcher, FileResultsLauncher)
     trainer.fit(ManyMetrics())
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("probe/")}
@@ -55,5 +63,8 @@ def test_the_metrics_travel_in_a_file_not_the_pipe(tmp_path):
     path = extra[METRICS_FILE]
     trainer.callback_metrics.clear()
     launcher.update_main_process_results(trainer, extra)
-    assert float(trainer.callback_metrics["m2999"]) == 2999.0 and len(trainer.callback_metrics) == N_METRICS
+    assert (
+        float(trainer.callback_metrics["m2999"]) == 2999.0
+        and len(trainer.callback_metrics) == N_METRICS
+    )
     assert not __import__("os").path.exists(path)  # cleaned up

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from humanclap.backbones import tiny_clap
-from humanclap.lit.callbacks import ProbeCallback
 from humanclap.data.synthetic.sounds import synthetic_pairs
+from humanclap.lit.callbacks import ProbeCallback
 from humanclap.lit.datamodule import RatedPairDataModule
 from humanclap.lit.module import HumanClapModule
 from humanclap.losses import HumanClapLoss
@@ -28,11 +28,20 @@ def _validate(devices: int, tmp_path) -> dict[str, float]:
     pairs = synthetic_pairs(n_sounds=10, texts_per_sound=1, val_fraction=0.5, seed=3)
     data = RatedPairDataModule(pairs, backbone.featurizer, batch_size=2)
     assert len(data.val_pairs) == 5
-    module = HumanClapModule(backbone, HumanClapLoss({"mae": 1.0}), partial(torch.optim.AdamW, lr=1e-3))
+    module = HumanClapModule(
+        backbone, HumanClapLoss({"mae": 1.0}), partial(torch.optim.AdamW, lr=1e-3)
+    )
     trainer = L.Trainer(
-        accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto", precision="64-true",
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, callbacks=[ProbeCallback({"relevance": RelevanceProbe(data.val_pairs)})],
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        precision="64-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[ProbeCallback({"relevance": RelevanceProbe(data.val_pairs)})],
     )
     trainer.validate(module, datamodule=data)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("relevance/")}

@@ -57,7 +57,9 @@ class CountingEmbedder:
 
 
 def _pairs(rows, store, name):
-    return RatedPairs([RatedPair(audio=a, text=t, score=s, group="g") for a, t, s in rows], store, name=name)
+    return RatedPairs(
+        [RatedPair(audio=a, text=t, score=s, group="g") for a, t, s in rows], store, name=name
+    )
 
 
 ROWS_A = [("c0", "t0", 0.9), ("c1", "t1", 0.2), ("c2", "t0", 0.5), ("c1", "t2", 0.7)]
@@ -66,7 +68,10 @@ ROWS_B = [("c2", "t2", 0.1), ("c3", "t1", 0.8), ("c0", "t0", 0.4), ("c3", "t3", 
 
 def test_two_probes_share_one_embedding_per_unique_input():
     store, embedder = Store(), CountingEmbedder()
-    probes = {"a": RelevanceProbe(_pairs(ROWS_A, store, "a")), "b": RelevanceProbe(_pairs(ROWS_B, store, "b"))}
+    probes = {
+        "a": RelevanceProbe(_pairs(ROWS_A, store, "a")),
+        "b": RelevanceProbe(_pairs(ROWS_B, store, "b")),
+    }
     results, cache = run_probes(probes, embedder, batch_size=2)
     # Clips c0..c3 and texts t0..t3 appear in both probes' data; each is encoded and loaded once.
     assert embedder.audio == Counter({0: 1, 1: 1, 2: 1, 3: 1})
@@ -110,8 +115,13 @@ def test_generated_waves_are_keyed_by_the_caller():
 def test_prefetch_embeds_the_union_then_probes_hit_memory():
     store, embedder = Store(), CountingEmbedder()
     cache = EmbeddingCache(embedder, batch_size=8)
-    cache.prefetch([ProbeInputs([AudioRef(store, "c0"), AudioRef(store, "c1")], ["t0"]),
-                    ProbeInputs([AudioRef(store, "c1")], ["t0", "t1"]), ProbeInputs([], [])])
+    cache.prefetch(
+        [
+            ProbeInputs([AudioRef(store, "c0"), AudioRef(store, "c1")], ["t0"]),
+            ProbeInputs([AudioRef(store, "c1")], ["t0", "t1"]),
+            ProbeInputs([], []),
+        ]
+    )
     assert embedder.calls == 2  # one batch of clips, one of texts
     cache.audio([AudioRef(store, "c1")])
     cache.text(["t1", "t0"])

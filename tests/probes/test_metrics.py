@@ -44,19 +44,26 @@ def random_pairs(seed: int, count: int = 90):
             x, y = rng.integers(0, 4, n).astype(float), rng.integers(0, 3, n).astype(float)
         else:
             x, y = np.maximum(rng.standard_normal(n), 0.0), rng.random(n)
-        if np.ptp(x) > 0 and np.ptp(y) > 0:  # the defined cases; the undefined ones are tested below
+        if (
+            np.ptp(x) > 0 and np.ptp(y) > 0
+        ):  # the defined cases; the undefined ones are tested below
             yield x, y
 
 
 # -- the old computations, kept here as references ---------------------------------------------------
+
 
 def relevance_before(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """The relevance probe's former ``agreement``: torchmetrics on float64 tensors, SRCC as
     Pearson of scipy's average ranks, scipy's τ-b."""
     px, py = torch.from_numpy(x), torch.from_numpy(y)
     ranks = [torch.from_numpy(scipy.stats.rankdata(v)) for v in (x, y)]
-    return {"srcc": float(pearson_corrcoef(*ranks)), "lcc": float(pearson_corrcoef(px, py)),
-            "mse": float(mean_squared_error(px, py)), "ktau": float(scipy.stats.kendalltau(x, y).statistic)}
+    return {
+        "srcc": float(pearson_corrcoef(*ranks)),
+        "lcc": float(pearson_corrcoef(px, py)),
+        "mse": float(mean_squared_error(px, py)),
+        "ktau": float(scipy.stats.kendalltau(x, y).statistic),
+    }
 
 
 def slope_before(x: np.ndarray, y: np.ndarray) -> float:
@@ -83,7 +90,12 @@ def test_correlations_equal_the_former_computations_to_1e_12(seed):
 def test_tensors_lists_and_arrays_give_the_same_value():
     x, y = [0.1, 0.4, 0.35, 0.8], [1.0, 2.0, 3.0, 5.0]
     expected = scipy.stats.spearmanr(x, y).statistic
-    assert srcc(x, y) == srcc(np.array(x), torch.tensor(y)) == srcc(torch.tensor(x, dtype=torch.float64), y) == expected
+    assert (
+        srcc(x, y)
+        == srcc(np.array(x), torch.tensor(y))
+        == srcc(torch.tensor(x, dtype=torch.float64), y)
+        == expected
+    )
     assert kendall_tau(x, y) == pytest.approx(2 / 3)  # 5 concordant, 1 discordant of 6 pairs
 
 
@@ -127,7 +139,12 @@ def test_slope_needs_spread_in_x_only_and_mse_one_point():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert slope([0.0, 0.3, 0.6, 1.0], [0.0, 0.0, 0.0, 0.0]) == 0.0  # constant Δ: slope 0
-        for x, y in (([0.5, 0.5], [0.1, 0.2]), ([0.5], [0.1]), ([0.1, 0.2], [0.3, math.nan]), ([], [])):
+        for x, y in (
+            ([0.5, 0.5], [0.1, 0.2]),
+            ([0.5], [0.1]),
+            ([0.1, 0.2], [0.3, math.nan]),
+            ([], []),
+        ):
             assert math.isnan(slope(x, y)), (x, y)
         assert mse([0.5], [0.1]) == pytest.approx(0.16)
         assert math.isnan(mse([], [])) and math.isnan(mse([0.1, math.inf], [0.1, 0.2]))
@@ -144,8 +161,10 @@ def test_a_nearly_constant_input_keeps_its_value_without_a_warning():
 
 
 def test_reasons_name_the_inputs_and_bad_shapes_are_errors():
-    assert undefined_reason([1, 1, 1], [1, 2, 3], names=("human ratings", "model similarities")) == \
-        "constant human ratings"
+    assert (
+        undefined_reason([1, 1, 1], [1, 2, 3], names=("human ratings", "model similarities"))
+        == "constant human ratings"
+    )
     assert undefined_reason([1, 2, 3], [1, 1, 1], spread=(True, False)) is None
     with pytest.raises(ValueError, match="differ in length: 3 vs 2"):
         srcc([1, 2, 3], [1, 2])
@@ -156,14 +175,23 @@ def test_reasons_name_the_inputs_and_bad_shapes_are_errors():
 # -- retrieval ------------------------------------------------------------------------------------------
 
 # Four queries over six items. Query 2 has no match and is left out.
-SCORES = torch.tensor([[0.9, 0.5, 0.5, 0.5, 0.1, 0.5],
-                       [0.2, 0.8, 0.8, 0.3, 0.0, 0.0],
-                       [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
-                       [0.4, 0.4, 0.4, 0.4, 0.4, 0.4]], dtype=torch.float64)
-MATCHES = torch.tensor([[False, True, False, True, True, False],
-                        [True, True, True, False, False, False],
-                        [False] * 6,
-                        [False, False, True, False, False, False]])
+SCORES = torch.tensor(
+    [
+        [0.9, 0.5, 0.5, 0.5, 0.1, 0.5],
+        [0.2, 0.8, 0.8, 0.3, 0.0, 0.0],
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        [0.4, 0.4, 0.4, 0.4, 0.4, 0.4],
+    ],
+    dtype=torch.float64,
+)
+MATCHES = torch.tensor(
+    [
+        [False, True, False, True, True, False],
+        [True, True, True, False, False, False],
+        [False] * 6,
+        [False, False, True, False, False, False],
+    ]
+)
 
 
 def test_match_ranks_by_hand():
@@ -187,11 +215,21 @@ def test_retrieval_metrics_by_hand_with_ties_and_several_matches():
     #   R@1 = 2/3, R@3 = R@5 = 1, MRR = (1/2 + 1 + 1)/3 = 5/6
     #   AP@5: q0 (1/2 + 2/3)/2 = 7/12, q1 11/12, q3 1 -> mAP@5 = 5/6
     optimistic = {"R@1": 2 / 3, "R@3": 1.0, "R@5": 1.0, "MRR": 5 / 6, "mAP@5": 5 / 6}
-    assert metrics == pytest.approx({**expected, **{f"{k}_optimistic": v for k, v in optimistic.items()},
-                                     "n_queries": 3, "n_gallery": 6}, rel=1e-15, abs=1e-15)
+    assert metrics == pytest.approx(
+        {
+            **expected,
+            **{f"{k}_optimistic": v for k, v in optimistic.items()},
+            "n_queries": 3,
+            "n_gallery": 6,
+        },
+        rel=1e-15,
+        abs=1e-15,
+    )
 
 
-def sorted_reference(scores: np.ndarray, matches: np.ndarray, ks, map_k, pessimistic: bool) -> dict[str, float]:
+def sorted_reference(
+    scores: np.ndarray, matches: np.ndarray, ks, map_k, pessimistic: bool
+) -> dict[str, float]:
     """Sort each row by score, non-matches first (pessimistic) or last within equal scores, and
     read the metrics off the sorted match flags (float64, one query at a time)."""
     values = {f"R@{k}": [] for k in ks} | {"MRR": [], f"mAP@{map_k}": []}
@@ -204,7 +242,9 @@ def sorted_reference(scores: np.ndarray, matches: np.ndarray, ks, map_k, pessimi
             values[f"R@{k}"].append(float(ranks[0] <= k))
         values["MRR"].append(1.0 / ranks[0])
         found = ranks[ranks <= map_k]
-        values[f"mAP@{map_k}"].append(float(np.mean(np.arange(1, len(found) + 1) / found)) if len(found) else 0.0)
+        values[f"mAP@{map_k}"].append(
+            float(np.mean(np.arange(1, len(found) + 1) / found)) if len(found) else 0.0
+        )
     return {name: float(np.mean(v)) for name, v in values.items()}
 
 
@@ -244,5 +284,8 @@ def test_retrieval_metrics_equal_a_sorted_reference_and_torchmetrics_on_random_d
             for name, value in sorted_reference(scores, matches, ks, map_k, pessimistic).items():
                 assert abs(got[f"{name}{suffix}"] - value) <= 1e-12, (trial, name, suffix)
         for name, value in torchmetrics_reference(scores, matches, ks, map_k).items():
-            assert got[name] == pytest.approx(value, rel=1e-6, abs=1e-7), (trial, name)  # float32 there
+            assert got[name] == pytest.approx(value, rel=1e-6, abs=1e-7), (
+                trial,
+                name,
+            )  # float32 there
         assert got["n_queries"] == matches.any(axis=1).sum() and got["n_gallery"] == n_gallery

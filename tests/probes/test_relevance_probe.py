@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from fakes import MemoryStore, VectorEmbedder, unit
 
 import humanclap.probes.sharded as sharded
 from humanclap.data.pairs import RatedPair, RatedPairs
 from humanclap.data.synthetic.sounds import synthetic_pairs
 from humanclap.probes.relevance.probe import RelevanceProbe
 from humanclap.probes.sharded import embed_sharded
-from fakes import MemoryStore, VectorEmbedder, unit
 
 # Clips and texts are 2-D unit vectors at these angles (degrees): cos(audio, text) = cos(θ - φ).
 CLIP_ANGLES = {"c0": 0.0, "c1": 40.0, "c2": 100.0, "c3": 170.0}
@@ -41,23 +41,29 @@ PAIRS = [
 GROUP_SETS = {"synthesized": ["tta_a", "tta_b"]}
 
 
-
-
-
-def angle_embedder(store: MemoryStore, clip_angles=CLIP_ANGLES, text_angles=TEXT_ANGLES) -> VectorEmbedder:
+def angle_embedder(
+    store: MemoryStore, clip_angles=CLIP_ANGLES, text_angles=TEXT_ANGLES
+) -> VectorEmbedder:
     """Hand-chosen unit vectors keyed by clip and text; records every call."""
-    return VectorEmbedder(store, {k: unit(a) for k, a in clip_angles.items()},
-                          {t: unit(a) for t, a in text_angles.items()})
+    return VectorEmbedder(
+        store,
+        {k: unit(a) for k, a in clip_angles.items()},
+        {t: unit(a) for t, a in text_angles.items()},
+    )
 
 
 def make_pairs(rows=PAIRS):
     store = MemoryStore({clip for clip, *_ in rows})
-    pairs = RatedPairs([RatedPair(audio=c, text=t, score=s, group=g) for c, t, s, g in rows], store, name="toy")
+    pairs = RatedPairs(
+        [RatedPair(audio=c, text=t, score=s, group=g) for c, t, s, g in rows], store, name="toy"
+    )
     return pairs, store
 
 
 def expected_clapscores(rows=PAIRS) -> np.ndarray:
-    cosines = np.array([math.cos(math.radians(CLIP_ANGLES[c] - TEXT_ANGLES[t])) for c, t, *_ in rows])
+    cosines = np.array(
+        [math.cos(math.radians(CLIP_ANGLES[c] - TEXT_ANGLES[t])) for c, t, *_ in rows]
+    )
     return np.maximum(cosines, 0.0)  # eq. (1)
 
 
@@ -81,11 +87,14 @@ def reference_subsets(rows, group_sets, threshold=0.5) -> dict[str, list[int]]:
         subsets[band] = [i for i, r in enumerate(rows) if test(r[2])]
     for band, test in bands.items():
         for name, members in groups.items():
-            subsets[f"{band}/{name}"] = [i for i, r in enumerate(rows) if test(r[2]) and r[3] in members]
+            subsets[f"{band}/{name}"] = [
+                i for i, r in enumerate(rows) if test(r[2]) and r[3] in members
+            ]
     return subsets
 
 
 # -- eq. (1) and the metrics ------------------------------------------------------------------------
+
 
 def test_clapscore_clamps_negative_cosines_to_zero():
     pairs, store = make_pairs()
@@ -102,7 +111,9 @@ def test_clapscore_clamps_negative_cosines_to_zero():
 @pytest.mark.parametrize("min_subset_size", [3, 5])
 def test_metrics_equal_scipy_overall_and_per_subset(min_subset_size):
     pairs, store = make_pairs()
-    result = RelevanceProbe(pairs, group_sets=GROUP_SETS, min_subset_size=min_subset_size).run(angle_embedder(store))
+    result = RelevanceProbe(pairs, group_sets=GROUP_SETS, min_subset_size=min_subset_size).run(
+        angle_embedder(store)
+    )
     metrics = result.metrics
     predicted = expected_clapscores()
     human = np.array([r[2] for r in PAIRS])
@@ -111,7 +122,11 @@ def test_metrics_equal_scipy_overall_and_per_subset(min_subset_size):
     # Hand check of the partition: 0.5 goes to 'low'; union and band x group subsets.
     assert len(subsets) == 15
     assert len(subsets["high"]) == 5 and len(subsets["low"]) == 8
-    assert len(subsets["synthesized"]) == 9 and len(subsets["low/tta_b"]) == 5 and len(subsets["high/tta_b"]) == 0
+    assert (
+        len(subsets["synthesized"]) == 9
+        and len(subsets["low/tta_b"]) == 5
+        and len(subsets["high/tta_b"]) == 0
+    )
 
     reported = {name: idx for name, idx in subsets.items() if len(idx) >= min_subset_size}
     skipped = len(subsets) - len(reported)
@@ -131,12 +146,19 @@ def test_metrics_equal_scipy_overall_and_per_subset(min_subset_size):
         assert metrics[f"{prefix}n"] == len(idx)
         expected = reference_metrics(predicted[idx], human[idx])
         for key, value in expected.items():
-            assert metrics[f"{prefix}{key}"] == pytest.approx(value, rel=1e-6, abs=1e-7), (name, key)
+            assert metrics[f"{prefix}{key}"] == pytest.approx(value, rel=1e-6, abs=1e-7), (
+                name,
+                key,
+            )
 
     # Tables I-III and the range table show only numbers that are in metrics ("–" where skipped).
     tables = result.tables
-    assert list(tables) == ["Table I — agreement with human scores", "Table II — SRCC by group",
-                            "Table III — SRCC by human score", "CLAPScore range — eq. (1)"]
+    assert list(tables) == [
+        "Table I — agreement with human scores",
+        "Table II — SRCC by group",
+        "Table III — SRCC by human score",
+        "CLAPScore range — eq. (1)",
+    ]
     table_2 = tables["Table II — SRCC by group"]
     assert [h for h, _ in table_2.columns] == ["all", "natural", "tta_a", "tta_b", "synthesized"]
     lines = table_2.render({"toy": metrics}).splitlines()
@@ -150,7 +172,9 @@ def test_metrics_equal_scipy_overall_and_per_subset(min_subset_size):
     assert [k for _, k in table_3.columns][-1] == "low/synthesized/srcc"
     for table in tables.values():
         for _, key in table.columns:
-            assert key in metrics or key.endswith("srcc") and key.rsplit("/", 1)[0] not in reported, key
+            assert (
+                key in metrics or key.endswith("srcc") and key.rsplit("/", 1)[0] not in reported
+            ), key
 
 
 def test_overall_numbers_by_hand():
@@ -158,7 +182,14 @@ def test_overall_numbers_by_hand():
     pairs, store = make_pairs()
     metrics = RelevanceProbe(pairs).run(angle_embedder(store)).metrics
     cos = [math.cos(math.radians(a)) for a in (10, 60, 30, 40, 35, 35)]  # the positive cosines
-    positive = [(cos[0], 0.9), (cos[1], 0.6), (cos[2], 0.8), (cos[3], 0.7), (cos[4], 0.55), (cos[5], 0.4)]
+    positive = [
+        (cos[0], 0.9),
+        (cos[1], 0.6),
+        (cos[2], 0.8),
+        (cos[3], 0.7),
+        (cos[4], 0.55),
+        (cos[5], 0.4),
+    ]
     zero_scores = [0.1, 0.5, 0.2, 0.3, 0.45, 0.5, 0.35]
     mse = (sum((c - s) ** 2 for c, s in positive) + sum(s**2 for s in zero_scores)) / 13
     assert metrics["mse"] == pytest.approx(mse, rel=1e-6)
@@ -167,7 +198,12 @@ def test_overall_numbers_by_hand():
 
 def test_threshold_is_applied_to_the_exact_score():
     # Just above 0.5 (closer than float32 resolution) belongs to 'high'; 0.5 itself to 'low'.
-    rows = [("c0", "t0", 0.5 + 1e-9, "g"), ("c1", "t0", 0.5, "g"), ("c2", "t1", 0.9, "g"), ("c3", "t2", 0.1, "g")]
+    rows = [
+        ("c0", "t0", 0.5 + 1e-9, "g"),
+        ("c1", "t0", 0.5, "g"),
+        ("c2", "t1", 0.9, "g"),
+        ("c3", "t2", 0.1, "g"),
+    ]
     pairs, _ = make_pairs(rows)
     masks = RelevanceProbe(pairs).subsets()
     assert masks["high"].tolist() == [True, False, True, False]
@@ -175,7 +211,12 @@ def test_threshold_is_applied_to_the_exact_score():
 
 
 def test_constant_predictions_give_nan_correlations():
-    rows = [("c0", "t3", 0.2, "g"), ("c1", "t3", 0.7, "g"), ("c3", "t1", 0.4, "g"), ("c2", "t3", 0.9, "g")]
+    rows = [
+        ("c0", "t3", 0.2, "g"),
+        ("c1", "t3", 0.7, "g"),
+        ("c3", "t1", 0.4, "g"),
+        ("c2", "t3", 0.9, "g"),
+    ]
     pairs, store = make_pairs(rows)
     assert (expected_clapscores(rows) == 0).all()  # every cosine <= 0
     metrics = RelevanceProbe(pairs).run(angle_embedder(store)).metrics
@@ -193,10 +234,13 @@ def test_cosine_srcc_ranks_the_unclamped_cosines():
     metrics = RelevanceProbe(pairs).run(embedder).metrics
     raw = [math.cos(math.radians(CLIP_ANGLES[c] - TEXT_ANGLES[t])) for c, t, *_ in rows]
     assert math.isnan(metrics["srcc"])
-    assert metrics["cosine_srcc"] == pytest.approx(scipy.stats.spearmanr(raw, [0.2, 0.7, 0.4]).statistic)  # -0.5
+    assert metrics["cosine_srcc"] == pytest.approx(
+        scipy.stats.spearmanr(raw, [0.2, 0.7, 0.4]).statistic
+    )  # -0.5
 
 
 # -- embedding once, in batches ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("batch_size", [1, 3, 64])
 def test_each_clip_and_text_embedded_once_in_batches(batch_size):
@@ -207,13 +251,16 @@ def test_each_clip_and_text_embedded_once_in_batches(batch_size):
     assert embedder.text_items == Counter({text: 1 for text in TEXT_ANGLES})
     assert store.loads == Counter({key: 1 for key in CLIP_ANGLES})
     assert store.rates == {VectorEmbedder.sample_rate}
-    expected_sizes = [min(batch_size, 4 - start) for start in range(0, 4, batch_size)]  # 4 clips, 4 texts
+    expected_sizes = [
+        min(batch_size, 4 - start) for start in range(0, 4, batch_size)
+    ]  # 4 clips, 4 texts
     assert [n for n, _ in embedder.audio_calls] == expected_sizes
     assert [n for n, _ in embedder.text_calls] == expected_sizes
     assert {b for _, b in embedder.audio_calls + embedder.text_calls} == {batch_size}
 
 
 # -- validation -------------------------------------------------------------------------------------
+
 
 def test_fewer_than_two_pairs_is_refused():
     pairs, _ = make_pairs(PAIRS[:1])
@@ -228,6 +275,7 @@ def test_unknown_group_in_group_sets_is_refused():
 
 
 # -- embed_sharded ----------------------------------------------------------------------------------
+
 
 def _row(item: int) -> list[float]:
     return [float(item), float(item) ** 2 + 0.5]
@@ -270,6 +318,7 @@ def test_embed_sharded_reassembles_ranks(monkeypatch, n_items, world, batch_size
     def run(rank):
         local.rank = rank
         try:
+
             def embed(batch):
                 embedded[rank].append(list(batch))
                 return torch.tensor([_row(i) for i in batch])
@@ -293,13 +342,16 @@ def test_embed_sharded_reassembles_ranks(monkeypatch, n_items, world, batch_size
         # learn the row shape, and contributes no rows.
         mine = [items[i] for i in range(rank, n_items, world)]
         if mine:
-            assert embedded[rank] == [mine[s : s + batch_size] for s in range(0, len(mine), batch_size)]
+            assert embedded[rank] == [
+                mine[s : s + batch_size] for s in range(0, len(mine), batch_size)
+            ]
             assert shared[rank].shape[0] == len(mine)
         else:
             assert embedded[rank] == [items[:1]] and shared[rank].shape == (0, 2)
 
 
 # -- the real tiny backbone ------------------------------------------------------------------------
+
 
 class NegatedText:
     """The tiny backbone with its text embeddings negated: the same real embeddings, but most of
@@ -324,8 +376,12 @@ def test_probe_on_tiny_backbone_matches_direct_computation(tiny_backbone, negate
     metrics = RelevanceProbe(pairs, batch_size=3).run(embedder).metrics
 
     # Direct computation, one pair at a time, straight from the backbone.
-    audio = torch.cat([tiny_backbone.embed_audio([pairs.load_audio(p.audio, tiny_backbone.sample_rate)])
-                       for p in pairs])
+    audio = torch.cat(
+        [
+            tiny_backbone.embed_audio([pairs.load_audio(p.audio, tiny_backbone.sample_rate)])
+            for p in pairs
+        ]
+    )
     text = torch.cat([tiny_backbone.embed_text([p.text]) for p in pairs])
     cosines = (audio.double() * text.double()).sum(-1).numpy() * (-1 if negate_text else 1)
     predicted = np.maximum(cosines, 0.0)

@@ -12,14 +12,14 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
-
 from fakes import RunsWhenUnpickled, lightning_checkpoint, write_csv, write_wav
+
 from humanclap.errors import HumanClapError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
@@ -64,6 +64,7 @@ def _warning(logger: str, action: Callable[[], object]) -> str:
 
 # -- the inputs ---------------------------------------------------------------------------------
 
+
 def _clips(tmp: Path) -> Path:
     for name in "abcd":
         write_wav(tmp / f"{name}.wav")
@@ -87,20 +88,36 @@ def _datamodule(tmp: Path, rows, **options):
     return RatedPairDataModule(_read(_manifest(tmp, rows)), tiny_clap().featurizer, **options)
 
 
-GOOD = [("a.wav", "a dog barks", "4", "train"), ("b.wav", "rain", "6", "train"), ("c.wav", "wind", "7", "validation")]
+GOOD = [
+    ("a.wav", "a dog barks", "4", "train"),
+    ("b.wav", "rain", "6", "train"),
+    ("c.wav", "wind", "7", "validation"),
+]
 
 
 def zero_one_scores(tmp):
-    return _error(lambda: _read(_manifest(tmp, [("a.wav", "a dog", "0.2", "train"), ("b.wav", "rain", "0.9", "train")])))
+    return _error(
+        lambda: _read(
+            _manifest(tmp, [("a.wav", "a dog", "0.2", "train"), ("b.wav", "rain", "0.9", "train")])
+        )
+    )
 
 
 def zero_ten_scores_declared_zero_one(tmp):
-    rows = [("a.wav", "a dog", "3", "train"), ("b.wav", "rain", "9", "train"), ("c.wav", "x", "0.5", "train")]
+    rows = [
+        ("a.wav", "a dog", "3", "train"),
+        ("b.wav", "rain", "9", "train"),
+        ("c.wav", "x", "0.5", "train"),
+    ]
     return _error(lambda: _read(_manifest(tmp, rows), score_range=(0, 1)))
 
 
 def unknown_split(tmp):
-    return _error(lambda: _read(_manifest(tmp, [("a.wav", "a dog", "3", "train"), ("b.wav", "rain", "9", "val")])))
+    return _error(
+        lambda: _read(
+            _manifest(tmp, [("a.wav", "a dog", "3", "train"), ("b.wav", "rain", "9", "val")])
+        )
+    )
 
 
 def nan_score(tmp):
@@ -108,7 +125,11 @@ def nan_score(tmp):
 
 
 def missing_column(tmp):
-    return _error(lambda: _read(write_csv(_clips(tmp) / "ratings.csv", ("audio", "text"), [("a.wav", "a dog")])))
+    return _error(
+        lambda: _read(
+            write_csv(_clips(tmp) / "ratings.csv", ("audio", "text"), [("a.wav", "a dog")])
+        )
+    )
 
 
 def missing_audio_file(tmp):
@@ -118,7 +139,9 @@ def missing_audio_file(tmp):
 def one_sample_wav(tmp):
     from humanclap.data.audio import load_audio
 
-    return _error(lambda: load_audio(write_wav(tmp / "click.wav", frames=1, sample_rate=48_000), 48_000))
+    return _error(
+        lambda: load_audio(write_wav(tmp / "click.wav", frames=1, sample_rate=48_000), 48_000)
+    )
 
 
 def corrupt_clip(tmp):
@@ -129,25 +152,42 @@ def corrupt_clip(tmp):
 def corrupt_clip_skipped(tmp):
     (_clips(tmp) / "bad.wav").write_bytes(random.Random(0).randbytes(2000))
     rows = [*GOOD, ("bad.wav", "noise", "5", "train")]
-    return _warning("humanclap.data.audio_check", lambda: _datamodule(tmp, rows, skip_bad_audio=True))
+    return _warning(
+        "humanclap.data.audio_check", lambda: _datamodule(tmp, rows, skip_bad_audio=True)
+    )
 
 
-_REL = ("wavname", "text", "score", "listener_id", "audio type", "anchor label", "in RELATE dataset", "in AudioCaps")
-_REL_ROWS = [("/audiocaps/test/1.wav", "A dog barks", "8", "0050", "natural", "False", "test", "test"),
-             ("/tango/test/2.wav", "Rain falls", "3", "0050", "tango", "False", "test", "test")]
+_REL = (
+    "wavname",
+    "text",
+    "score",
+    "listener_id",
+    "audio type",
+    "anchor label",
+    "in RELATE dataset",
+    "in AudioCaps",
+)
+_REL_ROWS = [
+    ("/audiocaps/test/1.wav", "A dog barks", "8", "0050", "natural", "False", "test", "test"),
+    ("/tango/test/2.wav", "Rain falls", "3", "0050", "tango", "False", "test", "test"),
+]
 
 
 def relate_audio_missing(tmp):
     from humanclap.data.readers.relate import read_relate
 
-    return _error(lambda: read_relate(write_csv(tmp / "REL.csv", _REL, _REL_ROWS), tmp / "RELATE_wave"))
+    return _error(
+        lambda: read_relate(write_csv(tmp / "REL.csv", _REL, _REL_ROWS), tmp / "RELATE_wave")
+    )
 
 
 def relate_audio_probe(tmp):
     from humanclap.data.readers.relate import read_relate
     from humanclap.probes.build import build_probes
 
-    pairs = read_relate(write_csv(tmp / "REL.csv", _REL, _REL_ROWS), tmp / "RELATE_wave", check_audio=False)
+    pairs = read_relate(
+        write_csv(tmp / "REL.csv", _REL, _REL_ROWS), tmp / "RELATE_wave", check_audio=False
+    )
     spec = {"_target_": "humanclap.probes.relevance.probe.RelevanceProbe"}
     return _error(lambda: build_probes({"relevance": spec}, pairs))
 
@@ -160,8 +200,10 @@ def long_text(tmp):
 def ckpt_target_torch_load(tmp):
     from humanclap.backbones.resolve import resolve_model
 
-    path = lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "torch.load", "f": "payload.pt",
-                                                           "weights_only": False})
+    path = lightning_checkpoint(
+        tmp / "downloaded.ckpt",
+        {"_target_": "torch.load", "f": "payload.pt", "weights_only": False},
+    )
     return _error(lambda: resolve_model(str(path)))
 
 
@@ -169,8 +211,10 @@ def ckpt_target_nested(tmp):
     from humanclap.backbones.resolve import resolve_model
 
     touch = {"_target_": "builtins.open", "file": "payload-ran", "mode": "w"}
-    path = lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "humanclap.backbones.from_pretrained",
-                                                           "source": touch})
+    path = lightning_checkpoint(
+        tmp / "downloaded.ckpt",
+        {"_target_": "humanclap.backbones.from_pretrained", "source": touch},
+    )
     message = _error(lambda: resolve_model(str(path)))
     assert not Path("payload-ran").exists()
     return message
@@ -179,8 +223,11 @@ def ckpt_target_nested(tmp):
 def ckpt_pickle(tmp):
     from humanclap.backbones.resolve import resolve_model
 
-    path = lightning_checkpoint(tmp / "downloaded.ckpt", {"_target_": "humanclap.backbones.tiny_clap"},
-                                 callbacks={"x": RunsWhenUnpickled(tmp / "marker")})
+    path = lightning_checkpoint(
+        tmp / "downloaded.ckpt",
+        {"_target_": "humanclap.backbones.tiny_clap"},
+        callbacks={"x": RunsWhenUnpickled(tmp / "marker")},
+    )
     message = _error(lambda: resolve_model(str(path)))
     assert not (tmp / "marker").exists()
     return message
@@ -190,7 +237,13 @@ def pt_pickle(tmp):
     from humanclap.backbones import from_laion_checkpoint
 
     path = tmp / "630k-audioset-best.pt"
-    torch.save({"state_dict": {"audio_branch.x": torch.zeros(1)}, "args": RunsWhenUnpickled(tmp / "marker")}, path)
+    torch.save(
+        {
+            "state_dict": {"audio_branch.x": torch.zeros(1)},
+            "args": RunsWhenUnpickled(tmp / "marker"),
+        },
+        path,
+    )
     message = _error(lambda: from_laion_checkpoint(path))
     assert not (tmp / "marker").exists()
     return message
@@ -215,7 +268,10 @@ def bin_pickle(tmp):
 
     directory = _hf_dir(tmp)
     (directory / "model.safetensors").unlink()
-    torch.save({**tiny_clap().model.state_dict(), "x": RunsWhenUnpickled(tmp / "marker")}, directory / "pytorch_model.bin")
+    torch.save(
+        {**tiny_clap().model.state_dict(), "x": RunsWhenUnpickled(tmp / "marker")},
+        directory / "pytorch_model.bin",
+    )
     message = _error(lambda: from_pretrained(str(directory)))
     assert not (tmp / "marker").exists()
     return message
@@ -236,7 +292,9 @@ def auto_map(tmp):
 
     directory = _hf_dir(tmp)
     config = json.loads((directory / "config.json").read_text())
-    (directory / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "evil.EvilModel"}}))
+    (directory / "config.json").write_text(
+        json.dumps({**config, "auto_map": {"AutoModel": "evil.EvilModel"}})
+    )
     return _error(lambda: from_pretrained(str(directory)))
 
 
@@ -247,14 +305,20 @@ def resume_other_config(tmp):
     stored = torch.load(path, weights_only=True)
     stored["hyper_parameters"]["config"]["optimizer"] = {"lr": 0.1}
     torch.save(stored, path)
-    now = {"seed": 0, "model": {"_target_": "humanclap.backbones.tiny_clap"}, "optimizer": {"lr": 0.001}}
+    now = {
+        "seed": 0,
+        "model": {"_target_": "humanclap.backbones.tiny_clap"},
+        "optimizer": {"lr": 0.001},
+    }
     return _error(lambda: checkpoint_to_resume(str(path), tmp / "run", now))
 
 
 def resume_pickle(tmp):
     from humanclap.runs.resume import checkpoint_to_resume
 
-    path = lightning_checkpoint(tmp / "last.ckpt", {}, callbacks={"x": RunsWhenUnpickled(tmp / "marker")})
+    path = lightning_checkpoint(
+        tmp / "last.ckpt", {}, callbacks={"x": RunsWhenUnpickled(tmp / "marker")}
+    )
     message = _error(lambda: checkpoint_to_resume(str(path), tmp / "run", {}))
     assert not (tmp / "marker").exists()
     return message
@@ -265,7 +329,11 @@ def live_run_name(tmp):
 
     first = claim_run_directories(tmp / "outputs/run", tmp / "checkpoints/run", False, False)
     try:
-        return _error(lambda: claim_run_directories(tmp / "outputs/run", tmp / "checkpoints/run", False, False))
+        return _error(
+            lambda: claim_run_directories(
+                tmp / "outputs/run", tmp / "checkpoints/run", False, False
+            )
+        )
     finally:
         first.release()
 
@@ -275,14 +343,18 @@ def existing_export(tmp):
 
     (tmp / "checkpoints/run").mkdir(parents=True)
     (tmp / "checkpoints/run/model.safetensors").write_bytes(b"earlier run")
-    return _error(lambda: claim_run_directories(tmp / "outputs/run", tmp / "checkpoints/run", False, False))
+    return _error(
+        lambda: claim_run_directories(tmp / "outputs/run", tmp / "checkpoints/run", False, False)
+    )
 
 
 def unwritable_export(tmp):
     from humanclap.runs.run_lock import claim_run_directories
 
     (tmp / "file").write_text("")
-    return _error(lambda: claim_run_directories(tmp / "outputs/run", tmp / "file/run", False, False))
+    return _error(
+        lambda: claim_run_directories(tmp / "outputs/run", tmp / "file/run", False, False)
+    )
 
 
 def unknown_model(tmp):
@@ -306,7 +378,9 @@ def mistyped_model_path(tmp):
 def uncached_hub_id(tmp):
     from humanclap.backbones import from_pretrained
 
-    return _error(lambda: from_pretrained("humanclap-tests/no-such-model"))  # HF_HUB_OFFLINE=1 (conftest)
+    return _error(
+        lambda: from_pretrained("humanclap-tests/no-such-model")
+    )  # HF_HUB_OFFLINE=1 (conftest)
 
 
 def model_config_unset(tmp):
@@ -320,8 +394,12 @@ def _tiny_module(**options):
     from humanclap.lit.module import HumanClapModule
     from humanclap.losses import HumanClapLoss
 
-    return HumanClapModule(tiny_clap(), HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
-                           lambda p: torch.optim.AdamW(p, lr=1e-3), **options)
+    return HumanClapModule(
+        tiny_clap(),
+        HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
+        lambda p: torch.optim.AdamW(p, lr=1e-3),
+        **options,
+    )
 
 
 def diverging_run(tmp):
@@ -332,8 +410,15 @@ def diverging_run(tmp):
     from humanclap.train import train
 
     cfg = _composer("train", tmp, {"output_dir": "run", "export_dir": "export"})(
-        "optimizer.lr=1e6", "probes=[relevance]", "logger=csv", "trainer.max_epochs=1", "data.pairs.n_sounds=16",
-        "data.pairs.texts_per_sound=2", "data.batch_size=4", "++trainer.enable_progress_bar=false")
+        "optimizer.lr=1e6",
+        "probes=[relevance]",
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "data.pairs.n_sounds=16",
+        "data.pairs.texts_per_sound=2",
+        "data.batch_size=4",
+        "++trainer.enable_progress_bar=false",
+    )
     GlobalHydra.instance().clear()
     message = _error(lambda: train(cfg))
     assert not (tmp / "export" / "model.safetensors").exists()
@@ -346,8 +431,10 @@ def nonfinite_export(tmp):
     from humanclap.runs.export import export_best
 
     module = _tiny_module()
-    state = {name: torch.full_like(value, float("nan")) if value.is_floating_point() else value
-             for name, value in module.state_dict().items()}
+    state = {
+        name: torch.full_like(value, float("nan")) if value.is_floating_point() else value
+        for name, value in module.state_dict().items()
+    }
     torch.save({"epoch": 0, "state_dict": state}, tmp / "epoch000.ckpt")
     best = SimpleNamespace(best_model_path=str(tmp / "epoch000.ckpt"), last_model_path="")
     message = _error(lambda: export_best(best, module, tmp / "export"))
@@ -386,67 +473,136 @@ def resume_with_workers(tmp):
     data = list(range(12))
     uninterrupted = training_sampler(data, seed=0, epoch=0)
     uninterrupted.set_epoch(2)
-    resumed = DataLoader(data, batch_size=4, sampler=training_sampler(data, seed=0, epoch=2), num_workers=2,
-                         persistent_workers=True, generator=loader_generator(0))
+    resumed = DataLoader(
+        data,
+        batch_size=4,
+        sampler=training_sampler(data, seed=0, epoch=2),
+        num_workers=2,
+        persistent_workers=True,
+        generator=loader_generator(0),
+    )
     assert [int(i) for batch in resumed for i in batch] == list(uninterrupted)
     return ""
 
 
 CASES: dict[str, Case] = {
     # data
-    "score-range-0-1": Case("0-1 ratings in a manifest under the default 0-10 `score_range`", "error", zero_one_scores),
-    "score-range-0-10": Case("0-10 ratings declared `score_range=[0,1]`", "error", zero_ten_scores_declared_zero_one),
+    "score-range-0-1": Case(
+        "0-1 ratings in a manifest under the default 0-10 `score_range`", "error", zero_one_scores
+    ),
+    "score-range-0-10": Case(
+        "0-10 ratings declared `score_range=[0,1]`", "error", zero_ten_scores_declared_zero_one
+    ),
     "split-unknown": Case("a manifest split value `val`", "error", unknown_split),
     "score-nan": Case("a score `nan`", "error", nan_score),
     "column-missing": Case("a manifest without a `score` column", "error", missing_column),
-    "audio-missing": Case("a manifest row whose audio file does not exist", "error", missing_audio_file),
+    "audio-missing": Case(
+        "a manifest row whose audio file does not exist", "error", missing_audio_file
+    ),
     "audio-one-sample": Case("a 1-sample wav", "error", one_sample_wav),
-    "audio-corrupt": Case("a corrupt clip among the training pairs (checked before the first step)", "error",
-                          corrupt_clip),
-    "audio-corrupt-skipped": Case("the same with `data.skip_bad_audio=true`", "skip", corrupt_clip_skipped),
-    "relate-audio-missing": Case("RELATE ratings whose audio is not under `data.pairs.audio_root`", "error",
-                                 relate_audio_missing),
-    "relate-audio-probe": Case("a probe that reads audio on RELATE ratings read with "
-                               "`data.pairs.check_audio=false` (`text_sensitivity` runs)", "error", relate_audio_probe),
-    "text-long": Case("a 5,000-character text (the text tower reads 77 tokens)", "warning", long_text),
+    "audio-corrupt": Case(
+        "a corrupt clip among the training pairs (checked before the first step)",
+        "error",
+        corrupt_clip,
+    ),
+    "audio-corrupt-skipped": Case(
+        "the same with `data.skip_bad_audio=true`", "skip", corrupt_clip_skipped
+    ),
+    "relate-audio-missing": Case(
+        "RELATE ratings whose audio is not under `data.pairs.audio_root`",
+        "error",
+        relate_audio_missing,
+    ),
+    "relate-audio-probe": Case(
+        "a probe that reads audio on RELATE ratings read with "
+        "`data.pairs.check_audio=false` (`text_sensitivity` runs)",
+        "error",
+        relate_audio_probe,
+    ),
+    "text-long": Case(
+        "a 5,000-character text (the text tower reads 77 tokens)", "warning", long_text
+    ),
     # checkpoints
-    "ckpt-target": Case("a Lightning `.ckpt` whose stored model `_target_` is `torch.load`", "refused",
-                        ckpt_target_torch_load),
-    "ckpt-target-nested": Case("a `.ckpt` with a `_target_` (`builtins.open`) nested in an argument", "refused",
-                               ckpt_target_nested),
+    "ckpt-target": Case(
+        "a Lightning `.ckpt` whose stored model `_target_` is `torch.load`",
+        "refused",
+        ckpt_target_torch_load,
+    ),
+    "ckpt-target-nested": Case(
+        "a `.ckpt` with a `_target_` (`builtins.open`) nested in an argument",
+        "refused",
+        ckpt_target_nested,
+    ),
     "ckpt-pickle": Case("a `.ckpt` with a pickled `os.system` call", "refused", ckpt_pickle),
     "pt-pickle": Case("a LAION `.pt` with a pickled `os.system` call", "refused", pt_pickle),
-    "bin-pickle": Case("a transformers directory whose `pytorch_model.bin` has a pickled call", "refused", bin_pickle),
-    "hf-auto-map": Case("a transformers directory whose `config.json` has `auto_map` (custom code)", "refused",
-                        auto_map),
+    "bin-pickle": Case(
+        "a transformers directory whose `pytorch_model.bin` has a pickled call",
+        "refused",
+        bin_pickle,
+    ),
+    "hf-auto-map": Case(
+        "a transformers directory whose `config.json` has `auto_map` (custom code)",
+        "refused",
+        auto_map,
+    ),
     "pt-random-bytes": Case("a random-bytes `.pt`", "error", pt_random_bytes),
-    "safetensors-truncated": Case("a truncated `model.safetensors`", "error", truncated_safetensors),
+    "safetensors-truncated": Case(
+        "a truncated `model.safetensors`", "error", truncated_safetensors
+    ),
     "model-unknown": Case("a model path that does not exist", "error", unknown_model),
-    "model-path-mistyped": Case("`model=checkpoints/nonexistent` where `./checkpoints` exists (a path, not a hub id)",
-                                "error", mistyped_model_path),
-    "model-hub-unreachable": Case("a hub id that is not in the Hugging Face cache, the hub unreachable "
-                                  "(`HF_HUB_OFFLINE=1`, or no network: one 3 s check, no retries)", "error",
-                                  uncached_hub_id),
-    "model-config-unset": Case("`model=hf_dir` without `model.source`", "error", model_config_unset),
+    "model-path-mistyped": Case(
+        "`model=checkpoints/nonexistent` where `./checkpoints` exists (a path, not a hub id)",
+        "error",
+        mistyped_model_path,
+    ),
+    "model-hub-unreachable": Case(
+        "a hub id that is not in the Hugging Face cache, the hub unreachable "
+        "(`HF_HUB_OFFLINE=1`, or no network: one 3 s check, no retries)",
+        "error",
+        uncached_hub_id,
+    ),
+    "model-config-unset": Case(
+        "`model=hf_dir` without `model.source`", "error", model_config_unset
+    ),
     # runs
-    "resume-pickle": Case("`resume=<path>` of a `.ckpt` with a pickled call", "refused", resume_pickle),
-    "resume-other-config": Case("`resume=<path>` of a run with another learning rate", "error", resume_other_config),
+    "resume-pickle": Case(
+        "`resume=<path>` of a `.ckpt` with a pickled call", "refused", resume_pickle
+    ),
+    "resume-other-config": Case(
+        "`resume=<path>` of a run with another learning rate", "error", resume_other_config
+    ),
     "run-name-live": Case("a second live run with the same `run_name`", "error", live_run_name),
-    "export-exists": Case("an export directory that already holds a model", "error", existing_export),
-    "export-unwritable": Case("an export directory that cannot be written", "error", unwritable_export),
-    "resume-workers": Case("`resume=auto` after SIGKILL with `num_workers=2` (was: other weights, max abs diff 22); "
-                           "the end-to-end check is in tests/runs/test_resume.py", "handled", resume_with_workers),
+    "export-exists": Case(
+        "an export directory that already holds a model", "error", existing_export
+    ),
+    "export-unwritable": Case(
+        "an export directory that cannot be written", "error", unwritable_export
+    ),
+    "resume-workers": Case(
+        "`resume=auto` after SIGKILL with `num_workers=2` (was: other weights, max abs diff 22); "
+        "the end-to-end check is in tests/runs/test_resume.py",
+        "handled",
+        resume_with_workers,
+    ),
     # training
     "lr-diverges": Case("`optimizer.lr=1e6` (the run diverges)", "error", diverging_run),
-    "export-nonfinite": Case("a best checkpoint holding NaN weights at export", "error", nonfinite_export),
-    "probe-nonfinite": Case("a model whose embeddings are NaN, in a probe", "error", nonfinite_embeddings),
+    "export-nonfinite": Case(
+        "a best checkpoint holding NaN weights at export", "error", nonfinite_export
+    ),
+    "probe-nonfinite": Case(
+        "a model whose embeddings are NaN, in a probe", "error", nonfinite_embeddings
+    ),
     "freeze-both": Case("`freeze_audio=true freeze_text=true`", "error", both_towers_frozen),
-    "freeze-statistics": Case("`freeze_audio=true`: BatchNorm statistics and dropout of the frozen tower", "handled",
-                              frozen_tower_statistics),
+    "freeze-statistics": Case(
+        "`freeze_audio=true`: BatchNorm statistics and dropout of the frozen tower",
+        "handled",
+        frozen_tower_statistics,
+    ),
 }
 
 
 # -- the table ----------------------------------------------------------------------------------
+
 
 def _normalise(message: str, tmp: Path) -> str:
     message = message.replace(str(tmp), "<dir>")
@@ -459,10 +615,16 @@ def _table(messages: dict[str, str]) -> str:
     rows = ["| id | bad input | outcome | what the user sees |", "|---|---|---|---|"]
     for key, case in CASES.items():
         shown = messages[key].replace("|", "\\|").replace("`", "'")
-        rows.append(f"| `{key}` | {case.what} | {case.outcome} | {f'`{shown}`' if shown else '—'} |")
-    counts = {outcome: sum(case.outcome == outcome for case in CASES.values()) for outcome in OUTCOMES}
+        rows.append(
+            f"| `{key}` | {case.what} | {case.outcome} | {f'`{shown}`' if shown else '—'} |"
+        )
+    counts = {
+        outcome: sum(case.outcome == outcome for case in CASES.values()) for outcome in OUTCOMES
+    }
     summary = ["", "| outcome | meaning | inputs |", "|---|---|---:|"]
-    summary += [f"| {outcome} | {meaning} | {counts[outcome]} |" for outcome, meaning in OUTCOMES.items()]
+    summary += [
+        f"| {outcome} | {meaning} | {counts[outcome]} |" for outcome, meaning in OUTCOMES.items()
+    ]
     return "\n".join(rows + summary)
 
 

@@ -9,11 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from fakes import MemoryStore, VectorEmbedder, unit
 
 from humanclap.data.pairs import RatedPair, RatedPairs
 from humanclap.probes.cache import EmbeddingCache
 from humanclap.probes.retrieval.probe import RetrievalProbe, retrieval_metrics
-from fakes import MemoryStore, VectorEmbedder, unit
 
 METRICS = ("R@1", "R@5", "R@10", "MRR", "mAP@10")
 
@@ -28,10 +28,15 @@ def make_probe(rows, clip_vectors, text_vectors, **kwargs):
 def check(metrics: dict, prefix: str, expected: dict, optimistic: dict | None = None):
     """Every expected value, and the _optimistic ones (default: the same, as without ties)."""
     for name, value in expected.items():
-        assert metrics[f"{prefix}/{name}"] == pytest.approx(value, rel=1e-6, abs=1e-7), (prefix, name)
+        assert metrics[f"{prefix}/{name}"] == pytest.approx(value, rel=1e-6, abs=1e-7), (
+            prefix,
+            name,
+        )
     for name, value in (optimistic or expected).items():
         if not name.startswith("n_"):
-            assert metrics[f"{prefix}/{name}_optimistic"] == pytest.approx(value, rel=1e-6, abs=1e-7), (prefix, name)
+            assert metrics[f"{prefix}/{name}_optimistic"] == pytest.approx(
+                value, rel=1e-6, abs=1e-7
+            ), (prefix, name)
 
 
 # -- 1. no ties: 3 texts x 4 clips ------------------------------------------------------------------
@@ -57,13 +62,36 @@ def test_no_ties_by_hand():
     metrics = probe.run(embedder).metrics
     # t2a ranks 2, 3, 1: R@1 = 1/3, R@5 = R@10 = 1, MRR = (1/2 + 1/3 + 1)/3 = 11/18; one match per
     # query, so AP@10 = 1/rank and mAP@10 = MRR.
-    check(metrics, "t2a", {"R@1": 1 / 3, "R@5": 1.0, "R@10": 1.0, "MRR": 11 / 18, "mAP@10": 11 / 18,
-                           "n_queries": 3, "n_gallery": 4})
+    check(
+        metrics,
+        "t2a",
+        {
+            "R@1": 1 / 3,
+            "R@5": 1.0,
+            "R@10": 1.0,
+            "MRR": 11 / 18,
+            "mAP@10": 11 / 18,
+            "n_queries": 3,
+            "n_gallery": 4,
+        },
+    )
     # a2t ranks 2, 2, 1 (c2 left out): R@1 = 1/3, MRR = mAP@10 = (1/2 + 1/2 + 1)/3 = 2/3.
-    check(metrics, "a2t", {"R@1": 1 / 3, "R@5": 1.0, "R@10": 1.0, "MRR": 2 / 3, "mAP@10": 2 / 3,
-                           "n_queries": 3, "n_gallery": 3})
-    assert set(metrics) == {f"{d}/{m}{s}" for d in ("t2a", "a2t") for m in METRICS for s in ("", "_optimistic")} | {
-        f"{d}/{n}" for d in ("t2a", "a2t") for n in ("n_queries", "n_gallery")}
+    check(
+        metrics,
+        "a2t",
+        {
+            "R@1": 1 / 3,
+            "R@5": 1.0,
+            "R@10": 1.0,
+            "MRR": 2 / 3,
+            "mAP@10": 2 / 3,
+            "n_queries": 3,
+            "n_gallery": 3,
+        },
+    )
+    assert set(metrics) == {
+        f"{d}/{m}{s}" for d in ("t2a", "a2t") for m in METRICS for s in ("", "_optimistic")
+    } | {f"{d}/{n}" for d in ("t2a", "a2t") for n in ("n_queries", "n_gallery")}
 
 
 def test_queries_without_a_match_are_left_out_but_stay_in_the_gallery():
@@ -73,7 +101,18 @@ def test_queries_without_a_match_are_left_out_but_stay_in_the_gallery():
     probe, embedder, _ = make_probe(ROWS + [("c0", "t3", 0.3)], CLIPS, TEXTS)
     metrics = probe.run(embedder).metrics
     check(metrics, "t2a", {"R@1": 1 / 3, "MRR": 11 / 18, "n_queries": 3, "n_gallery": 4})
-    check(metrics, "a2t", {"R@1": 1 / 3, "R@5": 1.0, "MRR": 11 / 18, "mAP@10": 11 / 18, "n_queries": 3, "n_gallery": 4})
+    check(
+        metrics,
+        "a2t",
+        {
+            "R@1": 1 / 3,
+            "R@5": 1.0,
+            "MRR": 11 / 18,
+            "mAP@10": 11 / 18,
+            "n_queries": 3,
+            "n_gallery": 4,
+        },
+    )
 
 
 def test_match_threshold_is_inclusive():
@@ -91,8 +130,11 @@ def test_a_match_with_a_negative_cosine_still_counts():
     # would give 0 here on raw cosines; the probe ranks by the cosines themselves.
     # Both clips are on the far side of the text x (115°): c0 (0°) -.423 is its match and best,
     # c1 (250°) -.707.
-    probe, embedder, _ = make_probe([("c0", "x", 1.0), ("c1", "y", 0.0)],
-                                    {"c0": unit(0), "c1": unit(250)}, {"x": unit(115), "y": unit(190)})
+    probe, embedder, _ = make_probe(
+        [("c0", "x", 1.0), ("c1", "y", 0.0)],
+        {"c0": unit(0), "c1": unit(250)},
+        {"x": unit(115), "y": unit(190)},
+    )
     metrics = probe.run(embedder).metrics
     check(metrics, "t2a", {"R@1": 1.0, "MRR": 1.0, "mAP@10": 1.0, "n_queries": 1, "n_gallery": 2})
 
@@ -108,8 +150,14 @@ TIE_TEXTS = {"t0": [1.0, 0.0], "t1": [0.0, 1.0], "t2": [0.8, 0.6]}
 # Clip rows over t0, t1, t2 (c0 and c1 are separate queries, so no ties within a row):
 #   c0: t0 1, t2 .8, t1 0   matches t1, t2 -> ranks 2, 3
 #   c1: t0 1, t2 .8, t1 0   matches t0, t2 -> ranks 1, 2
-TIE_ROWS = [("c1", "t0", 1.0), ("c0", "t1", 1.0), ("c0", "t2", 1.0), ("c1", "t2", 1.0),
-            ("c2", "t1", 0.0), ("c3", "t2", 0.0)]
+TIE_ROWS = [
+    ("c1", "t0", 1.0),
+    ("c0", "t1", 1.0),
+    ("c0", "t2", 1.0),
+    ("c1", "t2", 1.0),
+    ("c2", "t1", 0.0),
+    ("c3", "t2", 0.0),
+]
 
 
 def test_ties_pessimistic_and_optimistic_by_hand():
@@ -121,13 +169,35 @@ def test_ties_pessimistic_and_optimistic_by_hand():
     # Optimistic first-match ranks 1, 3, 2:
     #   R@1 = 1/3, R@2 = 2/3, R@3 = 1, MRR = (1 + 1/3 + 1/2)/3 = 11/18
     #   AP@3: t0 1; t1 1/3; t2 7/12 -> mAP@3 = (1 + 1/3 + 7/12)/3 = 23/36
-    check(metrics, "t2a",
-          {"R@1": 0.0, "R@2": 2 / 3, "R@3": 2 / 3, "MRR": 5 / 12, "mAP@3": 13 / 36, "n_queries": 3, "n_gallery": 4},
-          optimistic={"R@1": 1 / 3, "R@2": 2 / 3, "R@3": 1.0, "MRR": 11 / 18, "mAP@3": 23 / 36})
+    check(
+        metrics,
+        "t2a",
+        {
+            "R@1": 0.0,
+            "R@2": 2 / 3,
+            "R@3": 2 / 3,
+            "MRR": 5 / 12,
+            "mAP@3": 13 / 36,
+            "n_queries": 3,
+            "n_gallery": 4,
+        },
+        optimistic={"R@1": 1 / 3, "R@2": 2 / 3, "R@3": 1.0, "MRR": 11 / 18, "mAP@3": 23 / 36},
+    )
     # a2t, no ties: first-match ranks 2, 1 -> R@1 = 1/2, MRR = 3/4;
     # AP@3: c0 (1/2 + 2/3)/2 = 7/12, c1 (1/1 + 2/2)/2 = 1 -> mAP@3 = 19/24. c2, c3 have no match.
-    check(metrics, "a2t", {"R@1": 0.5, "R@2": 1.0, "R@3": 1.0, "MRR": 3 / 4, "mAP@3": 19 / 24,
-                           "n_queries": 2, "n_gallery": 3})
+    check(
+        metrics,
+        "a2t",
+        {
+            "R@1": 0.5,
+            "R@2": 1.0,
+            "R@3": 1.0,
+            "MRR": 3 / 4,
+            "mAP@3": 19 / 24,
+            "n_queries": 2,
+            "n_gallery": 3,
+        },
+    )
 
 
 def test_constant_scores_are_the_worst_case_pessimistically():
@@ -155,6 +225,7 @@ def test_ties_closer_than_float32_are_kept_apart():
 
 # -- 3. several captions per clip, a caption for two clips --------------------------------------------
 
+
 def test_several_captions_per_clip():
     # Clip c0 has captions a and b, c1 has d, c2 has e.
     clips = {"c0": unit(0), "c1": unit(100), "c2": unit(200)}
@@ -166,10 +237,18 @@ def test_several_captions_per_clip():
     #           caption it is; AP = (1/1 + 2/4)/2 = 3/4.
     #           c1: d .940 first; c2: e .643 first.
     #   R@1 = 1, MRR = 1, mAP@10 = (3/4 + 1 + 1)/3 = 11/12
-    check(metrics, "a2t", {"R@1": 1.0, "R@5": 1.0, "MRR": 1.0, "mAP@10": 11 / 12, "n_queries": 3, "n_gallery": 4})
+    check(
+        metrics,
+        "a2t",
+        {"R@1": 1.0, "R@5": 1.0, "MRR": 1.0, "mAP@10": 11 / 12, "n_queries": 3, "n_gallery": 4},
+    )
     # t2a: a -> c0 rank 1; b: c1 .766, c2 .5, c0 -.766 -> rank 3; d -> c1 rank 1; e -> c2 rank 1.
     #   R@1 = 3/4, MRR = mAP@10 = (1 + 1/3 + 1 + 1)/4 = 5/6
-    check(metrics, "t2a", {"R@1": 3 / 4, "R@5": 1.0, "MRR": 5 / 6, "mAP@10": 5 / 6, "n_queries": 4, "n_gallery": 3})
+    check(
+        metrics,
+        "t2a",
+        {"R@1": 3 / 4, "R@5": 1.0, "MRR": 5 / 6, "mAP@10": 5 / 6, "n_queries": 4, "n_gallery": 3},
+    )
 
 
 def test_a_caption_matching_two_clips():
@@ -181,14 +260,19 @@ def test_a_caption_matching_two_clips():
     metrics = probe.run(embedder).metrics
     # t2a: x: c1 .574, c2 .087, c0 -.423 -> matches at 1, 3: AP = (1 + 2/3)/2 = 5/6; y -> c2 first.
     #   R@1 = 1, MRR = 1, mAP@10 = (5/6 + 1)/2 = 11/12
-    check(metrics, "t2a", {"R@1": 1.0, "MRR": 1.0, "mAP@10": 11 / 12, "n_queries": 2, "n_gallery": 3})
+    check(
+        metrics, "t2a", {"R@1": 1.0, "MRR": 1.0, "mAP@10": 11 / 12, "n_queries": 2, "n_gallery": 3}
+    )
     # a2t: c0: x -.423 > y -.985 (a negative cosine, still first); c1: x first; c2: y first.
     check(metrics, "a2t", {"R@1": 1.0, "MRR": 1.0, "mAP@10": 1.0, "n_queries": 3, "n_gallery": 2})
 
 
 # -- 4. cross-check on random data against plain numpy ---------------------------------------------------
 
-def numpy_reference(sim: np.ndarray, matches: np.ndarray, ks, map_k, optimistic=False) -> dict[str, float]:
+
+def numpy_reference(
+    sim: np.ndarray, matches: np.ndarray, ks, map_k, optimistic=False
+) -> dict[str, float]:
     """rank of a match = 1 + number of other gallery items scoring >= it (pessimistic) or > it."""
     values = {f"R@{k}": [] for k in ks} | {"MRR": [], f"mAP@{map_k}": []}
     for row, match in zip(sim, matches):
@@ -204,7 +288,9 @@ def numpy_reference(sim: np.ndarray, matches: np.ndarray, ks, map_k, optimistic=
         values["MRR"].append(1.0 / ranks[0])
         found = [(i + 1) / r for i, r in enumerate(ranks) if r <= map_k]
         values[f"mAP@{map_k}"].append(float(np.mean(found)) if found else 0.0)
-    return {name: float(np.mean(v)) for name, v in values.items()} | {"n_queries": float(matches.any(1).sum())}
+    return {name: float(np.mean(v)) for name, v in values.items()} | {
+        "n_queries": float(matches.any(1).sum())
+    }
 
 
 def random_case(seed: int, n_texts: int, n_clips: int, dim: int, levels: int | None):
@@ -212,8 +298,12 @@ def random_case(seed: int, n_texts: int, n_clips: int, dim: int, levels: int | N
     patterns, so many scores tie exactly (integer dot products are exact in any order)."""
     rng = np.random.default_rng(seed)
     if levels:
-        text = rng.integers(-1, 2, size=(levels, dim))[rng.integers(0, levels, n_texts)].astype(np.float32)
-        audio = rng.integers(-1, 2, size=(levels, dim))[rng.integers(0, levels, n_clips)].astype(np.float32)
+        text = rng.integers(-1, 2, size=(levels, dim))[rng.integers(0, levels, n_texts)].astype(
+            np.float32
+        )
+        audio = rng.integers(-1, 2, size=(levels, dim))[rng.integers(0, levels, n_clips)].astype(
+            np.float32
+        )
     else:
         text = rng.standard_normal((n_texts, dim)).astype(np.float32)
         audio = rng.standard_normal((n_clips, dim)).astype(np.float32)
@@ -234,7 +324,10 @@ def test_random_data_matches_numpy_without_ties(seed):
         for name, value in expected.items():
             assert got[name] == pytest.approx(value, rel=1e-6, abs=1e-7), (prefix, name)
             if name != "n_queries":
-                assert got[f"{name}_optimistic"] == pytest.approx(value, rel=1e-6, abs=1e-7), (prefix, name)
+                assert got[f"{name}_optimistic"] == pytest.approx(value, rel=1e-6, abs=1e-7), (
+                    prefix,
+                    name,
+                )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -244,8 +337,12 @@ def test_random_data_with_many_ties_matches_numpy(seed):
     text, audio, _ = random_case(seed, n_texts=n, n_clips=n, dim=3, levels=4)
     matches = np.eye(n, dtype=bool)
     store = MemoryStore({f"clip{i}" for i in range(n)})
-    pairs = RatedPairs([RatedPair(audio=f"clip{i}", text=f"text{i}", score=1.0) for i in range(n)], store)
-    embedder = VectorEmbedder(store, {f"clip{i}": audio[i] for i in range(n)}, {f"text{i}": text[i] for i in range(n)})
+    pairs = RatedPairs(
+        [RatedPair(audio=f"clip{i}", text=f"text{i}", score=1.0) for i in range(n)], store
+    )
+    embedder = VectorEmbedder(
+        store, {f"clip{i}": audio[i] for i in range(n)}, {f"text{i}": text[i] for i in range(n)}
+    )
     metrics = RetrievalProbe(pairs, ks=(1, 3), map_k=5).run(embedder).metrics
     sim = text.astype(np.float64) @ audio.astype(np.float64).T
     assert len(np.unique(sim)) < sim.size / 4  # plenty of exact ties
@@ -260,8 +357,15 @@ def test_random_data_with_many_ties_matches_numpy(seed):
 
 # -- 5. plumbing ------------------------------------------------------------------------------------------
 
+
 def test_inputs_list_each_clip_and_text_once_and_cache_and_embedder_agree():
-    rows = [("c0", "t0", 1.0), ("c1", "t0", 1.0), ("c0", "t1", 0.2), ("c2", "t2", 0.9), ("c1", "t1", 0.7)]
+    rows = [
+        ("c0", "t0", 1.0),
+        ("c1", "t0", 1.0),
+        ("c0", "t1", 0.2),
+        ("c2", "t2", 0.9),
+        ("c1", "t1", 0.7),
+    ]
     clips = {"c0": unit(0), "c1": unit(50), "c2": unit(200)}
     texts = {"t0": unit(20), "t1": unit(70), "t2": unit(180)}
     probe, embedder, store = make_probe(rows, clips, texts, batch_size=2)
@@ -288,28 +392,46 @@ def test_table_shows_only_metrics_and_says_how_ties_count():
     result = probe.run(embedder)
     assert list(result.tables) == ["retrieval"] and result.figures == {}
     table = result.tables["retrieval"]
-    assert [h for h, _ in table.columns] == [f"{d} {m}" for d in ("t2a", "a2t") for m in (*METRICS, "n_queries")]
+    assert [h for h, _ in table.columns] == [
+        f"{d} {m}" for d in ("t2a", "a2t") for m in (*METRICS, "n_queries")
+    ]
     assert all(key in result.metrics for _, key in table.columns)
     assert "ties count against the model: a tied wrong item ranks ahead" in table.note.lower()
     lines = table.render({"toy": result.metrics}).splitlines()
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
-    assert cells == ["toy", *(f"{result.metrics[key]:.3f}" if not key.endswith("n_queries")
-                              else str(int(result.metrics[key])) for _, key in table.columns)]
+    assert cells == [
+        "toy",
+        *(
+            f"{result.metrics[key]:.3f}"
+            if not key.endswith("n_queries")
+            else str(int(result.metrics[key]))
+            for _, key in table.columns
+        ),
+    ]
     assert cells[1] == "0.333" and cells[6] == "3"  # t2a R@1 = 1/3, t2a n_queries = 3
 
 
 # -- 6. errors ------------------------------------------------------------------------------------------
 
+
 def test_no_match_at_all_is_refused_with_the_scores_present():
     rows = [("c0", "t0", 0.1), ("c1", "t1", 0.3)]
-    with pytest.raises(ValueError, match=r"toy.*match_threshold=0\.5.*scores present: 0\.1 to 0\.3"):
+    with pytest.raises(
+        ValueError, match=r"toy.*match_threshold=0\.5.*scores present: 0\.1 to 0\.3"
+    ):
         make_probe(rows, CLIPS, TEXTS)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"ks": ()}, "ks must be"), ({"ks": (1, 0)}, "ks must be"), ({"ks": (5, -1)}, "ks must be"),
-    ({"ks": (1.5,)}, "ks must be"), ({"map_k": 0}, "map_k must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ks": ()}, "ks must be"),
+        ({"ks": (1, 0)}, "ks must be"),
+        ({"ks": (5, -1)}, "ks must be"),
+        ({"ks": (1.5,)}, "ks must be"),
+        ({"map_k": 0}, "map_k must be"),
+    ],
+)
 def test_bad_cutoffs_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_probe(ROWS, CLIPS, TEXTS, **kwargs)

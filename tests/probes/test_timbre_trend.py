@@ -16,10 +16,15 @@ import soundfile as sf
 import torch
 
 import humanclap.probes.timbre.trend as timbre_trend
-from humanclap.data.readers.audealize import DEMO_EQ_FILE, DEMO_REVERB_FILE, AudealizeDescriptor, read_audealize_descriptors
 from humanclap.data.pairs import DataError
-from humanclap.errors import NonFiniteError
+from humanclap.data.readers.audealize import (
+    DEMO_EQ_FILE,
+    DEMO_REVERB_FILE,
+    AudealizeDescriptor,
+    read_audealize_descriptors,
+)
 from humanclap.data.synthetic.reference_clip import ReferenceAudioStore, reference_clip
+from humanclap.errors import NonFiniteError
 from humanclap.probes.base import Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache
 from humanclap.probes.timbre.trend import (
@@ -36,46 +41,55 @@ EFFECT_CODES = {"eq": 1, "reverb": 2}
 
 # -- the classification rule ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("deltas, tolerance, include_origin, expected", [
-    # 3 levels, tolerance 0, with the origin (0, 0) in front
-    ([0.1, 0.2, 0.3], 0.0, True, "up"),
-    ([-0.1, -0.2, -0.3], 0.0, True, "down"),
-    ([0.1, 0.2, 0.1], 0.0, True, "peak"),
-    ([0.1, 0.1, 0.1], 0.0, True, "up"),  # rise from the origin, then a plateau
-    ([0.0, 0.0, 0.0], 0.0, True, "flat"),  # all equal
-    ([0.1, -0.1, 0.2], 0.0, True, "flat"),  # zig-zag: inconsistent
-    ([-0.1, -0.05, -0.02], 0.0, True, "flat"),  # valley: falls then rises
-    ([0.1, 0.05], 0.0, True, "peak"),
-    # without the origin the same values are a plain fall
-    ([0.1, 0.05], 0.0, False, "down"),
-    ([0.1, 0.2], 0.0, False, "up"),
-    ([0.2, 0.2], 0.0, False, "flat"),
-    ([0.1, 0.3, 0.2], 0.0, False, "peak"),
-    # one level (origin + 1 point)
-    ([0.25], 0.25, True, "flat"),  # exactly at tolerance: no change
-    ([0.25 + 1e-9], 0.25, True, "up"),  # just above
-    ([0.25 - 1e-9], 0.25, True, "flat"),  # just below
-    ([-0.25], 0.25, True, "flat"),
-    ([-0.25 - 1e-9], 0.25, True, "down"),
-    # 2 levels at the tolerance boundary
-    ([0.25, 0.5], 0.25, True, "up"),  # first step exactly at tolerance ignored, the second counts
-    ([0.5, 0.25], 0.25, True, "up"),  # the fall is exactly the tolerance: no change
-    ([0.5, 0.25 - 1e-9], 0.25, True, "peak"),  # just beyond: a fall
-    ([0.5, 0.25 + 1e-9], 0.25, True, "up"),
-    # changes within tolerance add up against the last significant value
-    ([0.1, 0.2, 0.3], 0.15, True, "up"),  # steps of 0.1 < tolerance, but 0 -> 0.2 is a rise
-    ([0.5, 0.45, 0.6], 0.1, True, "up"),  # the small dip is ignored
-    ([0.05, -0.05, 0.05], 0.1, True, "flat"),  # everything within tolerance
-    # 4 levels
-    ([0.1, 0.2, 0.3, 0.4], 0.0, True, "up"),
-    ([-0.1, -0.2, -0.2, -0.4], 0.0, True, "down"),
-    ([0.1, 0.3, 0.2, 0.1], 0.0, True, "peak"),
-    ([0.3, 0.3, 0.2, 0.1], 0.0, True, "peak"),  # plateau at the top
-    ([0.1, 0.3, 0.2, 0.4], 0.0, True, "flat"),  # rise, fall, rise
-    ([0.1, 0.3, 0.2, 0.4], 0.0, False, "flat"),
-    ([0.4, 0.3, 0.2, 0.1], 0.0, False, "down"),
-    ([0.4, 0.3, 0.2, 0.1], 0.0, True, "peak"),  # with the origin: up to 0.4, then down
-])
+
+@pytest.mark.parametrize(
+    "deltas, tolerance, include_origin, expected",
+    [
+        # 3 levels, tolerance 0, with the origin (0, 0) in front
+        ([0.1, 0.2, 0.3], 0.0, True, "up"),
+        ([-0.1, -0.2, -0.3], 0.0, True, "down"),
+        ([0.1, 0.2, 0.1], 0.0, True, "peak"),
+        ([0.1, 0.1, 0.1], 0.0, True, "up"),  # rise from the origin, then a plateau
+        ([0.0, 0.0, 0.0], 0.0, True, "flat"),  # all equal
+        ([0.1, -0.1, 0.2], 0.0, True, "flat"),  # zig-zag: inconsistent
+        ([-0.1, -0.05, -0.02], 0.0, True, "flat"),  # valley: falls then rises
+        ([0.1, 0.05], 0.0, True, "peak"),
+        # without the origin the same values are a plain fall
+        ([0.1, 0.05], 0.0, False, "down"),
+        ([0.1, 0.2], 0.0, False, "up"),
+        ([0.2, 0.2], 0.0, False, "flat"),
+        ([0.1, 0.3, 0.2], 0.0, False, "peak"),
+        # one level (origin + 1 point)
+        ([0.25], 0.25, True, "flat"),  # exactly at tolerance: no change
+        ([0.25 + 1e-9], 0.25, True, "up"),  # just above
+        ([0.25 - 1e-9], 0.25, True, "flat"),  # just below
+        ([-0.25], 0.25, True, "flat"),
+        ([-0.25 - 1e-9], 0.25, True, "down"),
+        # 2 levels at the tolerance boundary
+        (
+            [0.25, 0.5],
+            0.25,
+            True,
+            "up",
+        ),  # first step exactly at tolerance ignored, the second counts
+        ([0.5, 0.25], 0.25, True, "up"),  # the fall is exactly the tolerance: no change
+        ([0.5, 0.25 - 1e-9], 0.25, True, "peak"),  # just beyond: a fall
+        ([0.5, 0.25 + 1e-9], 0.25, True, "up"),
+        # changes within tolerance add up against the last significant value
+        ([0.1, 0.2, 0.3], 0.15, True, "up"),  # steps of 0.1 < tolerance, but 0 -> 0.2 is a rise
+        ([0.5, 0.45, 0.6], 0.1, True, "up"),  # the small dip is ignored
+        ([0.05, -0.05, 0.05], 0.1, True, "flat"),  # everything within tolerance
+        # 4 levels
+        ([0.1, 0.2, 0.3, 0.4], 0.0, True, "up"),
+        ([-0.1, -0.2, -0.2, -0.4], 0.0, True, "down"),
+        ([0.1, 0.3, 0.2, 0.1], 0.0, True, "peak"),
+        ([0.3, 0.3, 0.2, 0.1], 0.0, True, "peak"),  # plateau at the top
+        ([0.1, 0.3, 0.2, 0.4], 0.0, True, "flat"),  # rise, fall, rise
+        ([0.1, 0.3, 0.2, 0.4], 0.0, False, "flat"),
+        ([0.4, 0.3, 0.2, 0.1], 0.0, False, "down"),
+        ([0.4, 0.3, 0.2, 0.1], 0.0, True, "peak"),  # with the origin: up to 0.4, then down
+    ],
+)
 def test_classify_trend(deltas, tolerance, include_origin, expected):
     assert classify_trend(deltas, tolerance, include_origin) == expected
 
@@ -112,7 +126,9 @@ def test_trend_statistics_against_hand_values():
     # without the origin: the three levels only
     stats = trend_statistics(AMOUNTS, [0.1, 0.2, 0.15], include_origin=False)
     assert stats["slope"] == pytest.approx(np.polyfit(AMOUNTS, [0.1, 0.2, 0.15], 1)[0], abs=1e-12)
-    assert stats["spearman"] == pytest.approx(scipy.stats.spearmanr(AMOUNTS, [0.1, 0.2, 0.15]).statistic)
+    assert stats["spearman"] == pytest.approx(
+        scipy.stats.spearmanr(AMOUNTS, [0.1, 0.2, 0.15]).statistic
+    )
     # constant Δ: slope 0, ρ undefined (NaN, no warning)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -121,6 +137,7 @@ def test_trend_statistics_against_hand_values():
 
 
 # -- fakes ----------------------------------------------------------------------------------------
+
 
 class CodeStore:
     """Reference clips whose samples all equal a code (1, 2, ...); counts loads by sample rate."""
@@ -132,7 +149,9 @@ class CodeStore:
 
     def load(self, key: str, sample_rate: int) -> np.ndarray:
         self.loads[(key, sample_rate)] += 1
-        return np.full(max(1, sample_rate // self.samples_per_second), self.codes[key], dtype=np.float32)
+        return np.full(
+            max(1, sample_rate // self.samples_per_second), self.codes[key], dtype=np.float32
+        )
 
 
 class CodeEffect:
@@ -145,8 +164,11 @@ class CodeEffect:
     def __call__(self, wave, settings, amounts):
         self.calls.append((settings.clone(), list(amounts), wave.shape[0]))
         d, n = settings.shape[0], len(amounts)
-        offsets = (1000 * EFFECT_CODES[self.name] + 100 * torch.arange(1, d + 1)[:, None]
-                   + 10 * torch.arange(1, n + 1)[None, :]).float()
+        offsets = (
+            1000 * EFFECT_CODES[self.name]
+            + 100 * torch.arange(1, d + 1)[:, None]
+            + 10 * torch.arange(1, n + 1)[None, :]
+        ).float()
         return wave[None, None, :] + offsets[:, :, None]
 
 
@@ -161,8 +183,12 @@ class ChosenCosines:
 
     sample_rate = 48_000
 
-    def __init__(self, words: dict[str, list[str]], orig: dict[int, dict[str, float]],
-                 delta: dict[tuple[int, str, str], list[float]]):
+    def __init__(
+        self,
+        words: dict[str, list[str]],
+        orig: dict[int, dict[str, float]],
+        delta: dict[tuple[int, str, str], list[float]],
+    ):
         self.words = words
         self.texts = sorted({w for ws in words.values() for w in ws})
         self.orig, self.delta = orig, delta
@@ -209,8 +235,12 @@ def descriptor(word: str, effect: str, value: float = 0.5) -> AudealizeDescripto
 def make_probe(words, references=("r1",), **kwargs):
     store = CodeStore({name: i + 1 for i, name in enumerate(references)})
     effects = {e: CodeEffect(e) for e in words}
-    descriptors = {e: [descriptor(w, e, value=i / 10) for i, w in enumerate(ws)] for e, ws in words.items()}
-    probe = TimbreTrendProbe(descriptors, effects, references={r: AudioRef(store, r) for r in references}, **kwargs)
+    descriptors = {
+        e: [descriptor(w, e, value=i / 10) for i, w in enumerate(ws)] for e, ws in words.items()
+    }
+    probe = TimbreTrendProbe(
+        descriptors, effects, references={r: AudioRef(store, r) for r in references}, **kwargs
+    )
     return probe, effects, store
 
 
@@ -228,16 +258,36 @@ DELTA = {
 def test_delta_slope_spearman_class_with_chosen_cosines():
     probe, effects, _ = make_probe(WORDS)
     metrics = probe.run(ChosenCosines(WORDS, ORIG, DELTA)).metrics
-    assert metrics["n_references"] == 1 and metrics["eq/n_descriptors"] == 2 and metrics["reverb/n_descriptors"] == 2
-    assert {t: metrics[f"eq/{t}"] for t in ("up", "down", "peak", "flat")} == {"up": 0, "down": 1, "peak": 1, "flat": 0}
-    assert {t: metrics[f"reverb/{t}"] for t in ("up", "down", "peak", "flat")} == {"up": 1, "down": 0, "peak": 0, "flat": 1}
+    assert (
+        metrics["n_references"] == 1
+        and metrics["eq/n_descriptors"] == 2
+        and metrics["reverb/n_descriptors"] == 2
+    )
+    assert {t: metrics[f"eq/{t}"] for t in ("up", "down", "peak", "flat")} == {
+        "up": 0,
+        "down": 1,
+        "peak": 1,
+        "flat": 0,
+    }
+    assert {t: metrics[f"reverb/{t}"] for t in ("up", "down", "peak", "flat")} == {
+        "up": 1,
+        "down": 0,
+        "peak": 0,
+        "flat": 1,
+    }
     for (_, effect, word), deltas in DELTA.items():
         for amount, delta in zip(AMOUNTS, deltas):
             assert metrics[f"{effect}/{word}/delta@{amount}"] == pytest.approx(delta, abs=1e-6)
         assert metrics[f"{effect}/{word}/sim_orig"] == pytest.approx(ORIG[1][word], abs=1e-6)
     assert {k for k in metrics if k.startswith("eq/warm/")} == {
-        "eq/warm/delta@0.3", "eq/warm/delta@0.6", "eq/warm/delta@1.0", "eq/warm/slope", "eq/warm/spearman",
-        "eq/warm/class", "eq/warm/sim_orig"}
+        "eq/warm/delta@0.3",
+        "eq/warm/delta@0.6",
+        "eq/warm/delta@1.0",
+        "eq/warm/slope",
+        "eq/warm/spearman",
+        "eq/warm/class",
+        "eq/warm/sim_orig",
+    }
     # warm: points (0,0) (.3,.1) (.6,.2) (1,.15) -> slope 0.08625 / 0.5475, ρ = 0.8 (see above)
     assert metrics["eq/warm/slope"] == pytest.approx(0.08625 / 0.5475, abs=1e-5)
     assert metrics["eq/warm/spearman"] == pytest.approx(0.8)
@@ -251,18 +301,24 @@ def test_delta_slope_spearman_class_with_chosen_cosines():
     assert math.isnan(metrics["reverb/dry/spearman"])
     assert not any(k.startswith("r1/") for k in metrics)  # one reference: no per-reference copies
     # The effect saw every descriptor's settings and the amounts in one call per effect.
-    (settings, amounts, _), = effects["eq"].calls
+    ((settings, amounts, _),) = effects["eq"].calls
     assert amounts == list(AMOUNTS) and settings.shape == (2, 40)
     assert settings.dtype == torch.float64 and settings[:, 0].tolist() == [0.0, 0.1]
 
 
 def test_counts_are_summed_over_two_references_and_descriptors_use_the_mean_delta():
     words = {"eq": ["warm", "bright"], "reverb": ["echoey"]}
-    orig = {1: {"warm": 0.2, "bright": 0.5, "echoey": 0.1}, 2: {"warm": 0.25, "bright": 0.4, "echoey": 0.3}}
+    orig = {
+        1: {"warm": 0.2, "bright": 0.5, "echoey": 0.1},
+        2: {"warm": 0.25, "bright": 0.4, "echoey": 0.3},
+    }
     delta = {
-        (1, "eq", "warm"): [0.1, 0.2, 0.3], (2, "eq", "warm"): [-0.1, -0.2, -0.3],  # up + down -> mean flat
-        (1, "eq", "bright"): [-0.1, -0.2, -0.3], (2, "eq", "bright"): [-0.05, -0.1, -0.2],  # down, down
-        (1, "reverb", "echoey"): [0.1, 0.2, 0.3], (2, "reverb", "echoey"): [0.0, 0.0, 0.0],  # up, flat -> mean up
+        (1, "eq", "warm"): [0.1, 0.2, 0.3],
+        (2, "eq", "warm"): [-0.1, -0.2, -0.3],  # up + down -> mean flat
+        (1, "eq", "bright"): [-0.1, -0.2, -0.3],
+        (2, "eq", "bright"): [-0.05, -0.1, -0.2],  # down, down
+        (1, "reverb", "echoey"): [0.1, 0.2, 0.3],
+        (2, "reverb", "echoey"): [0.0, 0.0, 0.0],  # up, flat -> mean up
     }
     probe, _, _ = make_probe(words, references=("r1", "r2"), tolerance=1e-5)
     metrics = probe.run(ChosenCosines(words, orig, delta)).metrics
@@ -277,9 +333,18 @@ def test_counts_are_summed_over_two_references_and_descriptors_use_the_mean_delt
     assert metrics["r2/eq/warm/class"] == -1 and metrics["r1/eq/warm/class"] == 1
     assert metrics["r2/eq/warm/sim_orig"] == pytest.approx(0.25, abs=1e-6)
     # the mean over references
-    assert metrics["eq/warm/delta@1.0"] == pytest.approx(0.0, abs=1e-6) and metrics["eq/warm/class"] == 0
-    assert metrics["eq/bright/delta@1.0"] == pytest.approx(-0.25, abs=1e-6) and metrics["eq/bright/class"] == -1
-    assert metrics["reverb/echoey/delta@0.3"] == pytest.approx(0.05, abs=1e-6) and metrics["reverb/echoey/class"] == 1
+    assert (
+        metrics["eq/warm/delta@1.0"] == pytest.approx(0.0, abs=1e-6)
+        and metrics["eq/warm/class"] == 0
+    )
+    assert (
+        metrics["eq/bright/delta@1.0"] == pytest.approx(-0.25, abs=1e-6)
+        and metrics["eq/bright/class"] == -1
+    )
+    assert (
+        metrics["reverb/echoey/delta@0.3"] == pytest.approx(0.05, abs=1e-6)
+        and metrics["reverb/echoey/class"] == 1
+    )
     assert metrics["eq/warm/sim_orig"] == pytest.approx(0.225, abs=1e-6)
 
 
@@ -289,13 +354,18 @@ def test_each_clip_is_embedded_once_and_rendered_lazily():
     cache = EmbeddingCache(embedder, batch_size=2)  # several batches per (effect, reference)
     cache.prefetch([probe.inputs()])
     first = probe.run(cache).metrics
-    assert [len(e.calls) for e in effects.values()] == [1, 1]  # one batched render per (effect, reference)
+    assert [len(e.calls) for e in effects.values()] == [
+        1,
+        1,
+    ]  # one batched render per (effect, reference)
     assert store.loads[("r1", 48_000)] == 3  # the original (prefetch) + once per effect
     second = probe.run(cache).metrics
     assert [len(e.calls) for e in effects.values()] == [1, 1]  # everything cached: nothing rendered
     assert store.loads[("r1", 48_000)] == 3
     assert set(embedder.audio_items.values()) == {1}  # every clip embedded once
-    assert len(embedder.audio_items) == 1 + 2 * 2 * 3  # original + 2 effects x 2 descriptors x 3 amounts
+    assert (
+        len(embedder.audio_items) == 1 + 2 * 2 * 3
+    )  # original + 2 effects x 2 descriptors x 3 amounts
     assert set(embedder.text_items.values()) == {1} and len(embedder.text_items) == 4
     assert cache.embedded == {"audio": 13, "text": 4}
     assert first == pytest.approx(second, nan_ok=True)
@@ -319,11 +389,18 @@ def test_effect_output_is_resampled_to_the_embedder_rate():
 
     store = CodeStore({"r": 1})
     effect = CodeEffect("eq", sample_rate=24_000)
-    probe = TimbreTrendProbe({"eq": [descriptor("warm", "eq")]}, {"eq": effect}, references={"r": AudioRef(store, "r")})
+    probe = TimbreTrendProbe(
+        {"eq": [descriptor("warm", "eq")]}, {"eq": effect}, references={"r": AudioRef(store, "r")}
+    )
     embedder = Lengths()
     metrics = probe.run(embedder).metrics
     assert effect.calls[0][2] == 240  # the reference was loaded at the effect's rate
-    assert embedder.lengths == [480, 480, 480, 480]  # original at 48 kHz, 3 manipulated clips resampled
+    assert embedder.lengths == [
+        480,
+        480,
+        480,
+        480,
+    ]  # original at 48 kHz, 3 manipulated clips resampled
     assert metrics["eq/warm/delta@1.0"] == pytest.approx(0.0, abs=1e-6) and metrics["eq/flat"] == 1
 
 
@@ -332,12 +409,16 @@ def test_nan_embeddings_are_refused_naming_the_manipulated_input():
     probe, _, _ = make_probe(WORDS)
     embedder = ChosenCosines(WORDS, ORIG, DELTA)
     embedder.nan_words = {"warm"}
-    with pytest.raises(NonFiniteError, match=r"non-finite embeddings \(NaN or inf\) for 3 of 6 audio inputs "
-                                             r"\(e\.g\. \('timbre_trend', 'eq', 'warm', 0\.3, 'r1'"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"non-finite embeddings \(NaN or inf\) for 3 of 6 audio inputs "
+        r"\(e\.g\. \('timbre_trend', 'eq', 'warm', 0\.3, 'r1'",
+    ):
         probe.run(embedder)
 
 
 # -- inputs, tables, figures ----------------------------------------------------------------------
+
 
 def test_inputs_list_references_and_prompts_once():
     words = {"eq": ["warm", "muffled"], "reverb": ["muffled"]}
@@ -354,12 +435,18 @@ def test_tables_show_class_codes_as_arrows_and_counts_as_integers():
     probe, _, _ = make_probe(WORDS)
     result = probe.run(ChosenCosines(WORDS, ORIG, DELTA))
     tables = result.tables
-    counts = tables["Timbre trends — class counts (timbre-semantics Tables 1-2)"].render({"m": result.metrics})
+    counts = tables["Timbre trends — class counts (timbre-semantics Tables 1-2)"].render(
+        {"m": result.metrics}
+    )
     assert "| m | 0 | 1 | 1 | 0 | 2 | 1 | 0 | 0 | 1 | 2 |" in counts
-    eq_table = tables["EQ descriptor trends (timbre-semantics Table 1)"].render({"m": result.metrics})
+    eq_table = tables["EQ descriptor trends (timbre-semantics Table 1)"].render(
+        {"m": result.metrics}
+    )
     assert eq_table.splitlines()[0] == "| model | warm | bright |"
     assert "| m | ∧ | ↓ |" in eq_table
-    reverb_table = tables["Reverb descriptor trends (timbre-semantics Table 2)"].render({"m": result.metrics, "other": {}})
+    reverb_table = tables["Reverb descriptor trends (timbre-semantics Table 2)"].render(
+        {"m": result.metrics, "other": {}}
+    )
     assert "| m | ↑ | – |" in reverb_table and "| other | – | – |" in reverb_table
     assert [trend_symbol(c) for c in (1.0, -1.0, 2.0, 0.0, 7.0)] == ["↑", "↓", "∧", "–", "7"]
 
@@ -367,9 +454,13 @@ def test_tables_show_class_codes_as_arrows_and_counts_as_integers():
 def test_table_formats_are_optional_and_match_key_suffixes():
     metrics = {"n": 4.0, "srcc": 0.5, "eq/warm/class": 1.0, "class_x": 1.0}
     plain = Table([("n", "n"), ("SRCC", "srcc"), ("class", "eq/warm/class")], note="note")
-    assert plain.render({"m": metrics}).splitlines()[2] == "| m | 4 | 0.500 | 1.000 |"  # unchanged default
-    formatted = Table([("SRCC", "srcc"), ("class", "eq/warm/class"), ("x", "class_x"), ("gone", "eq/dark/class")],
-                      formats={"class": trend_symbol})
+    assert (
+        plain.render({"m": metrics}).splitlines()[2] == "| m | 4 | 0.500 | 1.000 |"
+    )  # unchanged default
+    formatted = Table(
+        [("SRCC", "srcc"), ("class", "eq/warm/class"), ("x", "class_x"), ("gone", "eq/dark/class")],
+        formats={"class": trend_symbol},
+    )
     assert formatted.render({"m": metrics}).splitlines()[2] == "| m | 0.500 | ↑ | 1.000 | – |"
 
 
@@ -388,8 +479,21 @@ def test_figures_build_per_effect():
 
 # -- validation -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("amounts", [[], [0.3, 0.3], [0.6, 0.3], [0.0, 0.5], [-0.3, 0.6], [0.3, math.nan],
-                                     [True, 2.0], "0.3", None])
+
+@pytest.mark.parametrize(
+    "amounts",
+    [
+        [],
+        [0.3, 0.3],
+        [0.6, 0.3],
+        [0.0, 0.5],
+        [-0.3, 0.6],
+        [0.3, math.nan],
+        [True, 2.0],
+        "0.3",
+        None,
+    ],
+)
 def test_amounts_must_be_positive_and_increasing(amounts):
     with pytest.raises(ValueError, match="amounts"):
         make_probe(WORDS, amounts=amounts)
@@ -407,8 +511,10 @@ def test_one_amount_needs_the_origin():
         make_probe(WORDS, amounts=[1.0], include_origin=False)
 
 
-@pytest.mark.parametrize("template", ["{word}", "no field", "{descriptor} {descriptor}", "{descriptor} {x}",
-                                      "{descriptor", "{}"])
+@pytest.mark.parametrize(
+    "template",
+    ["{word}", "no field", "{descriptor} {descriptor}", "{descriptor} {x}", "{descriptor", "{}"],
+)
 def test_template_must_have_descriptor_once(template):
     with pytest.raises(ValueError, match="template"):
         make_probe(WORDS, template=template)
@@ -435,7 +541,10 @@ def test_descriptor_validation():
     with pytest.raises(ValueError, match="without '/'"):
         TimbreTrendProbe({"eq": [descriptor("a/b", "eq")]}, effects)
     with pytest.raises(ValueError, match="must match"):
-        TimbreTrendProbe({"eq": [descriptor("a", "eq")]}, {"eq": CodeEffect("eq"), "reverb": CodeEffect("reverb")})
+        TimbreTrendProbe(
+            {"eq": [descriptor("a", "eq")]},
+            {"eq": CodeEffect("eq"), "reverb": CodeEffect("reverb")},
+        )
     with pytest.raises(ValueError, match="sample_rate"):
         TimbreTrendProbe({"eq": [descriptor("a", "eq")]}, {"eq": lambda *a: None})
 
@@ -462,20 +571,31 @@ def test_reference_validation(tmp_path):
 
 
 def test_generated_reference_arguments_are_validated():
-    bad = [("reference_seconds", 0), ("reference_seconds", math.nan), ("reference_seconds", "4"),
-           ("reference_seed", 1.5), ("include_origin", "no")]
+    bad = [
+        ("reference_seconds", 0),
+        ("reference_seconds", math.nan),
+        ("reference_seconds", "4"),
+        ("reference_seed", 1.5),
+        ("include_origin", "no"),
+    ]
     for name, value in bad:
         with pytest.raises(ValueError, match=name):
-            TimbreTrendProbe({"eq": [descriptor("warm", "eq")]}, {"eq": CodeEffect("eq")}, **{name: value})
+            TimbreTrendProbe(
+                {"eq": [descriptor("warm", "eq")]}, {"eq": CodeEffect("eq")}, **{name: value}
+            )
 
 
 def test_cache_keys_follow_the_effect_configuration_not_its_identity():
     words = {"eq": ["warm"]}
     first, _, _ = make_probe(words)
     # another process / DDP rank builds its own, equally configured effect
-    second = TimbreTrendProbe(first.descriptors, {"eq": CodeEffect("eq")}, references=first.references)
+    second = TimbreTrendProbe(
+        first.descriptors, {"eq": CodeEffect("eq")}, references=first.references
+    )
     assert first.keys("eq", "r1") == second.keys("eq", "r1")
-    first.run(ChosenCosines(words, {1: {"warm": 0.2}}, DELTA))  # the fake's recorded calls are state, not configuration
+    first.run(
+        ChosenCosines(words, {1: {"warm": 0.2}}, DELTA)
+    )  # the fake's recorded calls are state, not configuration
     assert first.keys("eq", "r1") == second.keys("eq", "r1")
     second.effects["eq"] = CodeEffect("eq", sample_rate=24_000)
     assert set(first.keys("eq", "r1")).isdisjoint(second.keys("eq", "r1"))
@@ -491,15 +611,20 @@ def test_bad_effect_output_is_reported():
             return self.result(super().__call__(wave, settings, amounts))
 
     probe, _, _ = make_probe({"eq": ["warm"]})
-    for result, message in [(lambda out: out[:, :2], r"shape \(1, 2, 480\), expected \(1, 3, T\)"),
-                            (lambda out: out.index_fill(1, torch.tensor([2]), math.nan),
-                             "non-finite audio for 'warm' at amount 1 on reference 'r1'")]:
+    for result, message in [
+        (lambda out: out[:, :2], r"shape \(1, 2, 480\), expected \(1, 3, T\)"),
+        (
+            lambda out: out.index_fill(1, torch.tensor([2]), math.nan),
+            "non-finite audio for 'warm' at amount 1 on reference 'r1'",
+        ),
+    ]:
         probe.effects["eq"] = Wrong(result)
         with pytest.raises(ValueError, match=message):
             probe.run(ChosenCosines({"eq": ["warm"]}, {1: {"warm": 0.2}}, DELTA))
 
 
 # -- the generated reference ----------------------------------------------------------------------
+
 
 def test_generated_reference_is_deterministic_and_broadband():
     clip = reference_clip(4.0, 48_000, seed=0)
@@ -510,17 +635,25 @@ def test_generated_reference_is_deterministic_and_broadband():
     assert reference_clip(1.0, 16_000).shape == (16_000,)
     power = np.abs(np.fft.rfft(clip.astype(np.float64))) ** 2
     freqs = np.fft.rfftfreq(clip.size, 1 / 48_000)
-    for low, high in [(30, 100), (100, 1000), (1000, 5000), (5000, 20_000)]:  # energy across the EQ's range
+    for low, high in [
+        (30, 100),
+        (100, 1000),
+        (1000, 5000),
+        (5000, 20_000),
+    ]:  # energy across the EQ's range
         share = power[(freqs >= low) & (freqs < high)].sum() / power.sum()
         assert share > 1e-3, (low, high)
     store = ReferenceAudioStore(seconds=0.5, seed=3)
     assert store == ReferenceAudioStore(0.5, 3) and hash(store) == hash(ReferenceAudioStore(0.5, 3))
-    assert np.array_equal(store.load("reference", 48_000), reference_clip(0.5, 48_000, 3, "reference"))
+    assert np.array_equal(
+        store.load("reference", 48_000), reference_clip(0.5, 48_000, 3, "reference")
+    )
     with pytest.raises(ValueError):
         reference_clip(0.0)
 
 
 # -- Hydra ----------------------------------------------------------------------------------------
+
 
 def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeypatch, tmp_path):
     from humanclap.probes.build import ProbeConfigError, build_probes
@@ -531,10 +664,14 @@ def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeyp
         built.append((tuple(names), max_db, sample_rate))
         return {name: CodeEffect(name, sample_rate) for name in names}
 
-    monkeypatch.setattr(timbre_trend, "default_effects", fake_effects)  # humanclap.dsp is not needed here
+    monkeypatch.setattr(
+        timbre_trend, "default_effects", fake_effects
+    )  # humanclap.dsp is not needed here
     cfg = compose_evaluate("probes=[relevance,timbre_trend]")
     assert set(cfg.probes) == {"relevance", "timbre_trend"}
-    probes = build_probes({"timbre_trend": cfg.probes.timbre_trend}, default_pairs="validation pairs (not passed)")
+    probes = build_probes(
+        {"timbre_trend": cfg.probes.timbre_trend}, default_pairs="validation pairs (not passed)"
+    )
     probe = probes["timbre_trend"]
     assert isinstance(probe, TimbreTrendProbe) and built == [(("eq", "reverb"), 5.0, 48_000)]
     assert probe.descriptors["eq"] == read_audealize_descriptors(DEMO_EQ_FILE)
@@ -544,23 +681,36 @@ def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeyp
 
     wav = tmp_path / "ref.wav"
     sf.write(wav, np.zeros(4800, dtype=np.float32), 48_000)
-    cfg = compose_evaluate("probes=timbre_trend", f"probes.timbre_trend.references={{track:{wav}}}",
-                           "probes.timbre_trend.effects=[eq]", "probes.timbre_trend.max_db=10",
-                           "probes.timbre_trend.amounts=[0.5,1.0]", "probes.timbre_trend.top_n=2",
-                           "probes.timbre_trend.template='a {descriptor} sound'")
+    cfg = compose_evaluate(
+        "probes=timbre_trend",
+        f"probes.timbre_trend.references={{track:{wav}}}",
+        "probes.timbre_trend.effects=[eq]",
+        "probes.timbre_trend.max_db=10",
+        "probes.timbre_trend.amounts=[0.5,1.0]",
+        "probes.timbre_trend.top_n=2",
+        "probes.timbre_trend.template='a {descriptor} sound'",
+    )
     probe = build_probes(cfg.probes, default_pairs=None)["timbre_trend"]
-    assert list(probe.descriptors) == ["eq"] and [d.word for d in probe.descriptors["eq"]] == ["warm", "bright"]
+    assert list(probe.descriptors) == ["eq"] and [d.word for d in probe.descriptors["eq"]] == [
+        "warm",
+        "bright",
+    ]
     assert probe.references["track"].key == str(wav.resolve()) and probe.amounts == (0.5, 1.0)
     assert probe.prompt("warm") == "a warm sound" and built[-1] == (("eq",), 10.0, 48_000)
 
-    cfg = compose_evaluate("probes=timbre_trend", f"probes.timbre_trend.references=[{tmp_path / 'nope.wav'}]")
+    cfg = compose_evaluate(
+        "probes=timbre_trend", f"probes.timbre_trend.references=[{tmp_path / 'nope.wav'}]"
+    )
     with pytest.raises(ProbeConfigError, match="timbre_trend.*nope.wav: no such file"):
         build_probes(cfg.probes, default_pairs=None)
 
 
 def test_from_files_checks_the_file_matches_the_effect(monkeypatch):
-    monkeypatch.setattr(timbre_trend, "default_effects",
-                        lambda names, max_db=5.0, sample_rate=48_000: {n: CodeEffect(n) for n in names})
+    monkeypatch.setattr(
+        timbre_trend,
+        "default_effects",
+        lambda names, max_db=5.0, sample_rate=48_000: {n: CodeEffect(n) for n in names},
+    )
     with pytest.raises(ValueError, match="reverb descriptors .6 settings., not eq"):
         TimbreTrendProbe.from_files(eq_descriptors=DEMO_REVERB_FILE, effects=["eq"])
     with pytest.raises(ValueError, match="effects must be"):
@@ -575,6 +725,7 @@ def test_from_files_checks_the_file_matches_the_effect(monkeypatch):
 
 # -- the real effects on the tiny model -----------------------------------------------------------
 
+
 def test_real_effects_on_the_tiny_backbone(tiny_backbone):
     probe = TimbreTrendProbe.from_files(reference_seconds=1.0)
     eq_render = probe.render("eq", "generated", 48_000)
@@ -584,6 +735,10 @@ def test_real_effects_on_the_tiny_backbone(tiny_backbone):
     metrics = result.metrics
     for effect in ("eq", "reverb"):
         assert sum(metrics[f"{effect}/{t}"] for t in ("up", "down", "peak", "flat")) == 6
-        assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith(f"{effect}/") and "/delta@" in k)
+        assert all(
+            math.isfinite(v)
+            for k, v in metrics.items()
+            if k.startswith(f"{effect}/") and "/delta@" in k
+        )
     assert cache.embedded["audio"] == 1 + 2 * 6 * 3
     result.figures["reverb_trends"]().clear()

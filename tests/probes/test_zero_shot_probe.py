@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import MemoryStore, VectorEmbedder
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from humanclap.data.pairs import DataError
 from humanclap.data.readers.instrument_ontology import OntologyError
 from humanclap.data.readers.labelled_audio import LabelledAudio, LabelledClip
-from humanclap.data.pairs import DataError
 from humanclap.evaluate import evaluate
 from humanclap.probes.build import ProbeConfigError
 from humanclap.probes.cache import EmbeddingCache
-from humanclap.probes.zero_shot.probe import ZeroShotInstrumentProbe
 from humanclap.probes.zero_shot.metrics import classification_metrics, pessimistic_ranks
+from humanclap.probes.zero_shot.probe import ZeroShotInstrumentProbe
 from humanclap.train import train
-from fakes import MemoryStore, VectorEmbedder
 
 S = 1 / math.sqrt(2)
 # Six clips of three classes (5-D; the audio lives in the first three dims). Class texts of
@@ -32,11 +32,15 @@ S = 1 / math.sqrt(2)
 # same norm N = sqrt(1 + .25 + .0625), so cos(clip, text of class c) = clip[c] / N.
 CLIPS = {  # key: (label, family, vector)         cos with (violin, viola, flute) x N
     "c1": ("violin", "strings", [0.8, 0.6, 0.0]),  # (.8, .6, 0)      -> violin
-    "c2": ("violin", "strings", [S, S, 0.0]),      # (.707, .707, 0)  -> tie violin/viola: counts as viola
-    "c3": ("viola", "strings", [0.6, 0.8, 0.0]),   # (.6, .8, 0)      -> viola
-    "c4": ("viola", "strings", [0.8, 0.0, 0.6]),   # (.8, 0, .6)      -> violin; viola ranked last
-    "c5": ("flute", "winds", [0.0, 0.6, 0.8]),     # (0, .6, .8)      -> flute
-    "c6": ("flute", "winds", [0.6, 0.0, 0.8]),     # (.6, 0, .8)      -> flute
+    "c2": (
+        "violin",
+        "strings",
+        [S, S, 0.0],
+    ),  # (.707, .707, 0)  -> tie violin/viola: counts as viola
+    "c3": ("viola", "strings", [0.6, 0.8, 0.0]),  # (.6, .8, 0)      -> viola
+    "c4": ("viola", "strings", [0.8, 0.0, 0.6]),  # (.8, 0, .6)      -> violin; viola ranked last
+    "c5": ("flute", "winds", [0.0, 0.6, 0.8]),  # (0, .6, .8)      -> flute
+    "c6": ("flute", "winds", [0.6, 0.0, 0.8]),  # (.6, 0, .8)      -> flute
 }
 TEXT = {  # text tails chosen so that cos(violin, viola) > cos(violin, flute) but cos(viola, flute) > cos(viola, violin)
     "violin": [1.0, 0.0, 0.0, 0.5, 0.25],
@@ -52,13 +56,19 @@ def toy_embedder(store: MemoryStore) -> VectorEmbedder:
     """Clips and texts as the vectors above."""
     text = {f"A {label} track": vector for label, vector in {**TEXT, **FAMILY_TEXT}.items()}
     text.update({f"A no {label} track": [-v for v in vector] for label, vector in TEXT.items()})
-    return VectorEmbedder(store, {key: vector + [0.0, 0.0] for key, (_, _, vector) in CLIPS.items()}, text)
+    return VectorEmbedder(
+        store, {key: vector + [0.0, 0.0] for key, (_, _, vector) in CLIPS.items()}, text
+    )
 
 
 def toy_data(families: bool = True, labels: dict | None = None) -> LabelledAudio:
     store = MemoryStore(set(CLIPS))
-    clips = [LabelledClip(key, (labels or {}).get(label, label), family if families else None, str(i % 2))
-             for i, (key, (label, family, _)) in enumerate(CLIPS.items())]
+    clips = [
+        LabelledClip(
+            key, (labels or {}).get(label, label), family if families else None, str(i % 2)
+        )
+        for i, (key, (label, family, _)) in enumerate(CLIPS.items())
+    ]
     return LabelledAudio(clips, store, name="toy")
 
 
@@ -93,8 +103,9 @@ def test_classification_metrics_equal_hand_computed_values_with_a_tie(result):
     assert metrics["pr_auc/violin"] == pytest.approx(0.25 + 1 / 3, abs=1e-6)
     assert metrics["pr_auc/viola"] == pytest.approx(0.5 + 1 / 6, abs=1e-6)
     assert metrics["pr_auc"] == pytest.approx(0.75, abs=1e-6)
-    assert {k: metrics[f"prompt/a_x_track/{k}"] for k in ("top1", "roc_auc")} == \
-        {k: metrics[k] for k in ("top1", "roc_auc")}  # the first template gives the headline
+    assert {k: metrics[f"prompt/a_x_track/{k}"] for k in ("top1", "roc_auc")} == {
+        k: metrics[k] for k in ("top1", "roc_auc")
+    }  # the first template gives the headline
 
 
 def test_a_tie_counts_against_the_model_unlike_torchmetrics_argmax():
@@ -103,15 +114,23 @@ def test_a_tie_counts_against_the_model_unlike_torchmetrics_argmax():
     # torchmetrics on the raw scores: argmax takes the first maximal class -> clip 0 right, clip 1 wrong.
     assert float(multiclass_accuracy(scores, target, num_classes=3, average="micro")) == 0.5
     ranks = pessimistic_ranks(scores, target)
-    assert ranks.tolist() == [[2.0, 3.0, 1.0], [1.0, 3.0, 2.0]]  # the true class after every class it ties with
+    assert ranks.tolist() == [
+        [2.0, 3.0, 1.0],
+        [1.0, 3.0, 2.0],
+    ]  # the true class after every class it ties with
     assert float(multiclass_accuracy(ranks, target, num_classes=3, average="micro")) == 0.0
     assert float(multiclass_accuracy(ranks, target, num_classes=3, top_k=2, average="micro")) == 1.0
 
 
 def test_auc_ranks_clips_by_the_cosine_not_by_a_softmax_over_classes():
-    scores = torch.tensor([[0.5, 0.4, 0.4],     # clip A, class 1
-                           [0.3, -0.9, -0.9],   # clip B, class 0
-                           [0.0, 0.0, 0.9]], dtype=torch.float64)  # clip C, class 2
+    scores = torch.tensor(
+        [
+            [0.5, 0.4, 0.4],  # clip A, class 1
+            [0.3, -0.9, -0.9],  # clip B, class 0
+            [0.0, 0.0, 0.9],
+        ],
+        dtype=torch.float64,
+    )  # clip C, class 2
     _, per_class = classification_metrics(scores, torch.tensor([1, 0, 2]), ks=(1,))
     # Class 0: its clip B (.3) is below A (.5) and above C (0) -> AUC 1/2. torchmetrics would softmax
     # these (some are negative): B's .62 would beat A's .36 and give 1.
@@ -128,7 +147,9 @@ def test_prompt_sensitivity_with_a_negated_template(result):
     assert metrics["spread/top1/range"] == pytest.approx(4 / 6 - 1 / 6)
     assert metrics["spread/top1/std"] == pytest.approx(0.25)  # population std of (2/3, 1/6)
     assert metrics["spread/roc_auc/range"] == pytest.approx(abs(2 * metrics["roc_auc"] - 1))
-    assert "roc_auc/violin" in metrics and "prompt/a_no_x_track/roc_auc/violin" not in metrics  # per class: first
+    assert (
+        "roc_auc/violin" in metrics and "prompt/a_no_x_track/roc_auc/violin" not in metrics
+    )  # per class: first
 
 
 def test_family_level_hand_values(result):
@@ -150,7 +171,9 @@ def test_triplets_text_versus_class_mean_audio(result):
     assert metrics["triplets/n"] == 2 and metrics["triplets/n_anchors"] == 2
     assert metrics["triplets/text/accuracy"] == 0.5
     assert metrics["triplets/audio/accuracy"] == 1.0
-    assert metrics["prompt/a_no_x_track/triplet_accuracy"] == 0.5  # negating every text keeps their cosines
+    assert (
+        metrics["prompt/a_no_x_track/triplet_accuracy"] == 0.5
+    )  # negating every text keeps their cosines
     assert metrics["spread/triplet_accuracy/range"] == 0.0
 
 
@@ -175,9 +198,15 @@ def test_similarity_diagnostics_and_figure(result):
 def test_tables_are_laid_out_per_prompt_and_hold_metrics(result):
     out, _, _ = result
     tables = out.tables
-    assert list(tables)[:2] == ["Zero-shot instruments — «A {x} track»", "Zero-shot instruments — «A no {x} track»"]
+    assert list(tables)[:2] == [
+        "Zero-shot instruments — «A {x} track»",
+        "Zero-shot instruments — «A no {x} track»",
+    ]
     rendered = tables["Zero-shot instruments — «A {x} track»"].render({"fake": out.metrics})
-    assert "| model | Top-1 | Top-2 | Top-3 | F1 (weighted) | ROC-AUC | PR-AUC | n tied | clips |" in rendered
+    assert (
+        "| model | Top-1 | Top-2 | Top-3 | F1 (weighted) | ROC-AUC | PR-AUC | n tied | clips |"
+        in rendered
+    )
     assert "| fake | 0.667 | 0.833 | 1.000 | 0.667 | 0.792 | 0.750 | 1 | 6 |" in rendered
     triplet_row = tables["Zero-shot instruments — ontology triplets"].render({"fake": out.metrics})
     assert "| fake | 0.500 | 1.000 | 2 | 2 |" in triplet_row
@@ -190,7 +219,9 @@ def test_families_from_the_ontology_when_the_data_has_none():
     probe = ZeroShotInstrumentProbe(data, templates=["A {x} track"])
     assert probe.families == ["string", "wind"]  # depth-1 ancestors in the shipped ontology
     assert "A string track" in probe.inputs().texts
-    assert ZeroShotInstrumentProbe(data, templates=["A {x} track"], use_ontology=False).families == []
+    assert (
+        ZeroShotInstrumentProbe(data, templates=["A {x} track"], use_ontology=False).families == []
+    )
 
 
 def test_bad_input_is_refused_with_clear_errors():
@@ -198,23 +229,36 @@ def test_bad_input_is_refused_with_clear_errors():
         ZeroShotInstrumentProbe(toy_data(labels={"flute": "kazoo"}))
     with pytest.raises(DataError, match=r"toy\[4\]: label 'flute_01' is not a prompt-able name"):
         toy_data(labels={"flute": "flute_01"})
-    with pytest.raises(DataError, match=r"toy: no clips in fold\(s\) \['7'\]; folds present: \['0', '1'\]"):
+    with pytest.raises(
+        DataError, match=r"toy: no clips in fold\(s\) \['7'\]; folds present: \['0', '1'\]"
+    ):
         ZeroShotInstrumentProbe(toy_data(), folds=[7])
     with pytest.raises(ValueError, match=r"'A \{y\} track' must contain \{x\}"):
         ZeroShotInstrumentProbe(toy_data(), templates=["A {y} track"])
-    with pytest.raises(ValueError, match=r"'A \{x\} track' and 'a \{x\} TRACK' have the same metric name 'a_x_track'"):
+    with pytest.raises(
+        ValueError,
+        match=r"'A \{x\} track' and 'a \{x\} TRACK' have the same metric name 'a_x_track'",
+    ):
         ZeroShotInstrumentProbe(toy_data(), templates=["A {x} track", "a {x} TRACK"])
     with pytest.raises(ValueError, match=r"zero-shot probe on one: needs at least 2 classes"):
-        ZeroShotInstrumentProbe(LabelledAudio([LabelledClip("c1", "violin")], MemoryStore({"c1"}), name="one"))
+        ZeroShotInstrumentProbe(
+            LabelledAudio([LabelledClip("c1", "violin")], MemoryStore({"c1"}), name="one")
+        )
 
 
 def test_without_the_ontology_there_are_no_triplets():
     data = toy_data(labels={"flute": "kazoo"})
     embedder = toy_embedder(data.audio_store)
     embedder.text.update({"A kazoo track": TEXT["flute"]})
-    metrics = ZeroShotInstrumentProbe(data, templates=TEMPLATES[:1], use_ontology=False).run(embedder).metrics
+    metrics = (
+        ZeroShotInstrumentProbe(data, templates=TEMPLATES[:1], use_ontology=False)
+        .run(embedder)
+        .metrics
+    )
     assert metrics["top1"] == pytest.approx(4 / 6)  # the same clips and texts as the flute example
-    assert not any(key.startswith("triplets/") or key.endswith("triplet_accuracy") for key in metrics)
+    assert not any(
+        key.startswith("triplets/") or key.endswith("triplet_accuracy") for key in metrics
+    )
 
 
 def test_a_cache_embeds_each_input_once_across_runs():
@@ -228,51 +272,91 @@ def test_a_cache_embeds_each_input_once_across_runs():
 
 
 # -- end to end -------------------------------------------------------------------------------------
-SMALL = ["probes.zero_shot_instruments.synthetic.clips_per_class=2",
-         "probes.zero_shot_instruments.synthetic.duration_s=0.5"]
+SMALL = [
+    "probes.zero_shot_instruments.synthetic.clips_per_class=2",
+    "probes.zero_shot_instruments.synthetic.duration_s=0.5",
+]
 
 
 def test_one_epoch_train_logs_the_probe_before_and_after_the_epoch(compose_train):
-    cfg = compose_train("probes=[relevance,zero_shot_instruments]", *SMALL, "data.pairs.n_sounds=16",
-                        "data.pairs.texts_per_sound=2", "data.batch_size=4", "trainer.max_epochs=1", "logger=csv")
+    cfg = compose_train(
+        "probes=[relevance,zero_shot_instruments]",
+        *SMALL,
+        "data.pairs.n_sounds=16",
+        "data.pairs.texts_per_sound=2",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+        "logger=csv",
+    )
     summary = train(cfg)
     run = json.loads((Path(summary["export_dir"]) / "humanclap_run.json").read_text())
     assert [epoch for epoch, _ in run["history"]] == [-1, 0]
     for _, metrics in run["history"]:
-        assert metrics["zero_shot_instruments/n_clips"] == 28 and metrics["zero_shot_instruments/n_classes"] == 14
+        assert (
+            metrics["zero_shot_instruments/n_clips"] == 28
+            and metrics["zero_shot_instruments/n_classes"] == 14
+        )
         assert metrics["zero_shot_instruments/triplets/n"] == 584
-        assert 0 <= metrics["zero_shot_instruments/top1"] <= metrics["zero_shot_instruments/top5"] <= 1
+        assert (
+            0 <= metrics["zero_shot_instruments/top1"] <= metrics["zero_shot_instruments/top5"] <= 1
+        )
         assert "relevance/srcc" in metrics
     before, after = (dict(m) for _, m in run["history"])
     key = "zero_shot_instruments/similarity/positive_mean"
     assert before[key] != after[key]  # the weights changed, and the probe saw it
-    header = next((Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
-    assert "zero_shot_instruments/top1" in header and "zero_shot_instruments/triplets/text/accuracy" in header
+    header = (
+        next((Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
+    )
+    assert (
+        "zero_shot_instruments/top1" in header
+        and "zero_shot_instruments/triplets/text/accuracy" in header
+    )
 
 
 def test_evaluate_writes_the_tables_and_the_histogram(compose_evaluate, tiny_backbone):
-    cfg = compose_evaluate("probes=[zero_shot_instruments]", *SMALL, "data.pairs.n_sounds=20", "progress=false")
+    cfg = compose_evaluate(
+        "probes=[zero_shot_instruments]", *SMALL, "data.pairs.n_sounds=20", "progress=false"
+    )
     results = evaluate(cfg)
     out = Path(cfg.paths.output_dir)
-    stored = json.loads((out / "metrics.json").read_text())["models"]["tiny"]["metrics"]["zero_shot_instruments"]
-    expected = ZeroShotInstrumentProbe(synthetic={"clips_per_class": 2, "duration_s": 0.5}).run(tiny_backbone).metrics
+    stored = json.loads((out / "metrics.json").read_text())["models"]["tiny"]["metrics"][
+        "zero_shot_instruments"
+    ]
+    expected = (
+        ZeroShotInstrumentProbe(synthetic={"clips_per_class": 2, "duration_s": 0.5})
+        .run(tiny_backbone)
+        .metrics
+    )
     assert set(stored) == set(expected)
     for key, value in expected.items():
         assert stored[key] == pytest.approx(value, abs=1e-6), key
         assert results["tiny"]["zero_shot_instruments"][key] == pytest.approx(value, abs=1e-6)
     report = (out / "report.md").read_text()
-    for title in ("Zero-shot instruments — «A {x} track»", "Zero-shot instruments — prompt sensitivity",
-                  "Zero-shot instruments — family level", "Zero-shot instruments — ontology triplets"):
+    for title in (
+        "Zero-shot instruments — «A {x} track»",
+        "Zero-shot instruments — prompt sensitivity",
+        "Zero-shot instruments — family level",
+        "Zero-shot instruments — ontology triplets",
+    ):
         assert title in report, title
-    assert f"| tiny | {stored['triplets/text/accuracy']:.3f} | {stored['triplets/audio/accuracy']:.3f} | 584 | 14 |" \
+    assert (
+        f"| tiny | {stored['triplets/text/accuracy']:.3f} | {stored['triplets/audio/accuracy']:.3f} | 584 | 14 |"
         in report
+    )
     png = out / "figures" / "tiny" / "zero_shot_instruments-similarity_histograms.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_bad_probe_config_names_the_probe(compose_evaluate):
-    cfg = compose_evaluate("probes=[zero_shot_instruments]", *SMALL, "probes.zero_shot_instruments.folds=[9]",
-                           "data.pairs.n_sounds=20")
-    with pytest.raises(ProbeConfigError, match=r"probe 'zero_shot_instruments' cannot be built: .*no clips in "
-                                               r"fold\(s\) \['9'\]; folds present: \['0', '1'\]"):
+    cfg = compose_evaluate(
+        "probes=[zero_shot_instruments]",
+        *SMALL,
+        "probes.zero_shot_instruments.folds=[9]",
+        "data.pairs.n_sounds=20",
+    )
+    with pytest.raises(
+        ProbeConfigError,
+        match=r"probe 'zero_shot_instruments' cannot be built: .*no clips in "
+        r"fold\(s\) \['9'\]; folds present: \['0', '1'\]",
+    ):
         evaluate(cfg)

@@ -21,16 +21,28 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from safetensors.torch import load_file
 
 from humanclap.backbones import tiny_clap
-from humanclap.lit.callbacks import ProbeCallback
-from humanclap.lit.callbacks import RandomState
+from humanclap.lit.callbacks import ProbeCallback, RandomState
 from humanclap.runs.resume import ResumeMismatch, checkpoint_to_resume, cluster_plugins
 
 # One pytest-xdist worker (`--dist loadgroup`) runs this module: the `uninterrupted` run is built once.
 pytestmark = pytest.mark.xdist_group("test_resume")
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = {"seed": 0, "data": {"batch_size": 4}, "trainer": {"max_epochs": 3}, "resume": None, "run_name": "a"}
-FAKE_SLURM = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_PROCID": "0",
-              "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+CONFIG = {
+    "seed": 0,
+    "data": {"batch_size": 4},
+    "trainer": {"max_epochs": 3},
+    "resume": None,
+    "run_name": "a",
+}
+FAKE_SLURM = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_NTASKS": "1",
+    "SLURM_JOB_NAME": "train",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+    "SLURM_NODELIST": "localhost",
+}
 
 
 def _save(path: Path, config: dict = CONFIG, epoch: int = 0) -> Path:
@@ -72,7 +84,10 @@ def test_auto_skips_a_checkpoint_truncated_by_a_kill(tmp_path, caplog):
 def test_auto_refuses_the_checkpoint_of_a_different_run(tmp_path):
     _save(tmp_path / "checkpoints" / "last.ckpt")
     changed = {**CONFIG, "data": {"batch_size": 8}}
-    with pytest.raises(ResumeMismatch, match=r"different configuration \(stored -> now\):\n  data.batch_size: 4 -> 8"):
+    with pytest.raises(
+        ResumeMismatch,
+        match=r"different configuration \(stored -> now\):\n  data.batch_size: 4 -> 8",
+    ):
         checkpoint_to_resume("auto", tmp_path, changed)
     # Training longer, another run name or resume value is still the same run.
     longer = {**CONFIG, "trainer": {"max_epochs": 10}, "resume": "auto", "run_name": "b"}
@@ -93,7 +108,11 @@ def test_explicit_path_of_another_config_lists_the_differences_like_auto(tmp_pat
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n")
     stored = _save(run / "checkpoints" / "last.ckpt", config={**CONFIG, "optimizer": {"lr": 0.1}})
-    now = {**CONFIG, "optimizer": {"lr": 0.001}, "trainer": {"max_epochs": 9}}  # max_epochs may change
+    now = {
+        **CONFIG,
+        "optimizer": {"lr": 0.001},
+        "trainer": {"max_epochs": 9},
+    }  # max_epochs may change
     with pytest.raises(ResumeMismatch) as error:
         checkpoint_to_resume(str(stored), tmp_path / "new", now)
     assert str(error.value) == (
@@ -101,7 +120,8 @@ def test_explicit_path_of_another_config_lists_the_differences_like_auto(tmp_pat
         "  optimizer.lr: 0.1 -> 0.001\n"
         "Resuming continues the same run, with the optimizer state and learning rate stored in the checkpoint. "
         f"Rerun with that run's settings (its command-line overrides are in {run / '.hydra' / 'overrides.yaml'}), "
-        "or leave out resume= (or pass another run_name=<name>) to start a new run.")
+        "or leave out resume= (or pass another run_name=<name>) to start a new run."
+    )
 
 
 def test_requeued_slurm_job_without_resume_warns(tmp_path, monkeypatch, caplog):
@@ -136,11 +156,16 @@ def test_random_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
 
 def test_probe_history_survives_a_checkpoint_and_the_baseline_is_not_measured_again(tmp_path):
     before = ProbeCallback({"relevance": object()})
-    before.history = [(-1, {"relevance/srcc": np.float64(0.1)}), (0, {"relevance/srcc": float("nan")})]
+    before.history = [
+        (-1, {"relevance/srcc": np.float64(0.1)}),
+        (0, {"relevance/srcc": float("nan")}),
+    ]
     torch.save(before.state_dict(), tmp_path / "probes.ckpt")
 
     after = ProbeCallback({"relevance": object()})
-    after.run = lambda module: pytest.fail("the baseline of a resumed run must come from its checkpoint")
+    after.run = lambda module: pytest.fail(
+        "the baseline of a resumed run must come from its checkpoint"
+    )
     after.load_state_dict(torch.load(tmp_path / "probes.ckpt", weights_only=True))
     after.on_train_start(trainer=None, pl_module=None)
     assert after.history[0] == (-1, {"relevance/srcc": 0.1})
@@ -157,8 +182,15 @@ def test_on_slurm_lightning_auto_requeue_is_off(monkeypatch):
     assert cluster_plugins() == []
     for name, value in FAKE_SLURM.items():
         monkeypatch.setenv(name, value)
-    trainer = L.Trainer(plugins=cluster_plugins(), accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        plugins=cluster_plugins(),
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     environment = trainer._accelerator_connector.cluster_environment
     assert isinstance(environment, SLURMEnvironment) and not environment.auto_requeue
     previous = signal.getsignal(signal.SIGUSR1)
@@ -173,9 +205,18 @@ def test_on_slurm_lightning_auto_requeue_is_off(monkeypatch):
 # End to end: killed or preempted runs continue to the same result as an uninterrupted run
 
 SEED = 3
-TINY = ["recipe=wsce_mae", f"seed={SEED}", "trainer.max_epochs=3", "data.pairs.n_sounds=40", "data.pairs.texts_per_sound=2",
-        "data.batch_size=2", "trainer.enable_progress_bar=false", "logger=csv", "trainer.log_every_n_steps=1",
-        "+logger.flush_logs_every_n_steps=1"]  # a CSV row per step: the test sees where training is
+TINY = [
+    "recipe=wsce_mae",
+    f"seed={SEED}",
+    "trainer.max_epochs=3",
+    "data.pairs.n_sounds=40",
+    "data.pairs.texts_per_sound=2",
+    "data.batch_size=2",
+    "trainer.enable_progress_bar=false",
+    "logger=csv",
+    "trainer.log_every_n_steps=1",
+    "+logger.flush_logs_every_n_steps=1",
+]  # a CSV row per step: the test sees where training is
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -187,9 +228,20 @@ def _env(**extra: str) -> dict[str, str]:
 def _train(run_dir: Path, export: Path, *overrides: str, log: Path) -> subprocess.Popen:
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "humanclap.train", f"hydra.run.dir={run_dir}", f"paths.export_dir={export}",
-             *TINY, *overrides],
-            cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "humanclap.train",
+                f"hydra.run.dir={run_dir}",
+                f"paths.export_dir={export}",
+                *TINY,
+                *overrides,
+            ],
+            cwd=REPO,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _epoch_rows(run_dir: Path, version: int) -> list[dict[str, str]]:
@@ -200,10 +252,17 @@ def _epoch_rows(run_dir: Path, version: int) -> list[dict[str, str]]:
         return []  # not written yet, or being rewritten
 
 
-def _wait_until_training_in_epoch(run_dir: Path, epoch: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 300  # as the waits for a whole run: a busy machine (test workers) is slow
+def _wait_until_training_in_epoch(
+    run_dir: Path, epoch: int, process: subprocess.Popen, log: Path
+) -> None:
+    deadline = (
+        time.monotonic() + 300
+    )  # as the waits for a whole run: a busy machine (test workers) is slow
     while time.monotonic() < deadline:
-        if any(row.get("epoch") == str(epoch) and row.get("train/loss_step") for row in _epoch_rows(run_dir, 0)):
+        if any(
+            row.get("epoch") == str(epoch) and row.get("train/loss_step")
+            for row in _epoch_rows(run_dir, 0)
+        ):
             return
         assert process.poll() is None, log.read_text()[-3000:]
         time.sleep(0.01)
@@ -221,7 +280,9 @@ def _epoch_metrics(run_dir: Path, version: int) -> dict[int, dict[str, float]]:
 
 
 def _assert_same_result(export: Path, reference: Path) -> None:
-    record, expected = (json.loads((d / "humanclap_run.json").read_text()) for d in (export, reference))
+    record, expected = (
+        json.loads((d / "humanclap_run.json").read_text()) for d in (export, reference)
+    )
     assert record["history"] == expected["history"]  # baseline and every epoch's probe metrics
     assert {**record["summary"], "export_dir": None} == {**expected["summary"], "export_dir": None}
     weights, expected_weights = (load_file(d / "model.safetensors") for d in (export, reference))
@@ -252,14 +313,18 @@ def test_sigkill_mid_epoch_then_resume_auto_equals_the_uninterrupted_run(tmp_pat
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=30) == -signal.SIGKILL
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["epoch"] == 0 and not (export / "model.safetensors").exists()  # killed during epoch 1
+    assert (
+        last["epoch"] == 0 and not (export / "model.safetensors").exists()
+    )  # killed during epoch 1
 
     # The same command again (what a requeued Slurm job does).
     process = _train(run, export, "resume=auto", "data.num_workers=2", log=log)
     assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
     output = log.read_text()
     assert f"resume=auto: continuing from {run / 'checkpoints' / 'last.ckpt'}" in output
-    assert not [line for line in output.splitlines() if line.startswith("baseline ")]  # not measured again
+    assert not [
+        line for line in output.splitlines() if line.startswith("baseline ")
+    ]  # not measured again
 
     _assert_same_result(export, uninterrupted / "export")
     reference = _epoch_metrics(uninterrupted / "run", 0)
@@ -267,7 +332,9 @@ def test_sigkill_mid_epoch_then_resume_auto_equals_the_uninterrupted_run(tmp_pat
     assert sorted(resumed) == [1, 2]
     for epoch, metrics in resumed.items():
         assert metrics == pytest.approx(reference[epoch], rel=0, abs=1e-6), epoch
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2  # every epoch
+    assert (
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+    )  # every epoch
 
 
 def _processes_with(*fragments: str) -> list[int]:
@@ -290,10 +357,23 @@ def test_submitit_preemption_signal_requeues_and_the_job_resumes(tmp_path, unint
     sweep, export, log = tmp_path / "multirun", tmp_path / "export", tmp_path / "log.txt"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "humanclap.train", "-m", "hydra/launcher=submitit_local",
-             f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=20", f"paths.export_dir={export}",
-             "resume=auto", *TINY],
-            cwd=REPO, env=_env(**FAKE_SLURM), stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "humanclap.train",
+                "-m",
+                "hydra/launcher=submitit_local",
+                f"hydra.sweep.dir={sweep}",
+                "hydra.launcher.timeout_min=20",
+                f"paths.export_dir={export}",
+                "resume=auto",
+                *TINY,
+            ],
+            cwd=REPO,
+            env=_env(**FAKE_SLURM),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     run = sweep / "0"
     _wait_until_training_in_epoch(run, 1, process, log)
     (task,) = _processes_with("submitit.core._submit", str(sweep))
@@ -304,5 +384,7 @@ def test_submitit_preemption_signal_requeues_and_the_job_resumes(tmp_path, unint
     assert "this job is preempted" in task_logs and "Requeued job" in task_logs, task_logs[-3000:]
     assert "resume=auto: continuing from" in task_logs
     assert not list(sweep.rglob("hpc_ckpt_*.ckpt"))  # Lightning's own requeue stayed out of it
-    (record,) = export.rglob("humanclap_run.json")  # a multirun exports to <export_dir>/<job number>
+    (record,) = export.rglob(
+        "humanclap_run.json"
+    )  # a multirun exports to <export_dir>/<job number>
     _assert_same_result(record.parent, uninterrupted / "export")

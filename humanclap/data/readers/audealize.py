@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
-from humanclap.data.tables import require_file
 from humanclap.data.pairs import DataError
+from humanclap.data.tables import require_file
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,51 @@ DEMO_EQ_FILE = RESOURCES / "audealize_eq_demo.json"
 DEMO_REVERB_FILE = RESOURCES / "audealize_reverb_demo.json"
 """Our own illustrative reverb descriptors (6 English words), the offline default."""
 
-PAPER_EQ_WORDS = ("bright", "calm", "clear", "cold", "cool", "crisp", "dark", "gentle", "hard", "harsh",
-                  "heavy", "loud", "mellow", "peaceful", "sharp", "smooth", "soft", "soothing", "tinny", "warm")
+PAPER_EQ_WORDS = (
+    "bright",
+    "calm",
+    "clear",
+    "cold",
+    "cool",
+    "crisp",
+    "dark",
+    "gentle",
+    "hard",
+    "harsh",
+    "heavy",
+    "loud",
+    "mellow",
+    "peaceful",
+    "sharp",
+    "smooth",
+    "soft",
+    "soothing",
+    "tinny",
+    "warm",
+)
 """The 20 EQ descriptors of timbre-semantics Table 1."""
-PAPER_REVERB_WORDS = ("bass", "big", "church", "clear", "deep", "distant", "distorted", "echo", "hall",
-                      "haunting", "hollow", "loud", "low", "muffled", "sad", "soft", "spacious", "strong",
-                      "tinny", "warm")
+PAPER_REVERB_WORDS = (
+    "bass",
+    "big",
+    "church",
+    "clear",
+    "deep",
+    "distant",
+    "distorted",
+    "echo",
+    "hall",
+    "haunting",
+    "hollow",
+    "loud",
+    "low",
+    "muffled",
+    "sad",
+    "soft",
+    "spacious",
+    "strong",
+    "tinny",
+    "warm",
+)
 """The 20 reverb descriptors of timbre-semantics Table 2."""
 
 
@@ -59,8 +99,10 @@ class AudealizeDescriptor:
         try:
             return EFFECT_BY_LENGTH[len(self.settings)]
         except KeyError:
-            raise ValueError(f"descriptor '{self.word}': {len(self.settings)} settings match no effect "
-                             f"({_lengths_text()})") from None
+            raise ValueError(
+                f"descriptor '{self.word}': {len(self.settings)} settings match no effect "
+                f"({_lengths_text()})"
+            ) from None
 
 
 def _lengths_text() -> str:
@@ -71,7 +113,9 @@ def effect_of(descriptors: Iterable[AudealizeDescriptor]) -> str:
     """The effect (``"eq"`` / ``"reverb"``) all ``descriptors`` belong to; ValueError if mixed or empty."""
     effects = {d.effect for d in descriptors}
     if len(effects) != 1:
-        raise ValueError("no descriptors given" if not effects else f"descriptors mix effects {sorted(effects)}")
+        raise ValueError(
+            "no descriptors given" if not effects else f"descriptors mix effects {sorted(effects)}"
+        )
     return effects.pop()
 
 
@@ -94,7 +138,9 @@ def _entry(path: Path, index: int, obj, length: int | None) -> AudealizeDescript
     if missing:
         raise DataError(f"{where}: missing key(s) {missing}; keys found: {list(obj)}")
     if not isinstance(word, str) or not word.strip() or word != word.strip():
-        raise DataError(f"{where}: word must be a non-empty string without surrounding spaces, got {word!r}")
+        raise DataError(
+            f"{where}: word must be a non-empty string without surrounding spaces, got {word!r}"
+        )
     lang = obj["lang"]
     if not isinstance(lang, str) or not lang.strip():
         raise DataError(f"{where}: lang must be a non-empty string, got {lang!r}")
@@ -105,15 +151,19 @@ def _entry(path: Path, index: int, obj, length: int | None) -> AudealizeDescript
     if length is None and len(settings) not in EFFECT_BY_LENGTH:
         raise DataError(f"{where}: {len(settings)} settings match no effect ({_lengths_text()})")
     if length is not None and len(settings) != length:
-        raise DataError(f"{where}: {len(settings)} settings, but the file's first entry has {length} "
-                        f"({EFFECT_BY_LENGTH[length]}); every entry of a file must have the same length")
+        raise DataError(
+            f"{where}: {len(settings)} settings, but the file's first entry has {length} "
+            f"({EFFECT_BY_LENGTH[length]}); every entry of a file must have the same length"
+        )
     num = obj["num"]
     if isinstance(num, float) and num.is_integer():
         num = int(num)
     if isinstance(num, bool) or not isinstance(num, int) or num < 0:
         raise DataError(f"{where}: num must be a non-negative integer, got {num!r}")
     agreement = _number(obj["agreement"], where, "agreement")
-    return AudealizeDescriptor(word=word, settings=settings, num=num, agreement=agreement, lang=lang)
+    return AudealizeDescriptor(
+        word=word, settings=settings, num=num, agreement=agreement, lang=lang
+    )
 
 
 def load_audealize_file(path: str | Path) -> list[AudealizeDescriptor]:
@@ -124,9 +174,13 @@ def load_audealize_file(path: str | Path) -> list[AudealizeDescriptor]:
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err})") from err
     except json.JSONDecodeError as err:
-        raise DataError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno} ({err.msg})") from err
+        raise DataError(
+            f"{path}: invalid JSON at line {err.lineno}, column {err.colno} ({err.msg})"
+        ) from err
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of descriptor objects, got {type(data).__name__}")
+        raise DataError(
+            f"{path}: expected a JSON list of descriptor objects, got {type(data).__name__}"
+        )
     if not data:
         raise DataError(f"{path}: the list of descriptors is empty")
     descriptors: list[AudealizeDescriptor] = []
@@ -134,8 +188,10 @@ def load_audealize_file(path: str | Path) -> list[AudealizeDescriptor]:
     for index, obj in enumerate(data):
         descriptor = _entry(path, index, obj, len(descriptors[0].settings) if descriptors else None)
         if descriptor.word in first:
-            raise DataError(f"{path}, entry {index}: duplicate word '{descriptor.word}' "
-                            f"(also entry {first[descriptor.word]})")
+            raise DataError(
+                f"{path}, entry {index}: duplicate word '{descriptor.word}' "
+                f"(also entry {first[descriptor.word]})"
+            )
         first[descriptor.word] = index
         descriptors.append(descriptor)
     return descriptors
@@ -173,7 +229,9 @@ def read_audealize_descriptors(
     if lang is not None:
         langs = sorted({d.lang for d in descriptors})
         if lang not in langs:
-            raise DataError(f"{path}: no descriptors in lang {lang!r}; langs present: {langs} (lang=None keeps all)")
+            raise DataError(
+                f"{path}: no descriptors in lang {lang!r}; langs present: {langs} (lang=None keeps all)"
+            )
         descriptors = [d for d in descriptors if d.lang == lang]
     if words is not None:
         if isinstance(words, str):
@@ -181,20 +239,41 @@ def read_audealize_descriptors(
         by_word = {d.word: d for d in descriptors}
         missing = [w for w in words if w not in by_word]
         if missing:
-            raise DataError(f"{path}: word(s) {missing} not found" + (f" in lang {lang!r}" if lang else ""))
+            raise DataError(
+                f"{path}: word(s) {missing} not found" + (f" in lang {lang!r}" if lang else "")
+            )
         descriptors = [by_word[w] for w in dict.fromkeys(words)]
     descriptors = sorted(descriptors, key=rank_key)
     if top_n is not None and top_n > len(descriptors):
-        log.info("%s: top_n=%d but only %d descriptors%s are available; using all of them",
-                 path, top_n, len(descriptors), f" in lang {lang!r}" if lang else "")
+        log.info(
+            "%s: top_n=%d but only %d descriptors%s are available; using all of them",
+            path,
+            top_n,
+            len(descriptors),
+            f" in lang {lang!r}" if lang else "",
+        )
     return descriptors[:top_n] if top_n is not None else descriptors
 
 
-def write_audealize_descriptors(path: str | Path, descriptors: Iterable[AudealizeDescriptor]) -> Path:
+def write_audealize_descriptors(
+    path: str | Path, descriptors: Iterable[AudealizeDescriptor]
+) -> Path:
     """Write ``descriptors`` in the Audealize JSON format (without ``x``/``y``); returns the path."""
     path = Path(path)
-    items = [json.dumps({"word": d.word, "lang": d.lang, "num": d.num, "agreement": d.agreement,
-                         "settings": [v + 0.0 for v in d.settings]}, ensure_ascii=False)  # + 0.0: no "-0.0"
-             for d in descriptors]
-    path.write_text("[\n" + ",\n".join(items) + "\n]\n", encoding="utf-8")  # one descriptor per line
+    items = [
+        json.dumps(
+            {
+                "word": d.word,
+                "lang": d.lang,
+                "num": d.num,
+                "agreement": d.agreement,
+                "settings": [v + 0.0 for v in d.settings],
+            },
+            ensure_ascii=False,
+        )  # + 0.0: no "-0.0"
+        for d in descriptors
+    ]
+    path.write_text(
+        "[\n" + ",\n".join(items) + "\n]\n", encoding="utf-8"
+    )  # one descriptor per line
     return path

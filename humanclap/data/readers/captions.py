@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 
 from humanclap.data.audio import FileAudioStore
+from humanclap.data.pairs import DataError, RatedPair, RatedPairs, SkipReport
 from humanclap.data.readers.manifest import SKIP_MISSING_AUDIO
 from humanclap.data.tables import read_csv_table, require_columns
-from humanclap.data.pairs import DataError, RatedPair, RatedPairs, SkipReport
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ def _read_jsonl(path: Path) -> list[Record]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}, line {line}: invalid JSON ({err.msg})") from err
         if not isinstance(obj, dict):
-            raise DataError(f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}")
+            raise DataError(
+                f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}"
+            )
         records.append((line, obj))
     return records
 
@@ -76,14 +78,22 @@ def read_captions(
     elif suffix == ".jsonl":
         records = _read_jsonl(path)
     else:
-        raise DataError(f"{path}: unsupported captions format {suffix or '(no extension)'!r}; use .csv or .jsonl")
+        raise DataError(
+            f"{path}: unsupported captions format {suffix or '(no extension)'!r}; use .csv or .jsonl"
+        )
     if not records:
         raise DataError(f"{path}: empty captions file (no rows)")
     if split is not None:
-        columns = header if suffix == ".csv" else list(dict.fromkeys(k for _, row in records for k in row))
+        columns = (
+            header
+            if suffix == ".csv"
+            else list(dict.fromkeys(k for _, row in records for k in row))
+        )
         if SPLIT_COLUMN not in columns:
-            raise DataError(f"{path}: split={split!r} asked for, but the file has no '{SPLIT_COLUMN}' column; "
-                            f"columns found: {columns}")
+            raise DataError(
+                f"{path}: split={split!r} asked for, but the file has no '{SPLIT_COLUMN}' column; "
+                f"columns found: {columns}"
+            )
 
     root = Path(audio_root) if audio_root is not None else path.parent
     skipped = SkipReport()
@@ -114,29 +124,44 @@ def read_captions(
             skipped.add(SKIP_DUPLICATE, f"{where}: {caption!r}")
             continue
         seen.add((audio_path, caption))
-        pairs.append(RatedPair(audio=audio_path, text=caption, score=1.0, split=row_split, source=where))
+        pairs.append(
+            RatedPair(audio=audio_path, text=caption, score=1.0, split=row_split, source=where)
+        )
 
     if split is not None and split not in splits_present:
-        raise DataError(f"{path}: no rows in split '{split}'; splits present: {sorted(splits_present) or 'none'}")
+        raise DataError(
+            f"{path}: no rows in split '{split}'; splits present: {sorted(splits_present) or 'none'}"
+        )
     if skipped.counts[SKIP_MISSING_AUDIO]:
         missing_files = sum(1 for ok in exists.values() if not ok)
-        log.warning("%s: skipped %d caption row(s) whose audio is missing (%d file(s)); %s",
-                    path, skipped.counts[SKIP_MISSING_AUDIO], missing_files, skipped)
+        log.warning(
+            "%s: skipped %d caption row(s) whose audio is missing (%d file(s)); %s",
+            path,
+            skipped.counts[SKIP_MISSING_AUDIO],
+            missing_files,
+            skipped,
+        )
     if not pairs:
         raise DataError(f"{path}: no captions left ({skipped})")
     default_name = path.name if split is None else f"{path.name}:{split}"
     return RatedPairs(pairs, FileAudioStore(), name=name or default_name, skipped=skipped)
 
 
-def _check_columns(path: Path, found, caption_column: str, audio_column: str, where: str = "") -> None:
+def _check_columns(
+    path: Path, found, caption_column: str, audio_column: str, where: str = ""
+) -> None:
     """Either the audio column or AudioCaps' youtube_id + start_time, and the caption column."""
     found = list(found)
     audiocaps = audio_column not in found and all(c in found for c in AUDIOCAPS_COLUMNS)
     try:
-        require_columns(path, found, [caption_column] + ([] if audiocaps else [audio_column]), where)
+        require_columns(
+            path, found, [caption_column] + ([] if audiocaps else [audio_column]), where
+        )
     except DataError as err:
-        raise DataError(f"{err} (AudioCaps files may give {' and '.join(AUDIOCAPS_COLUMNS)} "
-                        f"instead of '{audio_column}')") from None
+        raise DataError(
+            f"{err} (AudioCaps files may give {' and '.join(AUDIOCAPS_COLUMNS)} "
+            f"instead of '{audio_column}')"
+        ) from None
 
 
 def _audio_name(row: dict, where: str, audio_column: str, audiocaps_suffix: str) -> str:

@@ -7,10 +7,11 @@ see docs/data.md#instrument-ontology.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from humanclap.data.pairs import DataError
 
@@ -39,8 +40,13 @@ class Triplet:
 class Ontology:
     """A rooted tree of instrument names (JSON layout: docs/data.md#instrument-ontology)."""
 
-    def __init__(self, tree: Mapping[str, Any], root: str = "instrument", aliases: Mapping[str, str] | None = None,
-                 name: str = "ontology") -> None:
+    def __init__(
+        self,
+        tree: Mapping[str, Any],
+        root: str = "instrument",
+        aliases: Mapping[str, str] | None = None,
+        name: str = "ontology",
+    ) -> None:
         self.name = name
         self.root = root
         self.parent: dict[str, str | None] = {}
@@ -55,7 +61,7 @@ class Ontology:
             self.aliases[_key(alias)] = self._lookup(target, f"alias {alias!r}")
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Ontology":
+    def load(cls, path: str | Path | None = None) -> Ontology:
         """The ontology of a JSON file (None: the shipped ``resources/instrument_ontology.json``)."""
         path = Path(path) if path is not None else DEFAULT_ONTOLOGY
         try:
@@ -65,21 +71,32 @@ class Ontology:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise OntologyError(f"{path}: not a JSON ontology ({err})") from err
         if not isinstance(document, dict) or not isinstance(document.get("tree"), dict):
-            raise OntologyError(f"{path}: expected a JSON object with a 'tree' object (and optional 'root', "
-                                "'aliases')")
+            raise OntologyError(
+                f"{path}: expected a JSON object with a 'tree' object (and optional 'root', "
+                "'aliases')"
+            )
         aliases = document.get("aliases") or {}
         if not isinstance(aliases, dict):
             raise OntologyError(f"{path}: 'aliases' must be an object (alias -> node name)")
-        return cls(document["tree"], root=document.get("root", "instrument"), aliases=aliases, name=str(path))
+        return cls(
+            document["tree"],
+            root=document.get("root", "instrument"),
+            aliases=aliases,
+            name=str(path),
+        )
 
     # -- building -----------------------------------------------------------------------------
     def _add(self, node: Any, parent: str | None, where: str) -> str:
         if not isinstance(node, str) or not node.strip():
-            raise OntologyError(f"{self.name}: node names must be non-empty strings, got {node!r} under {where!r}")
+            raise OntologyError(
+                f"{self.name}: node names must be non-empty strings, got {node!r} under {where!r}"
+            )
         key = _key(node)
         if key in self._names:
-            raise OntologyError(f"{self.name}: node {node!r} appears twice (under {where!r} and under "
-                                f"{self.parent[self._names[key]]!r}); names must be unique")
+            raise OntologyError(
+                f"{self.name}: node {node!r} appears twice (under {where!r} and under "
+                f"{self.parent[self._names[key]]!r}); names must be unique"
+            )
         node = " ".join(node.split())
         self._names[key] = node
         self.parent[node] = parent
@@ -92,7 +109,9 @@ class Ontology:
         elif isinstance(children, list):
             items = [(name, None) for name in children]
         else:
-            raise OntologyError(f"{self.name}: under {where!r} expected an object or a list, got {children!r}")
+            raise OntologyError(
+                f"{self.name}: under {where!r} expected an object or a list, got {children!r}"
+            )
         if not items:
             raise OntologyError(f"{self.name}: {where!r} has no children")
         for name, sub in items:
@@ -108,8 +127,9 @@ class Ontology:
         if key in self.aliases:
             return self.aliases[key]
         close = get_close_matches(key, list(self._names) + list(self.aliases), n=3)
-        raise OntologyError(f"{self.name}: {what} is not in the ontology"
-                            + (f" (close: {close})" if close else ""))
+        raise OntologyError(
+            f"{self.name}: {what} is not in the ontology" + (f" (close: {close})" if close else "")
+        )
 
     def node(self, label: str) -> str:
         """The node a label names (case-insensitive; aliases resolved)."""
@@ -118,17 +138,30 @@ class Ontology:
     def require(self, labels: Sequence[str]) -> dict[str, str]:
         """label -> node for every label; an error naming *all* labels the ontology lacks, or two
         labels that name the same node."""
-        missing = [label for label in labels if _key(label) not in self._names and _key(label) not in self.aliases]
+        missing = [
+            label
+            for label in labels
+            if _key(label) not in self._names and _key(label) not in self.aliases
+        ]
         if missing:
-            hints = {m: get_close_matches(_key(m), list(self._names) + list(self.aliases), n=2) for m in missing}
-            shown = ", ".join(f"{m!r}" + (f" (close: {hints[m]})" if hints[m] else "") for m in missing)
-            raise OntologyError(f"{self.name}: {len(missing)} class(es) missing from the ontology: {shown}; add them "
-                                "to the tree (or as aliases) or pass another ontology")
+            hints = {
+                m: get_close_matches(_key(m), list(self._names) + list(self.aliases), n=2)
+                for m in missing
+            }
+            shown = ", ".join(
+                f"{m!r}" + (f" (close: {hints[m]})" if hints[m] else "") for m in missing
+            )
+            raise OntologyError(
+                f"{self.name}: {len(missing)} class(es) missing from the ontology: {shown}; add them "
+                "to the tree (or as aliases) or pass another ontology"
+            )
         nodes = {label: self.node(label) for label in labels}
         seen: dict[str, str] = {}
         for label, node in nodes.items():
             if node in seen and seen[node] != label:
-                raise OntologyError(f"{self.name}: classes {seen[node]!r} and {label!r} are the same node {node!r}")
+                raise OntologyError(
+                    f"{self.name}: classes {seen[node]!r} and {label!r} are the same node {node!r}"
+                )
             seen[node] = label
         return nodes
 
@@ -165,7 +198,14 @@ def triplets(ontology: Ontology, classes: Sequence[str]) -> list[Triplet]:
     be in the ontology (an error names the missing ones).
     """
     nodes = ontology.require(classes)
-    depth = {(a, b): ontology.lca_depth(nodes[a], nodes[b]) for a in classes for b in classes if a != b}
-    return [Triplet(a, p, n, depth[a, p], depth[a, n])
-            for a in classes for p in classes if p != a
-            for n in classes if n not in (a, p) and depth[a, p] > depth[a, n]]
+    depth = {
+        (a, b): ontology.lca_depth(nodes[a], nodes[b]) for a in classes for b in classes if a != b
+    }
+    return [
+        Triplet(a, p, n, depth[a, p], depth[a, n])
+        for a in classes
+        for p in classes
+        if p != a
+        for n in classes
+        if n not in (a, p) and depth[a, p] > depth[a, n]
+    ]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from humanclap.data.audio import FileAudioStore
-from humanclap.data.tables import read_csv_table, require_columns, require_file
 from humanclap.data.pairs import AudioStore, DataError, unique_in_order
+from humanclap.data.tables import read_csv_table, require_columns, require_file
 
 MANIFEST_COLUMNS = ("path", "label")
 TINYSOL_COLUMNS = ("Path", "Fold", "Family", "Instrument (abbr.)")
@@ -41,8 +41,12 @@ TINYSOL_INSTRUMENTS: dict[str, tuple[str, str]] = {
     "Ob": ("Oboe", "oboe"),
 }
 # TinySOL family -> prompt name ("A {x} track" with the family, as the paper's family-level test).
-TINYSOL_FAMILIES: dict[str, str] = {"Brass": "brass", "Keyboards": "keyboards", "Strings": "strings",
-                                    "Winds": "winds"}
+TINYSOL_FAMILIES: dict[str, str] = {
+    "Brass": "brass",
+    "Keyboards": "keyboards",
+    "Strings": "strings",
+    "Winds": "winds",
+}
 
 _NOT_WORDS = re.compile(r"[_/\\{}]")
 
@@ -53,8 +57,10 @@ def prompt_name(value: str, where: str, what: str = "label") -> str:
     if not name:
         raise DataError(f"{where}: empty {what}")
     if not any(ch.isalpha() for ch in name) or _NOT_WORDS.search(name):
-        raise DataError(f"{where}: {what} {name!r} is not a prompt-able name (it must read as words: a letter, "
-                        f"no '_', '/', '\\', '{{', '}}'); map it to one with labels={{{name!r}: 'violin', ...}}")
+        raise DataError(
+            f"{where}: {what} {name!r} is not a prompt-able name (it must read as words: a letter, "
+            f"no '_', '/', '\\', '{{', '}}'); map it to one with labels={{{name!r}: 'violin', ...}}"
+        )
     return name
 
 
@@ -89,8 +95,10 @@ class LabelledAudio(Sequence[LabelledClip]):
                 prompt_name(clip.family, where, "family")
             first = families.setdefault(clip.label, clip.family)
             if first != clip.family:
-                raise DataError(f"{where}: label {clip.label!r} is in family {clip.family!r} here and in "
-                                f"{first!r} before; a class belongs to one family")
+                raise DataError(
+                    f"{where}: label {clip.label!r} is in family {clip.family!r} here and in "
+                    f"{first!r} before; a class belongs to one family"
+                )
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -113,7 +121,7 @@ class LabelledAudio(Sequence[LabelledClip]):
     def folds(self) -> list[str]:
         return sorted({c.fold for c in self.clips if c.fold is not None}, key=_fold_order)
 
-    def select_folds(self, folds: Iterable[int | str] | int | str | None) -> "LabelledAudio":
+    def select_folds(self, folds: Iterable[int | str] | int | str | None) -> LabelledAudio:
         """The clips of ``folds`` (None: all); a selection without clips is an error naming the folds present."""
         if folds is None:
             return self
@@ -121,10 +129,14 @@ class LabelledAudio(Sequence[LabelledClip]):
             folds = [folds]
         wanted = [str(f).strip() for f in folds]
         if not wanted:
-            raise DataError(f"{self.name}: folds=[] selects nothing; give fold values or folds=null for all clips")
+            raise DataError(
+                f"{self.name}: folds=[] selects nothing; give fold values or folds=null for all clips"
+            )
         chosen = [c for c in self.clips if c.fold in wanted]
         if not chosen:
-            raise DataError(f"{self.name}: no clips in fold(s) {wanted}; folds present: {self.folds() or 'none'}")
+            raise DataError(
+                f"{self.name}: no clips in fold(s) {wanted}; folds present: {self.folds() or 'none'}"
+            )
         return LabelledAudio(chosen, self.audio_store, name=f"{self.name}:folds={','.join(wanted)}")
 
 
@@ -138,8 +150,12 @@ def _resolve_audio(root: Path, relative: str, where: str) -> str:
     return os.path.normpath(Path(root, os.path.expanduser(relative)).absolute())
 
 
-def _selected_with_audio(clips: list[LabelledClip], wheres: list[str], name: str,
-                         folds: Iterable[int | str] | int | str | None) -> LabelledAudio:
+def _selected_with_audio(
+    clips: list[LabelledClip],
+    wheres: list[str],
+    name: str,
+    folds: Iterable[int | str] | int | str | None,
+) -> LabelledAudio:
     """The clips of ``folds``; only their audio files must exist (a missing one: an error naming its line)."""
     data = LabelledAudio(clips, FileAudioStore(), name=name).select_folds(folds)
     chosen = set(map(id, data.clips))
@@ -180,9 +196,14 @@ def read_labelled_manifest(
         label = _mapped(row["label"].strip(), labels, where, "label")
         family = row.get("family", "").strip()
         fold = row.get("fold", "").strip()
-        clips.append(LabelledClip(audio=_resolve_audio(root, row["path"].strip(), where), label=label,
-                                  family=_mapped(family, families, where, "family") if family else None,
-                                  fold=fold or None))
+        clips.append(
+            LabelledClip(
+                audio=_resolve_audio(root, row["path"].strip(), where),
+                label=label,
+                family=_mapped(family, families, where, "family") if family else None,
+                fold=fold or None,
+            )
+        )
     return _selected_with_audio(clips, wheres, name or path.name, folds)
 
 
@@ -202,8 +223,10 @@ def read_tinysol(
     """
     root = Path(audio_root)
     if not root.is_dir():
-        raise DataError(f"{root}: TinySOL audio root is not a directory (extract TinySOL.tar.gz from Zenodo "
-                        "record 3685367 and point audio_root at the folder that holds Brass/, Keyboards/, ...)")
+        raise DataError(
+            f"{root}: TinySOL audio root is not a directory (extract TinySOL.tar.gz from Zenodo "
+            "record 3685367 and point audio_root at the folder that holds Brass/, Keyboards/, ...)"
+        )
     metadata = Path(metadata) if metadata is not None else root / TINYSOL_METADATA
     header, records = read_csv_table(require_file(metadata))
     require_columns(metadata, header, TINYSOL_COLUMNS)
@@ -216,11 +239,17 @@ def read_tinysol(
         abbr = row["Instrument (abbr.)"].strip()
         if abbr not in names:
             full = row.get("Instrument (in full)", "").strip()
-            raise DataError(f"{where}: instrument {abbr!r}{f' ({full})' if full else ''} has no prompt-able "
-                            f"name; known: {sorted(names)}; add one with labels={{{abbr!r}: '<name>'}}")
+            raise DataError(
+                f"{where}: instrument {abbr!r}{f' ({full})' if full else ''} has no prompt-able "
+                f"name; known: {sorted(names)}; add one with labels={{{abbr!r}: '<name>'}}"
+            )
         family = row["Family"].strip()
-        clips.append(LabelledClip(audio=_resolve_audio(root, row["Path"].strip(), where),
-                                  label=prompt_name(names[abbr], where),
-                                  family=prompt_name(TINYSOL_FAMILIES.get(family, family.lower()), where, "family"),
-                                  fold=row["Fold"].strip() or None))
+        clips.append(
+            LabelledClip(
+                audio=_resolve_audio(root, row["Path"].strip(), where),
+                label=prompt_name(names[abbr], where),
+                family=prompt_name(TINYSOL_FAMILIES.get(family, family.lower()), where, "family"),
+                fold=row["Fold"].strip() or None,
+            )
+        )
     return _selected_with_audio(clips, wheres, name, folds)

@@ -14,14 +14,23 @@ import os
 from pathlib import Path
 
 from humanclap.data.audio import FileAudioStore
+from humanclap.data.pairs import (
+    SPLITS,
+    DataError,
+    RatedPair,
+    RatedPairs,
+    SkipReport,
+    check_scale,
+    rescale,
+)
 from humanclap.data.tables import Record, read_csv_table, require_columns, require_file
-from humanclap.data.pairs import SPLITS, DataError, RatedPair, RatedPairs, SkipReport, check_scale, rescale
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("audio", "text", "score")
 OPTIONAL_COLUMNS = ("split", "group", "listener")
 SKIP_MISSING_AUDIO = "audio file missing"
+
 
 def _read_jsonl(path: Path) -> list[Record]:
     records: list[Record] = []
@@ -37,7 +46,9 @@ def _read_jsonl(path: Path) -> list[Record]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}, line {line}: invalid JSON ({err.msg})") from err
         if not isinstance(obj, dict):
-            raise DataError(f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}")
+            raise DataError(
+                f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}"
+            )
         require_columns(path, obj.keys(), REQUIRED_COLUMNS, f", line {line}")
         records.append((line, obj))
     return records
@@ -92,13 +103,19 @@ def read_manifest(
     elif suffix == ".jsonl":
         records = _read_jsonl(path)
     else:
-        raise DataError(f"{path}: unsupported manifest format {suffix or '(no extension)'!r}; use .csv or .jsonl")
+        raise DataError(
+            f"{path}: unsupported manifest format {suffix or '(no extension)'!r}; use .csv or .jsonl"
+        )
     if not records:
         raise DataError(f"{path}: empty manifest (no ratings)")
 
     row_scores = [_score(row.get("score"), f"{path}, line {line}") for line, row in records]
-    check_scale([(f"{path}, line {line}", score) for (line, _), score in zip(records, row_scores)], low, high,
-                option="data.pairs.score_range")
+    check_scale(
+        [(f"{path}, line {line}", score) for (line, _), score in zip(records, row_scores)],
+        low,
+        high,
+        option="data.pairs.score_range",
+    )
 
     root = Path(audio_root) if audio_root is not None else path.parent
     skipped = SkipReport()
@@ -116,8 +133,10 @@ def read_manifest(
             raise DataError(f"{where}: empty text")
         split = _string(row.get("split"), where, "split")
         if split and split not in SPLITS:
-            raise DataError(f"{where}: unknown split {split!r}; expected one of {list(SPLITS)}, or an empty value "
-                            f"to let the datamodule hold out clips for validation")
+            raise DataError(
+                f"{where}: unknown split {split!r}; expected one of {list(SPLITS)}, or an empty value "
+                f"to let the datamodule hold out clips for validation"
+            )
         audio_path = os.path.normpath(Path(root, os.path.expanduser(audio)).absolute())
         if audio_path not in exists:
             exists[audio_path] = os.path.isfile(audio_path)
@@ -140,19 +159,28 @@ def read_manifest(
                     f"{where}: ratings of one pair carry different {column} values: "
                     f"{first!r} (line {first_line}) and {value!r} ({audio!r}, {text!r})"
                 )
-        _string(row.get("listener"), where, "listener")  # optional; kept as a string, never a number
+        _string(
+            row.get("listener"), where, "listener"
+        )  # optional; kept as a string, never a number
 
     if skipped.total:
         missing_files = sum(1 for ok in exists.values() if not ok)
-        log.warning("%s: skipped %d rating(s) whose audio is missing (%d file(s)); %s",
-                    path, skipped.total, missing_files, skipped)
+        log.warning(
+            "%s: skipped %d rating(s) whose audio is missing (%d file(s)); %s",
+            path,
+            skipped.total,
+            missing_files,
+            skipped,
+        )
     if not ratings:
         raise DataError(f"{path}: no ratings left ({skipped})")
     pairs = [
         RatedPair(
             audio=audio,
             text=text,
-            score=rescale(_mean(scores, low, high), low, high, f"{path}: mean of {audio!r}, {text!r}"),
+            score=rescale(
+                _mean(scores, low, high), low, high, f"{path}: mean of {audio!r}, {text!r}"
+            ),
             split=labels[(audio, text)]["split"][0],
             group=labels[(audio, text)]["group"][0],
             num_ratings=len(scores),

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from humanclap.data.audio import FileAudioStore
-from humanclap.data.tables import read_csv_table, require_columns
 from humanclap.data.pairs import SPLITS, DataError, RatedPair, RatedPairs, SkipReport, rescale
+from humanclap.data.tables import read_csv_table, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,11 @@ ANCHOR_LIMIT = 2.0
 """Screening threshold of human-clap §II-B: a mean anchor score above it removes the listener."""
 NATURAL = "natural"
 GENERATORS = {
-    "audiocaps": NATURAL, "audioldm": "audioldm", "audioldm2": "audioldm2", "tango": "tango", "tango2": "tango2",
+    "audiocaps": NATURAL,
+    "audioldm": "audioldm",
+    "audioldm2": "audioldm2",
+    "tango": "tango",
+    "tango2": "tango2",
 }
 """First component of ``wavname`` -> group name."""
 
@@ -76,7 +80,9 @@ def _parse_row(path: Path, line: int, row: dict[str, str], has_label: bool) -> R
         raise DataError(f"{where}: {SCORE} {raw!r} is not an integer 0..{SCORE_MAX}")
     split = row[SPLIT].strip()
     if split not in SPLITS + (EXCLUDED,):
-        raise DataError(f"{where}: unknown {SPLIT} value {split!r}; expected one of {list(SPLITS) + [EXCLUDED]}")
+        raise DataError(
+            f"{where}: unknown {SPLIT} value {split!r}; expected one of {list(SPLITS) + [EXCLUDED]}"
+        )
     generator = wavname.lstrip("/").split("/")[0]
     if generator not in GENERATORS:
         raise DataError(
@@ -89,7 +95,9 @@ def _parse_row(path: Path, line: int, row: dict[str, str], has_label: bool) -> R
         anchor = label == "true"
     else:
         anchor = row[AUDIO_TYPE].strip() == ANCHOR_AUDIO_TYPE
-    return RelateRating(line, wavname, text, int(raw), listener, anchor, split, GENERATORS[generator])
+    return RelateRating(
+        line, wavname, text, int(raw), listener, anchor, split, GENERATORS[generator]
+    )
 
 
 def read_relate_ratings(csv_path: str | Path) -> list[RelateRating]:
@@ -103,7 +111,9 @@ def read_relate_ratings(csv_path: str | Path) -> list[RelateRating]:
     return [_parse_row(path, line, row, has_label) for line, row in records]
 
 
-def screened_listeners(ratings: list[RelateRating], limit: float = ANCHOR_LIMIT) -> dict[str, float]:
+def screened_listeners(
+    ratings: list[RelateRating], limit: float = ANCHOR_LIMIT
+) -> dict[str, float]:
     """Listener -> mean anchor score, for the listeners the paper's rule removes (mean > limit)."""
     anchors: dict[str, list[int]] = {}
     for rating in ratings:
@@ -114,7 +124,10 @@ def screened_listeners(ratings: list[RelateRating], limit: float = ANCHOR_LIMIT)
 
 
 def read_relate(
-    csv_path: str | Path, audio_root: str | Path | None = None, rescreen: bool = False, check_audio: bool = True
+    csv_path: str | Path,
+    audio_root: str | Path | None = None,
+    rescreen: bool = False,
+    check_audio: bool = True,
 ) -> RatedPairs:
     """RELATE ratings averaged per (wavname, text), rescaled to [0, 1], split as the file says.
 
@@ -127,9 +140,11 @@ def read_relate(
     """
     path = Path(csv_path)
     if audio_root is None and check_audio:
-        raise DataError(f"{path}: no audio folder given: pass the folder unpacked from RELATE_wave.zip (it holds "
-                        f"audiocaps/, audioldm/, ...), e.g. data.pairs.audio_root=/data/RELATE_wave, or "
-                        f"{NO_AUDIO_OVERRIDE} to read the ratings without the audio")
+        raise DataError(
+            f"{path}: no audio folder given: pass the folder unpacked from RELATE_wave.zip (it holds "
+            f"audiocaps/, audioldm/, ...), e.g. data.pairs.audio_root=/data/RELATE_wave, or "
+            f"{NO_AUDIO_OVERRIDE} to read the ratings without the audio"
+        )
     ratings = read_relate_ratings(path)
     skipped = SkipReport()
     if rescreen:
@@ -139,7 +154,10 @@ def read_relate(
         kept = []
         for r in ratings:
             if r.listener in screened:
-                skipped.add(SKIP_SCREENED, f"{len(screened)} listener(s), first: {r.listener} (line {r.line})")
+                skipped.add(
+                    SKIP_SCREENED,
+                    f"{len(screened)} listener(s), first: {r.listener} (line {r.line})",
+                )
             else:
                 kept.append(r)
         ratings = kept
@@ -162,15 +180,17 @@ def read_relate(
     pairs = []
     for (wavname, text), rows in grouped.items():
         mean = sum(r.score for r in rows) / len(rows)
-        pairs.append(RatedPair(
-            audio=str(root / wavname.lstrip("/")),
-            text=text,
-            score=rescale(mean, 0, SCORE_MAX, f"{path}, line {rows[0].line}"),
-            split=rows[0].split,
-            group=rows[0].group,
-            num_ratings=len(rows),
-            source=f"{path}, line {rows[0].line}",
-        ))
+        pairs.append(
+            RatedPair(
+                audio=str(root / wavname.lstrip("/")),
+                text=text,
+                score=rescale(mean, 0, SCORE_MAX, f"{path}, line {rows[0].line}"),
+                split=rows[0].split,
+                group=rows[0].group,
+                num_ratings=len(rows),
+                source=f"{path}, line {rows[0].line}",
+            )
+        )
     if check_audio:
         lines = {}  # audio file -> first line that needs it
         for (wavname, _), rows in grouped.items():
@@ -182,7 +202,18 @@ def read_relate(
                 f"{missing[0]} (line {lines[missing[0]]}). To read the ratings without the audio (probes that "
                 f"need none, e.g. probes=text_sensitivity), pass {NO_AUDIO_OVERRIDE}"
             )
-    log.info("%s: %d pairs %s; skipped %s", path, len(pairs), dict(Counter(p.split for p in pairs)), skipped)
+    log.info(
+        "%s: %d pairs %s; skipped %s",
+        path,
+        len(pairs),
+        dict(Counter(p.split for p in pairs)),
+        skipped,
+    )
     synthesized = sorted({p.group for p in pairs} - {NATURAL})
-    return RatedPairs(pairs, FileAudioStore(), name=path.name, skipped=skipped,
-                      group_sets={"synthesized": synthesized} if synthesized else {})
+    return RatedPairs(
+        pairs,
+        FileAudioStore(),
+        name=path.name,
+        skipped=skipped,
+        group_sets={"synthesized": synthesized} if synthesized else {},
+    )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import string
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping
 
 from humanclap.data.audio import FileAudioStore
-from humanclap.data.tables import read_csv_table, require_columns
 from humanclap.data.pairs import DataError, RatedPair, RatedPairs, check_scale, rescale
+from humanclap.data.tables import read_csv_table, require_columns
 
 INSTRUMENT_ID = "instrument_id"
 INSTRUMENT_NAME = "instrument_name"
@@ -30,15 +30,21 @@ def check_template(template: str, *, exactly_once: bool = False) -> str:
     if not isinstance(template, str):
         raise DataError(f"template must be a string, got {template!r}")
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+        fields = [
+            field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+        ]
     except ValueError as err:
         raise DataError(f"template {template!r} is not a format string ({err})") from err
     if set(fields) != {"descriptor"}:
-        raise DataError(f"template {template!r} must contain {{descriptor}} and no other field "
-                        f"(found {sorted(set(fields))})")
+        raise DataError(
+            f"template {template!r} must contain {{descriptor}} and no other field "
+            f"(found {sorted(set(fields))})"
+        )
     if exactly_once and len(fields) > 1:
-        raise DataError(f"template {template!r} must contain {{descriptor}} exactly once "
-                        f"(found it {len(fields)} times)")
+        raise DataError(
+            f"template {template!r} must contain {{descriptor}} exactly once "
+            f"(found it {len(fields)} times)"
+        )
     return template
 
 
@@ -53,7 +59,10 @@ def _recordings(
         table = Path(recordings)
         header, records = read_csv_table(table)
         require_columns(table, header, (INSTRUMENT_ID, AUDIO))
-        items = [(row[INSTRUMENT_ID].strip(), row[AUDIO].strip(), f"{table}, line {line}") for line, row in records]
+        items = [
+            (row[INSTRUMENT_ID].strip(), row[AUDIO].strip(), f"{table}, line {line}")
+            for line, row in records
+        ]
         root = Path(audio_root) if audio_root is not None else table.parent
     paths: dict[str, str] = {}
     for instrument, audio, where in items:
@@ -85,7 +94,9 @@ def read_timbre_ratings(
     header, records = read_csv_table(path)
     require_columns(path, header, (INSTRUMENT_ID, INSTRUMENT_NAME))
     has_groups = INSTRUMENT_GROUP in header
-    descriptors = [c for c in header if c and c not in (INSTRUMENT_ID, INSTRUMENT_NAME, INSTRUMENT_GROUP)]
+    descriptors = [
+        c for c in header if c and c not in (INSTRUMENT_ID, INSTRUMENT_NAME, INSTRUMENT_GROUP)
+    ]
     if not descriptors:
         raise DataError(
             f"{path}: no descriptor columns besides {INSTRUMENT_ID}, {INSTRUMENT_NAME}"
@@ -105,19 +116,25 @@ def read_timbre_ratings(
         if not instrument or not name:
             raise DataError(f"{where}: empty {INSTRUMENT_ID} or {INSTRUMENT_NAME}")
         if instrument in seen:
-            raise DataError(f"{where}: duplicate {INSTRUMENT_ID} {instrument!r} (first at line {seen[instrument]})")
+            raise DataError(
+                f"{where}: duplicate {INSTRUMENT_ID} {instrument!r} (first at line {seen[instrument]})"
+            )
         seen[instrument] = line
         if has_groups:
             group = row[INSTRUMENT_GROUP].strip()
             if not group:
-                raise DataError(f"{where}: empty {INSTRUMENT_GROUP} for instrument {instrument!r} ({name})")
+                raise DataError(
+                    f"{where}: empty {INSTRUMENT_GROUP} for instrument {instrument!r} ({name})"
+                )
             members = group_sets.setdefault(group, [])
             if name not in members:
                 members.append(name)
         if instrument not in audio:
             raise DataError(f"{where}: no recording for instrument {instrument!r} ({name})")
         if not os.path.isfile(audio[instrument]):
-            raise DataError(f"{where}: recording of instrument {instrument!r} ({name}) not found: {audio[instrument]}")
+            raise DataError(
+                f"{where}: recording of instrument {instrument!r} ({name}) not found: {audio[instrument]}"
+            )
         for descriptor in descriptors:
             cell = f"{where}, column {descriptor!r}"
             raw = row[descriptor].strip()
@@ -126,8 +143,18 @@ def read_timbre_ratings(
             except ValueError:
                 raise DataError(f"{cell}: rating {raw!r} is not a number") from None
             cells.append((cell, value))
-            cell_pairs.append(RatedPair(audio=audio[instrument], text=template.format(descriptor=descriptor),
-                                        score=0.0, group=name, source=where))
+            cell_pairs.append(
+                RatedPair(
+                    audio=audio[instrument],
+                    text=template.format(descriptor=descriptor),
+                    score=0.0,
+                    group=name,
+                    source=where,
+                )
+            )
     check_scale(cells, low, high, option="data.pairs.scale")
-    pairs = [replace(pair, score=rescale(value, low, high, cell)) for pair, (cell, value) in zip(cell_pairs, cells)]
+    pairs = [
+        replace(pair, score=rescale(value, low, high, cell))
+        for pair, (cell, value) in zip(cell_pairs, cells)
+    ]
     return RatedPairs(pairs, FileAudioStore(), name=path.name, group_sets=group_sets)

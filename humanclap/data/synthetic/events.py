@@ -7,8 +7,8 @@ event classes and how they are rendered: see docs/data.md#sound-events.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -30,9 +30,16 @@ EVENT_CLASSES: dict[str, tuple[str, ...]] = {
 """Event class -> caption variants (none contains a temporal connective)."""
 
 _LENGTH_S = {  # event length range (s) before fitting into the clip
-    "hum": (1.2, 1.9), "beep": (0.5, 1.0), "noise": (0.3, 0.8), "rising_chirp": (0.4, 0.9),
-    "falling_tone": (0.4, 0.9), "clicking": (0.6, 1.2), "bell": (0.9, 1.5), "thud": (0.2, 0.35),
-    "siren": (1.2, 1.8), "wind": (1.2, 1.9),
+    "hum": (1.2, 1.9),
+    "beep": (0.5, 1.0),
+    "noise": (0.3, 0.8),
+    "rising_chirp": (0.4, 0.9),
+    "falling_tone": (0.4, 0.9),
+    "clicking": (0.6, 1.2),
+    "bell": (0.9, 1.5),
+    "thud": (0.2, 0.35),
+    "siren": (1.2, 1.8),
+    "wind": (1.2, 1.9),
 }
 _EDGE_S = 0.005  # fades at the event's edges: no clicks
 _PEAK = 0.9
@@ -64,7 +71,9 @@ class EventRecipe:
         m = min(n - start, int(round(length * sample_rate)))
         if m <= 0:
             return out.astype(np.float32)
-        event = _EVENTS[self.kind](self, np.arange(m) / sample_rate, sample_rate, np.random.default_rng(self.seed))
+        event = _EVENTS[self.kind](
+            self, np.arange(m) / sample_rate, sample_rate, np.random.default_rng(self.seed)
+        )
         rms = math.sqrt(float(np.mean(event**2))) + 1e-12
         event *= 10 ** (self.level_db / 20) / rms
         peak = float(np.max(np.abs(event)))
@@ -73,8 +82,8 @@ class EventRecipe:
         edge = min(m // 2, max(1, int(_EDGE_S * sample_rate)))
         ramp = np.linspace(0.0, 1.0, edge)
         event[:edge] *= ramp
-        event[m - edge:] *= ramp[::-1]
-        out[start:start + m] = event
+        event[m - edge :] *= ramp[::-1]
+        out[start : start + m] = event
         return out.astype(np.float32)
 
 
@@ -83,7 +92,9 @@ def _decay(t: np.ndarray, tau: float) -> np.ndarray:
 
 
 def _hum(r: EventRecipe, t, sr, rng):
-    tone = sum(np.sin(2 * np.pi * k * r.pitch * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 9))
+    tone = sum(
+        np.sin(2 * np.pi * k * r.pitch * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 9)
+    )
     return tone * (1 + 0.15 * np.sin(2 * np.pi * (3 + 2 * r.variation) * t))
 
 
@@ -122,8 +133,13 @@ def _clicking(r: EventRecipe, t, sr, rng):
 def _bell(r: EventRecipe, t, sr, rng):
     ratios, amplitudes = (1.0, 2.0, 2.76, 5.4, 8.93), (1.0, 0.6, 0.4, 0.25, 0.15)
     tau = 0.25 + 0.4 * r.variation
-    return sum(a * np.sin(2 * np.pi * r.pitch * q * t + rng.uniform(0, 2 * np.pi)) * _decay(t, tau / math.sqrt(q))
-               for q, a in zip(ratios, amplitudes) if r.pitch * q < 0.45 * sr)
+    return sum(
+        a
+        * np.sin(2 * np.pi * r.pitch * q * t + rng.uniform(0, 2 * np.pi))
+        * _decay(t, tau / math.sqrt(q))
+        for q, a in zip(ratios, amplitudes)
+        if r.pitch * q < 0.45 * sr
+    )
 
 
 def _thud(r: EventRecipe, t, sr, rng):
@@ -147,13 +163,30 @@ def _wind(r: EventRecipe, t, sr, rng):
     return noise * (0.6 + 0.4 * np.sin(2 * np.pi * (0.5 + 0.5 * r.variation) * t - np.pi / 2))
 
 
-_EVENTS = {"hum": _hum, "beep": _beep, "noise": _noise, "rising_chirp": _rising, "falling_tone": _falling,
-           "clicking": _clicking, "bell": _bell, "thud": _thud, "siren": _siren, "wind": _wind}
+_EVENTS = {
+    "hum": _hum,
+    "beep": _beep,
+    "noise": _noise,
+    "rising_chirp": _rising,
+    "falling_tone": _falling,
+    "clicking": _clicking,
+    "bell": _bell,
+    "thud": _thud,
+    "siren": _siren,
+    "wind": _wind,
+}
 
 _PITCH_HZ = {  # log-uniform range of EventRecipe.pitch per class
-    "hum": (50.0, 120.0), "beep": (1500.0, 3000.0), "noise": (1.0, 1.0), "rising_chirp": (300.0, 600.0),
-    "falling_tone": (1500.0, 3000.0), "clicking": (3000.0, 5000.0), "bell": (400.0, 900.0),
-    "thud": (90.0, 140.0), "siren": (600.0, 1000.0), "wind": (300.0, 900.0),
+    "hum": (50.0, 120.0),
+    "beep": (1500.0, 3000.0),
+    "noise": (1.0, 1.0),
+    "rising_chirp": (300.0, 600.0),
+    "falling_tone": (1500.0, 3000.0),
+    "clicking": (3000.0, 5000.0),
+    "bell": (400.0, 900.0),
+    "thud": (90.0, 140.0),
+    "siren": (600.0, 1000.0),
+    "wind": (300.0, 900.0),
 }
 
 
@@ -174,14 +207,18 @@ def synthetic_events(
     classes = list(EVENT_CLASSES) if classes is None else list(classes)
     unknown = [c for c in classes if c not in EVENT_CLASSES]
     if unknown or not classes or len(set(classes)) != len(classes):
-        raise ValueError(f"classes must be distinct names from {list(EVENT_CLASSES)}, got {classes}")
+        raise ValueError(
+            f"classes must be distinct names from {list(EVENT_CLASSES)}, got {classes}"
+        )
     if n_clips < 2:
         raise ValueError(f"synthetic_events needs n_clips >= 2, got {n_clips}")
     if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
         raise ValueError(f"synthetic_events needs duration_s > 0, got {duration_s!r}")
     most = min(len(EVENT_CLASSES[c]) for c in classes)
     if not 1 <= captions_per_clip <= most:
-        raise ValueError(f"captions_per_clip must be in 1..{most} (caption variants per class), got {captions_per_clip}")
+        raise ValueError(
+            f"captions_per_clip must be in 1..{most} (caption variants per class), got {captions_per_clip}"
+        )
     rng = np.random.default_rng(seed)
     split_of = assign_splits(n_clips, val_fraction, test_fraction, rng, "clips")
     order = rng.permutation(len(classes))
@@ -203,7 +240,11 @@ def synthetic_events(
         )
         variants = EVENT_CLASSES[kind]
         for choice in sorted(rng.choice(len(variants), size=captions_per_clip, replace=False)):
-            pairs.append(RatedPair(audio=key, text=variants[choice], score=1.0, split=split_of[index], group=kind))
+            pairs.append(
+                RatedPair(
+                    audio=key, text=variants[choice], score=1.0, split=split_of[index], group=kind
+                )
+            )
     store = SyntheticAudioStore(recipes, duration_s)  # type: ignore[arg-type]  # any recipe with render()
     return RatedPairs(pairs, store, name="synthetic_events")
 

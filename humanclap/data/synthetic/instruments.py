@@ -40,12 +40,15 @@ INSTRUMENTS: dict[str, tuple[str, float, float, float, float]] = {
 }
 
 
-def synthetic_instruments(clips_per_class: int = 5, duration_s: float = 1.0, folds: int = 5,
-                          seed: int = 0) -> LabelledAudio:
+def synthetic_instruments(
+    clips_per_class: int = 5, duration_s: float = 1.0, folds: int = 5, seed: int = 0
+) -> LabelledAudio:
     """``clips_per_class`` generated notes per class (keys ``synthetic_instruments/<label>/<k>``)."""
     if clips_per_class < 1 or folds < 1:
-        raise ValueError(f"synthetic_instruments needs clips_per_class >= 1 and folds >= 1, got "
-                         f"{clips_per_class}, {folds}")
+        raise ValueError(
+            f"synthetic_instruments needs clips_per_class >= 1 and folds >= 1, got "
+            f"{clips_per_class}, {folds}"
+        )
     if not duration_s > 0:
         raise ValueError(f"synthetic_instruments needs duration_s > 0, got {duration_s}")
     rng = np.random.default_rng(seed)
@@ -62,4 +65,6 @@ def synthetic_instruments(clips_per_class: int = 5, duration_s: float = 1.0, fol
                 seed=int(rng.integers(2**31)),
             )
             clips.append(LabelledClip(audio=key, label=label, family=family, fold=str(k % folds)))
-    return LabelledAudio(clips, SyntheticAudioStore(recipes, duration_s), name="synthetic_instruments")
+    return LabelledAudio(
+        clips, SyntheticAudioStore(recipes, duration_s), name="synthetic_instruments"
+    )

@@ -10,13 +10,20 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from humanclap.data.audio import audio_fingerprint
-from humanclap.data.pairs import AudioStore, DataError, RatedPair, RatedPairs, SkipReport, unique_in_order
+from humanclap.data.pairs import (
+    AudioStore,
+    DataError,
+    RatedPair,
+    RatedPairs,
+    SkipReport,
+    unique_in_order,
+)
 from humanclap.text.ordering import lower_first, upper_first
 
 ORDER_CONNECTIVES = ("before", "after", "then", "followed by")
@@ -36,6 +43,7 @@ _TRAILING = re.compile(r"[\s.!?,;:…]+$")
 
 # -- captions --------------------------------------------------------------------------------------
 
+
 def clause(caption: str) -> str:
     """A caption as a clause: whitespace collapsed, trailing punctuation removed (case untouched)."""
     return _TRAILING.sub("", " ".join(caption.split()))
@@ -49,7 +57,9 @@ def compose(first: str, connective: str, second: str) -> str:
 def order_caption(a: str, b: str, connective: str) -> str:
     """A caption saying that ``a`` happens first, then ``b``: "A before B" ... "B after A"."""
     if connective not in ORDER_CONNECTIVES:
-        raise ValueError(f"unknown connective {connective!r}; choose from {list(ORDER_CONNECTIVES)}")
+        raise ValueError(
+            f"unknown connective {connective!r}; choose from {list(ORDER_CONNECTIVES)}"
+        )
     return compose(b, "after", a) if connective == "after" else compose(a, connective, b)
 
 
@@ -72,6 +82,7 @@ def caption_problem(caption: str) -> str | None:
 
 # -- audio -----------------------------------------------------------------------------------------
 
+
 def fade_samples(crossfade_s: float, len_a: int, len_b: int, sample_rate: int) -> int:
     """Crossfade length in samples: ``crossfade_s`` at ``sample_rate``, at most half the shorter clip."""
     return min(int(round(crossfade_s * sample_rate)), min(len_a, len_b) // 2)
@@ -86,12 +97,15 @@ def crossfade(a: np.ndarray, b: np.ndarray, n_fade: int, shape: str = "linear") 
     out = np.empty(a.size + b.size - n_fade, dtype=np.float32)
     head = a.size - n_fade
     out[:head] = a[:head]
-    out[a.size:] = b[n_fade:]
+    out[a.size :] = b[n_fade:]
     if n_fade:
         gain = (np.arange(n_fade, dtype=np.float64) + 1) / (n_fade + 1)
-        fade_in, fade_out = ((np.sin(gain * np.pi / 2), np.cos(gain * np.pi / 2)) if shape == "equal_power"
-                             else (gain, 1 - gain))
-        out[head:a.size] = a[head:] * fade_out + b[:n_fade] * fade_in
+        fade_in, fade_out = (
+            (np.sin(gain * np.pi / 2), np.cos(gain * np.pi / 2))
+            if shape == "equal_power"
+            else (gain, 1 - gain)
+        )
+        out[head : a.size] = a[head:] * fade_out + b[:n_fade] * fade_in
     return out
 
 
@@ -122,8 +136,13 @@ class OrderLayout:
 class OrderAudioStore:
     """``AudioStore`` of order clips: key -> A then B crossfaded, rendered from the source store."""
 
-    def __init__(self, source: AudioStore, recipes: dict[str, OrderRecipe], sample_rate: int = 48_000,
-                 fade_shape: str = "linear") -> None:
+    def __init__(
+        self,
+        source: AudioStore,
+        recipes: dict[str, OrderRecipe],
+        sample_rate: int = 48_000,
+        fade_shape: str = "linear",
+    ) -> None:
         if fade_shape not in FADE_SHAPES:
             raise ValueError(f"unknown fade shape {fade_shape!r}; choose from {list(FADE_SHAPES)}")
         self.source = source
@@ -163,7 +182,9 @@ class OrderAudioStore:
         for key in keys:
             r = self._recipe(key)
             digest.update(f"{key}\0{r.first}\0{r.second}\0{r.crossfade_s!r}\0".encode())
-        sources = unique_in_order(k for key in keys for k in (self.recipes[key].first, self.recipes[key].second))
+        sources = unique_in_order(
+            k for key in keys for k in (self.recipes[key].first, self.recipes[key].second)
+        )
         source = audio_fingerprint(self.source, sources)
         if source is None:
             for key in keys:
@@ -175,6 +196,7 @@ class OrderAudioStore:
 
 # -- synthesis -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Clip:
     key: str
@@ -182,7 +204,9 @@ class _Clip:
     captions: tuple[str, ...]
 
 
-def _usable_clips(clips: RatedPairs, min_score: float, skipped: SkipReport) -> dict[str | None, list[_Clip]]:
+def _usable_clips(
+    clips: RatedPairs, min_score: float, skipped: SkipReport
+) -> dict[str | None, list[_Clip]]:
     captions: dict[str, list[str]] = {}
     meta: dict[str, tuple[str | None, str | None]] = {}
     for index, pair in enumerate(clips):
@@ -221,7 +245,9 @@ def _allocate(n: int, weights: list[int]) -> list[int]:
     total = sum(weights)
     exact = [n * w / total for w in weights]
     counts = [int(math.floor(x)) for x in exact]
-    for i in sorted(range(len(weights)), key=lambda i: (counts[i] - exact[i], i))[: n - sum(counts)]:
+    for i in sorted(range(len(weights)), key=lambda i: (counts[i] - exact[i], i))[
+        : n - sum(counts)
+    ]:
         counts[i] += 1
     if n >= len(weights):
         for i in range(len(counts)):
@@ -254,11 +280,15 @@ def synthesize_order_pairs(
     connectives = tuple(connectives)
     unknown = [c for c in connectives if c not in ORDER_CONNECTIVES]
     if unknown or not connectives or len(set(connectives)) != len(connectives):
-        raise ValueError(f"connectives must be distinct, from {list(ORDER_CONNECTIVES)}; got {list(connectives)}"
-                         + (f" (unknown: {unknown})" if unknown else ""))
+        raise ValueError(
+            f"connectives must be distinct, from {list(ORDER_CONNECTIVES)}; got {list(connectives)}"
+            + (f" (unknown: {unknown})" if unknown else "")
+        )
     if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
         raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
-    if not (isinstance(crossfade_s, (int, float)) and math.isfinite(crossfade_s) and crossfade_s >= 0):
+    if not (
+        isinstance(crossfade_s, (int, float)) and math.isfinite(crossfade_s) and crossfade_s >= 0
+    ):
         raise ValueError(f"crossfade_s must be a finite number >= 0, got {crossfade_s!r}")
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
@@ -269,17 +299,25 @@ def synthesize_order_pairs(
     pools = _usable_clips(clips, min_score, skipped)
     n_clips = sum(len(pool) for pool in pools.values())
     if n_clips < 2:
-        raise DataError(f"{clips.name}: need at least 2 usable captioned clips for order pairs, found {n_clips} "
-                        f"({skipped})")
+        raise DataError(
+            f"{clips.name}: need at least 2 usable captioned clips for order pairs, found {n_clips} "
+            f"({skipped})"
+        )
     splits = [s for s in pools if _can_pair(pools[s], distinct_groups)]
     for split in pools:
         if split not in splits:
-            skipped.add(SKIP_SPLIT, f"split {split!r}: {len(pools[split])} usable clip(s)"
-                        + (" of one group" if distinct_groups and len(pools[split]) > 1 else ""))
+            skipped.add(
+                SKIP_SPLIT,
+                f"split {split!r}: {len(pools[split])} usable clip(s)"
+                + (" of one group" if distinct_groups and len(pools[split]) > 1 else ""),
+            )
     if not splits:
-        raise DataError(f"{clips.name}: no split has two usable clips" + (" of different groups" if distinct_groups
-                        else "") + f" to pair; usable clips per split: "
-                        f"{ {s: len(p) for s, p in pools.items()} } ({skipped})")
+        raise DataError(
+            f"{clips.name}: no split has two usable clips"
+            + (" of different groups" if distinct_groups else "")
+            + f" to pair; usable clips per split: "
+            f"{ {s: len(p) for s, p in pools.items()} } ({skipped})"
+        )
     splits.sort(key=lambda s: (s is None, s))
     counts = _allocate(int(n_pairs), [len(pools[s]) for s in splits])
     jobs, offset = [], 0
@@ -300,29 +338,49 @@ def synthesize_order_pairs(
             a, b = pool[i], pool[j + (j >= i)]
             if distinct_groups and a.group is not None and a.group == b.group:
                 continue
-            text_a, text_b = a.captions[rng.integers(len(a.captions))], b.captions[rng.integers(len(b.captions))]
+            text_a, text_b = (
+                a.captions[rng.integers(len(a.captions))],
+                b.captions[rng.integers(len(b.captions))],
+            )
             if clause(text_a).lower() == clause(text_b).lower():
                 continue
             caption = order_caption(text_a, text_b, connective)
             if (a.key, b.key, caption) not in used:
                 break
         else:
-            raise DataError(f"{clips.name}: cannot draw {counts[splits.index(split)]} distinct order pairs from the "
-                            f"{len(pool)} usable clip(s) of split {split!r}; lower n_pairs or give more clips")
+            raise DataError(
+                f"{clips.name}: cannot draw {counts[splits.index(split)]} distinct order pairs from the "
+                f"{len(pool)} usable clip(s) of split {split!r}; lower n_pairs or give more clips"
+            )
         used.add((a.key, b.key, caption))
         key = f"order/{index:0{width}d}"
         recipes[key] = OrderRecipe(a.key, b.key, float(crossfade_s))
         group = group_name(connective)
         pairs.append(RatedPair(audio=key, text=caption, score=1.0, split=split, group=group))
         if negatives:
-            pairs.append(RatedPair(audio=key, text=order_caption(text_b, text_a, connective), score=0.0,
-                                   split=split, group=group))
-    store = OrderAudioStore(clips.audio_store, recipes, sample_rate=int(sample_rate), fade_shape=fade_shape)
-    return RatedPairs(pairs, store, name=name, skipped=skipped,
-                      group_sets={"order": [group_name(c) for c in connectives]})
+            pairs.append(
+                RatedPair(
+                    audio=key,
+                    text=order_caption(text_b, text_a, connective),
+                    score=0.0,
+                    split=split,
+                    group=group,
+                )
+            )
+    store = OrderAudioStore(
+        clips.audio_store, recipes, sample_rate=int(sample_rate), fade_shape=fade_shape
+    )
+    return RatedPairs(
+        pairs,
+        store,
+        name=name,
+        skipped=skipped,
+        group_sets={"order": [group_name(c) for c in connectives]},
+    )
 
 
 # -- mixing ----------------------------------------------------------------------------------------
+
 
 class ConcatAudioStore:
     """Routes ``"<i>:<key>"`` to ``key`` in the ``i``-th store (the parts of :func:`concat_pairs`)."""
@@ -337,7 +395,9 @@ class ConcatAudioStore:
     def route(self, key: str) -> tuple[int, str]:
         prefix, sep, inner = key.partition(":")
         if not sep or not prefix.isdigit() or int(prefix) >= len(self.stores):
-            raise KeyError(f"mixed audio store has no clip '{key}' (keys are '<part 0..{len(self.stores) - 1}>:<key>')")
+            raise KeyError(
+                f"mixed audio store has no clip '{key}' (keys are '<part 0..{len(self.stores) - 1}>:<key>')"
+            )
         return int(prefix), inner
 
     def load(self, key: str, sample_rate: int) -> np.ndarray:
@@ -374,19 +434,38 @@ def concat_pairs(*parts: RatedPairs, name: str | None = None) -> RatedPairs:
     group_sets: dict[str, list[str]] = {}
     for index, part in enumerate(parts):
         if not isinstance(part, RatedPairs):
-            raise TypeError(f"concat_pairs: part {index} is a {type(part).__name__}, not RatedPairs")
-        pairs += [RatedPair(audio=ConcatAudioStore.namespaced(index, p.audio), text=p.text, score=p.score,
-                            split=p.split, group=p.group, num_ratings=p.num_ratings) for p in part]
+            raise TypeError(
+                f"concat_pairs: part {index} is a {type(part).__name__}, not RatedPairs"
+            )
+        pairs += [
+            RatedPair(
+                audio=ConcatAudioStore.namespaced(index, p.audio),
+                text=p.text,
+                score=p.score,
+                split=p.split,
+                group=p.group,
+                num_ratings=p.num_ratings,
+            )
+            for p in part
+        ]
         for set_name, groups in part.group_sets.items():
             group_sets[set_name] = unique_in_order([*group_sets.get(set_name, []), *groups])
         for reason, count in part.skipped.counts.items():
             skipped.counts[f"{part.name}: {reason}"] += count
-            skipped.examples.setdefault(f"{part.name}: {reason}", part.skipped.examples.get(reason, ""))
-    return RatedPairs(pairs, ConcatAudioStore([p.audio_store for p in parts]),
-                      name=name or "+".join(p.name for p in parts), skipped=skipped, group_sets=group_sets)
+            skipped.examples.setdefault(
+                f"{part.name}: {reason}", part.skipped.examples.get(reason, "")
+            )
+    return RatedPairs(
+        pairs,
+        ConcatAudioStore([p.audio_store for p in parts]),
+        name=name or "+".join(p.name for p in parts),
+        skipped=skipped,
+        group_sets=group_sets,
+    )
 
 
 # -- for configs -----------------------------------------------------------------------------------
+
 
 def order_pairs_from_events(
     n_events: int = 120,
@@ -407,10 +486,23 @@ def order_pairs_from_events(
     """
     from humanclap.data.synthetic.events import SAMPLE_RATE, synthetic_events
 
-    events = synthetic_events(n_clips=n_events, seed=seed, duration_s=duration_s,
-                              val_fraction=val_fraction, test_fraction=test_fraction)
-    return synthesize_order_pairs(events, n_pairs=n_pairs, connectives=connectives, crossfade_s=crossfade_s,
-                                  negatives=negatives, seed=seed, sample_rate=SAMPLE_RATE, fade_shape=fade_shape)
+    events = synthetic_events(
+        n_clips=n_events,
+        seed=seed,
+        duration_s=duration_s,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
+    return synthesize_order_pairs(
+        events,
+        n_pairs=n_pairs,
+        connectives=connectives,
+        crossfade_s=crossfade_s,
+        negatives=negatives,
+        seed=seed,
+        sample_rate=SAMPLE_RATE,
+        fade_shape=fade_shape,
+    )
 
 
 def with_order_pairs(
@@ -432,7 +524,19 @@ def with_order_pairs(
 
 
 __all__ = [
-    "ORDER_CONNECTIVES", "ConcatAudioStore", "OrderAudioStore", "OrderLayout", "OrderRecipe", "caption_problem",
-    "clause", "compose", "concat_pairs", "crossfade", "fade_samples", "order_caption", "order_pairs_from_events",
-    "synthesize_order_pairs", "with_order_pairs",
+    "ORDER_CONNECTIVES",
+    "ConcatAudioStore",
+    "OrderAudioStore",
+    "OrderLayout",
+    "OrderRecipe",
+    "caption_problem",
+    "clause",
+    "compose",
+    "concat_pairs",
+    "crossfade",
+    "fade_samples",
+    "order_caption",
+    "order_pairs_from_events",
+    "synthesize_order_pairs",
+    "with_order_pairs",
 ]

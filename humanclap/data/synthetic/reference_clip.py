@@ -27,7 +27,9 @@ def _pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     return noise / (np.abs(noise).max() + 1e-12)
 
 
-def reference_clip(seconds: float = 4.0, sample_rate: int = 48_000, seed: int = 0, key: str = "reference") -> np.ndarray:
+def reference_clip(
+    seconds: float = 4.0, sample_rate: int = 48_000, seed: int = 0, key: str = "reference"
+) -> np.ndarray:
     """The generated reference: mono float32, ``round(seconds * sample_rate)`` samples.
 
     ``seed`` and ``key`` pick the random phases and noise (same arguments, same clip).
@@ -51,7 +53,9 @@ def reference_clip(seconds: float = 4.0, sample_rate: int = 48_000, seed: int = 
         f0_bin = max(1, int(round(f0 * length / sample_rate)))
         bins = np.arange(f0_bin, int(0.45 * length), f0_bin)
         spectrum = np.zeros(length // 2 + 1, dtype=np.complex128)
-        spectrum[bins] = np.exp(1j * rng.uniform(0, 2 * np.pi, bins.size)) / np.arange(1, bins.size + 1)
+        spectrum[bins] = np.exp(1j * rng.uniform(0, 2 * np.pi, bins.size)) / np.arange(
+            1, bins.size + 1
+        )
         tone = np.fft.irfft(spectrum, length)
         tone /= np.abs(tone).max() + 1e-12
         t = np.arange(length) / sample_rate
@@ -60,7 +64,7 @@ def reference_clip(seconds: float = 4.0, sample_rate: int = 48_000, seed: int = 
         note = tone * envelope
         hit = min(burst, length)
         note[:hit] += 0.3 * rng.standard_normal(hit) * np.linspace(1.0, 0.0, hit)
-        out[start:start + length] += note
+        out[start : start + length] += note
     out += 0.01 * _pink_noise(rng, n)
     out *= 0.5 / (np.abs(out).max() + 1e-12)
     return out.astype(np.float32)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -45,7 +45,8 @@ class SoundRecipe:
         bins = np.arange(f0_bin, int(0.45 * n), f0_bin)  # harmonics up to 0.9 x Nyquist
         spectrum = np.zeros(n // 2 + 1, dtype=np.complex128)
         spectrum[bins] = (np.arange(1, bins.size + 1) ** -self.rolloff) * np.exp(
-            1j * rng.uniform(0, 2 * np.pi, size=bins.size))
+            1j * rng.uniform(0, 2 * np.pi, size=bins.size)
+        )
         tone = np.fft.irfft(spectrum, n)
         tone /= np.sqrt(np.mean(tone**2)) + 1e-12
         noise = rng.standard_normal(n)
@@ -89,13 +90,17 @@ class SyntheticAudioStore:
     def __init__(self, recipes: dict[str, SoundRecipe], duration_s: float) -> None:
         self.recipes = recipes
         self.duration_s = duration_s
-        self.rendered = {key: recipe.render(duration_s, SAMPLE_RATE) for key, recipe in recipes.items()}
+        self.rendered = {
+            key: recipe.render(duration_s, SAMPLE_RATE) for key, recipe in recipes.items()
+        }
 
     def fingerprint(self, keys: Sequence[str]) -> str:
         """sha256 of the rendered 48 kHz clips (for provenance in evaluation reports)."""
         digest = hashlib.sha256()
         for key in keys:
-            digest.update(key.encode() + b"\0" + self.load(key, SAMPLE_RATE).astype(np.float32).tobytes())
+            digest.update(
+                key.encode() + b"\0" + self.load(key, SAMPLE_RATE).astype(np.float32).tobytes()
+            )
         return digest.hexdigest()
 
     def load(self, key: str, sample_rate: int) -> np.ndarray:
@@ -106,15 +111,18 @@ class SyntheticAudioStore:
         return self.recipes[key].render(self.duration_s, sample_rate)
 
 
-def assign_splits(n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator,
-                  what: str) -> list[str]:
+def assign_splits(
+    n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator, what: str
+) -> list[str]:
     """A random train/validation/test label for each of ``n`` items (at least one validation item)."""
     if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"bad split fractions: validation {val_fraction}, test {test_fraction}")
     n_val = max(1, int(round(n * val_fraction)))
     n_test = int(round(n * test_fraction))
     if n_val + n_test >= n:
-        raise ValueError(f"{n} {what} leave no training {what} with validation {val_fraction}, test {test_fraction}")
+        raise ValueError(
+            f"{n} {what} leave no training {what} with validation {val_fraction}, test {test_fraction}"
+        )
     labels = ["validation"] * n_val + ["test"] * n_test + ["train"] * (n - n_val - n_test)
     return [labels[i] for i in rng.permutation(n)]
 
@@ -131,12 +139,20 @@ def synthetic_pairs(
 ) -> RatedPairs:
     """Rated pairs over ``n_sounds`` generated sounds, split by sound into train/validation/test."""
     if n_sounds < 2 or texts_per_sound < 1 or listeners < 1:
-        raise ValueError("synthetic_pairs needs n_sounds >= 2, texts_per_sound >= 1, listeners >= 1")
+        raise ValueError(
+            "synthetic_pairs needs n_sounds >= 2, texts_per_sound >= 1, listeners >= 1"
+        )
     if not duration_s > 0 or not rating_noise >= 0:
-        raise ValueError(f"synthetic_pairs needs duration_s > 0 and rating_noise >= 0, got {duration_s}, {rating_noise}")
+        raise ValueError(
+            f"synthetic_pairs needs duration_s > 0 and rating_noise >= 0, got {duration_s}, {rating_noise}"
+        )
     rng = np.random.default_rng(seed)
-    texts = [(attribute, pole, template.format(d=DESCRIPTORS[attribute][pole]))
-             for attribute in DESCRIPTORS for pole in (0, 1) for template in TEMPLATES]
+    texts = [
+        (attribute, pole, template.format(d=DESCRIPTORS[attribute][pole]))
+        for attribute in DESCRIPTORS
+        for pole in (0, 1)
+        for template in TEMPLATES
+    ]
     split_of = assign_splits(n_sounds, val_fraction, test_fraction, rng, "sounds")
 
     recipes = {
@@ -153,10 +169,20 @@ def synthetic_pairs(
     pairs: list[RatedPair] = []
     for index, (key, recipe) in enumerate(recipes.items()):
         ideal = property_ratings(recipe.f0, measure(store.load(key, SAMPLE_RATE), SAMPLE_RATE))
-        for text_index in rng.choice(len(texts), size=min(texts_per_sound, len(texts)), replace=False):
+        for text_index in rng.choice(
+            len(texts), size=min(texts_per_sound, len(texts)), replace=False
+        ):
             attribute, pole, text = texts[text_index]
             target = ideal[attribute] if pole == 0 else 10 - ideal[attribute]
             votes = np.clip(np.round(target + rating_noise * rng.standard_normal(listeners)), 0, 10)
-            pairs.append(RatedPair(audio=key, text=text, score=float(votes.mean()) / 10,
-                                   split=split_of[index], group=attribute, num_ratings=listeners))
+            pairs.append(
+                RatedPair(
+                    audio=key,
+                    text=text,
+                    score=float(votes.mean()) / 10,
+                    split=split_of[index],
+                    group=attribute,
+                    num_ratings=listeners,
+                )
+            )
     return RatedPairs(pairs, store, name="synthetic")

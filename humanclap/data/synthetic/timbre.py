@@ -7,7 +7,7 @@ on each generated instrument. See docs/data.md#timbre-table.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -56,8 +56,10 @@ def synthetic_timbre_ratings(
     if "{descriptor}" not in template:
         raise ValueError(f"template {template!r} must contain {{descriptor}}")
     if n_instruments < 4 or listeners < 1 or rating_noise < 0 or duration_s <= 0:
-        raise ValueError("synthetic_timbre_ratings needs n_instruments >= 4, listeners >= 1, rating_noise >= 0, "
-                         "duration_s > 0")
+        raise ValueError(
+            "synthetic_timbre_ratings needs n_instruments >= 4, listeners >= 1, rating_noise >= 0, "
+            "duration_s > 0"
+        )
     rng = np.random.default_rng(seed)
     split_of = assign_splits(n_instruments, val_fraction, test_fraction, rng, "instruments")
     group_names = list(GROUPS)
@@ -77,13 +79,28 @@ def synthetic_timbre_ratings(
     store = SyntheticAudioStore(recipes, duration_s)
     pairs = []
     for index, (name, recipe) in enumerate(recipes.items()):
-        ideal = property_ratings(recipe.f0, measure(store.load(name, SAMPLE_RATE), SAMPLE_RATE))  # 0-10
+        ideal = property_ratings(
+            recipe.f0, measure(store.load(name, SAMPLE_RATE), SAMPLE_RATE)
+        )  # 0-10
         for descriptor in descriptors:
             prop, high_end = TIMBRE_DESCRIPTORS[descriptor]
-            on_scale = SCALE[0] + (SCALE[1] - SCALE[0]) * (ideal[prop] if high_end else 10 - ideal[prop]) / 10
-            votes = np.clip(np.round(on_scale + rating_noise * rng.standard_normal(listeners)), *SCALE)
+            on_scale = (
+                SCALE[0]
+                + (SCALE[1] - SCALE[0]) * (ideal[prop] if high_end else 10 - ideal[prop]) / 10
+            )
+            votes = np.clip(
+                np.round(on_scale + rating_noise * rng.standard_normal(listeners)), *SCALE
+            )
             score = rescale(float(votes.mean()), *SCALE, where=f"synthetic instrument {name}")
-            pairs.append(RatedPair(audio=name, text=template.format(descriptor=descriptor), score=score,
-                                   split=split_of[index], group=name, num_ratings=listeners))
+            pairs.append(
+                RatedPair(
+                    audio=name,
+                    text=template.format(descriptor=descriptor),
+                    score=score,
+                    split=split_of[index],
+                    group=name,
+                    num_ratings=listeners,
+                )
+            )
     group_sets = {g: [n for n in recipes if group_of[n] == g] for g in group_names}
     return RatedPairs(pairs, store, name="synthetic_timbre", group_sets=group_sets)

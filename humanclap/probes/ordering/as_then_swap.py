@@ -30,16 +30,33 @@ class AsThenSwapProbe(SwapRetrievalProbe):
     what = "has exactly one temporal 'as' or 'then'"
     swapped_label = "replaced"
 
-    def __init__(self, pairs: RatedPairs, match_threshold: float = 0.5, k: int = 10, gallery: str = "connective",
-                 batch_size: int = 32) -> None:
-        super().__init__(pairs, match_threshold=match_threshold, k=k, gallery=gallery, batch_size=batch_size)
+    def __init__(
+        self,
+        pairs: RatedPairs,
+        match_threshold: float = 0.5,
+        k: int = 10,
+        gallery: str = "connective",
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__(
+            pairs, match_threshold=match_threshold, k=k, gallery=gallery, batch_size=batch_size
+        )
 
     def tables(self) -> dict[str, Table]:
         r = self.recall
-        table = Table([("Then", f"then/{r}_original"), ("r/Then/As", f"then/{r}_swapped"),
-                       ("As", f"as/{r}_original"), ("r/As/Then", f"as/{r}_swapped"),
-                       ("n then", "then/n_queries"), ("n as", "as/n_queries")],
-                      note=(f"As event-ordering Table 3: Then / As = {r} of the original sentences with that "
-                            "connective, r/Then/As = the same sentences with 'then' replaced by 'as' (and vice "
-                            "versa). " + self._gallery_note()))
+        table = Table(
+            [
+                ("Then", f"then/{r}_original"),
+                ("r/Then/As", f"then/{r}_swapped"),
+                ("As", f"as/{r}_original"),
+                ("r/As/Then", f"as/{r}_swapped"),
+                ("n then", "then/n_queries"),
+                ("n as", "as/n_queries"),
+            ],
+            note=(
+                f"As event-ordering Table 3: Then / As = {r} of the original sentences with that "
+                "connective, r/Then/As = the same sentences with 'then' replaced by 'as' (and vice "
+                "versa). " + self._gallery_note()
+            ),
+        )
         return {"as_then_swap": table}

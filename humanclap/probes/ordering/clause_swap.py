@@ -30,15 +30,39 @@ class ClauseSwapProbe(SwapRetrievalProbe):
     what = "has exactly one of before / after / then / followed by between two clauses"
     swapped_label = "swapped"
 
-    def __init__(self, pairs: RatedPairs, match_threshold: float = 0.5, k: int = 1, gallery: str = "all",
-                 batch_size: int = 32) -> None:
-        super().__init__(pairs, match_threshold=match_threshold, k=k, gallery=gallery, batch_size=batch_size)
+    def __init__(
+        self,
+        pairs: RatedPairs,
+        match_threshold: float = 0.5,
+        k: int = 1,
+        gallery: str = "all",
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__(
+            pairs, match_threshold=match_threshold, k=k, gallery=gallery, batch_size=batch_size
+        )
 
     def tables(self) -> dict[str, Table]:
         r = self.recall
-        overall = Table([(f"{r} original", f"{r}_original"), (f"{r} swapped", f"{r}_swapped"), ("drop", "drop"),
-                         ("n_queries", "n_queries")], note=self._gallery_note())
-        by_prep = Table([(f"{c} {column}", f"{metric_key(c)}/{key}") for c in self.connectives
-                         for column, key in (("orig", f"{r}_original"), ("swap", f"{r}_swapped"), ("n", "n_queries"))],
-                        note=f"{r} per preposition, original vs clause-swapped queries ('–': no such sentence).")
+        overall = Table(
+            [
+                (f"{r} original", f"{r}_original"),
+                (f"{r} swapped", f"{r}_swapped"),
+                ("drop", "drop"),
+                ("n_queries", "n_queries"),
+            ],
+            note=self._gallery_note(),
+        )
+        by_prep = Table(
+            [
+                (f"{c} {column}", f"{metric_key(c)}/{key}")
+                for c in self.connectives
+                for column, key in (
+                    ("orig", f"{r}_original"),
+                    ("swap", f"{r}_swapped"),
+                    ("n", "n_queries"),
+                )
+            ],
+            note=f"{r} per preposition, original vs clause-swapped queries ('–': no such sentence).",
+        )
         return {"clause_swap": overall, "clause_swap_by_preposition": by_prep}

@@ -6,8 +6,9 @@ queries, ties counted against the model. See docs/probes.md#originals-and-shared
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -22,8 +23,10 @@ from humanclap.text.ordering import Manipulation, ManipulationStats
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-DATA_HINT = ("the ordering probes need captions with temporal connectives, e.g. the synthesized order set "
-             "(data=order_synthetic) or AudioCaps' temporal subset (data=captions)")
+DATA_HINT = (
+    "the ordering probes need captions with temporal connectives, e.g. the synthesized order set "
+    "(data=order_synthetic) or AudioCaps' temporal subset (data=captions)"
+)
 GALLERIES = ("all", "connective")
 
 
@@ -59,12 +62,18 @@ def matching_clips(pairs: RatedPairs, match_threshold: float, probe: str) -> dic
         raise ValueError(
             f"{probe} probe: no pair in {pairs.name} has score >= match_threshold={match_threshold:g} "
             f"(scores present: {min(scores):g} to {max(scores):g} over {len(pairs)} pairs), so there is no "
-            "original sentence; lower match_threshold")
+            "original sentence; lower match_threshold"
+        )
     return matches
 
 
-def manipulated_sentences(pairs: RatedPairs, match_threshold: float, manipulation: Callable[[str], Manipulation],
-                          probe: str, what: str) -> tuple[list[Sentence], ManipulationStats]:
+def manipulated_sentences(
+    pairs: RatedPairs,
+    match_threshold: float,
+    manipulation: Callable[[str], Manipulation],
+    probe: str,
+    what: str,
+) -> tuple[list[Sentence], ManipulationStats]:
     """Every original text that ``manipulation`` can change, and the counts of the others.
 
     Raises ``ValueError`` naming the data and the skip counts when no text is left.
@@ -80,11 +89,13 @@ def manipulated_sentences(pairs: RatedPairs, match_threshold: float, manipulatio
     return sentences, stats
 
 
-def no_sentence_error(probe: str, pairs: RatedPairs, match_threshold: float, what: str,
-                      stats: ManipulationStats) -> ValueError:
+def no_sentence_error(
+    probe: str, pairs: RatedPairs, match_threshold: float, what: str, stats: ManipulationStats
+) -> ValueError:
     return ValueError(
         f"{probe} probe: no original sentence of {pairs.name} (score >= {match_threshold:g}) {what}: "
-        f"{stats.n_skipped} unique text(s) skipped ({stats}); {DATA_HINT}")
+        f"{stats.n_skipped} unique text(s) skipped ({stats}); {DATA_HINT}"
+    )
 
 
 class SwapRetrievalProbe:
@@ -114,20 +125,31 @@ class SwapRetrievalProbe:
     what = "can be manipulated"
     swapped_label = "swapped"
 
-    def __init__(self, pairs: RatedPairs, match_threshold: float = 0.5, k: int = 1, gallery: str = "all",
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        pairs: RatedPairs,
+        match_threshold: float = 0.5,
+        k: int = 1,
+        gallery: str = "all",
+        batch_size: int = 32,
+    ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"{self.name} probe: k must be an integer >= 1, got {k!r}")
         if gallery not in GALLERIES:
-            raise ValueError(f"{self.name} probe: gallery must be one of {list(GALLERIES)}, got {gallery!r}")
+            raise ValueError(
+                f"{self.name} probe: gallery must be one of {list(GALLERIES)}, got {gallery!r}"
+            )
         self.pairs = pairs
         self.match_threshold = float(match_threshold)
         self.k = k
         self.gallery = gallery
         self.batch_size = batch_size
-        self.sentences, self.stats = manipulated_sentences(pairs, self.match_threshold, type(self).manipulation,
-                                                           self.name, self.what)
-        self.groups = {c: [s for s in self.sentences if s.connective == c] for c in self.connectives}
+        self.sentences, self.stats = manipulated_sentences(
+            pairs, self.match_threshold, type(self).manipulation, self.name, self.what
+        )
+        self.groups = {
+            c: [s for s in self.sentences if s.connective == c] for c in self.connectives
+        }
         self.groups = {c: members for c, members in self.groups.items() if members}
         if gallery == "all":
             self.clips = unique_in_order(p.audio for p in pairs)
@@ -140,15 +162,21 @@ class SwapRetrievalProbe:
 
     def inputs(self) -> ProbeInputs:
         """The gallery clips, every original text and every manipulated text."""
-        texts = unique_in_order([s.text for s in self.sentences] + [s.manipulated for s in self.sentences])
-        return ProbeInputs(audio=[AudioRef(self.pairs.audio_store, clip) for clip in self.clips], texts=texts)
+        texts = unique_in_order(
+            [s.text for s in self.sentences] + [s.manipulated for s in self.sentences]
+        )
+        return ProbeInputs(
+            audio=[AudioRef(self.pairs.audio_store, clip) for clip in self.clips], texts=texts
+        )
 
     def run(self, source: EmbeddingCache | Embedder) -> ProbeResult:
         cache = as_cache(source, self.batch_size)
         inputs = self.inputs()
         audio = cache.audio(inputs.audio).detach().cpu().double()
         original = cache.text([s.text for s in self.sentences]).detach().cpu().double() @ audio.T
-        swapped = cache.text([s.manipulated for s in self.sentences]).detach().cpu().double() @ audio.T
+        swapped = (
+            cache.text([s.manipulated for s in self.sentences]).detach().cpu().double() @ audio.T
+        )
         column = {clip: j for j, clip in enumerate(self.clips)}
         matches = torch.zeros(original.shape, dtype=torch.bool)
         for i, sentence in enumerate(self.sentences):
@@ -162,7 +190,9 @@ class SwapRetrievalProbe:
             cols = torch.arange(len(self.clips))
             if self.gallery == "connective":
                 cols = torch.tensor(sorted({column[clip] for s in members for clip in s.clips}))
-            values = self._recalls(original[rows][:, cols], swapped[rows][:, cols], matches[rows][:, cols])
+            values = self._recalls(
+                original[rows][:, cols], swapped[rows][:, cols], matches[rows][:, cols]
+            )
             key = metric_key(connective)
             metrics.update({f"{key}/{name}": value for name, value in values.items()})
             metrics[f"{key}/n_queries"] = float(len(members))
@@ -174,16 +204,22 @@ class SwapRetrievalProbe:
         else:  # each query ranked within its connective's gallery: query-weighted means
             n = {c: len(members) for c, members in self.groups.items()}
             for name in (f"{r}_original", f"{r}_swapped"):
-                metrics[name] = sum(metrics[f"{metric_key(c)}/{name}"] * n[c] for c in n) / sum(n.values())
+                metrics[name] = sum(metrics[f"{metric_key(c)}/{name}"] * n[c] for c in n) / sum(
+                    n.values()
+                )
             metrics["drop"] = metrics[f"{r}_original"] - metrics[f"{r}_swapped"]
         metrics["n_queries"] = float(len(self.sentences))
         metrics.update(self.stats.metrics())
-        return ProbeResult(metrics, tables=self.tables(), figures={self.name: lambda: self.figure(metrics)})
+        return ProbeResult(
+            metrics, tables=self.tables(), figures={self.name: lambda: self.figure(metrics)}
+        )
 
     def _recalls(self, original: Tensor, swapped: Tensor, matches: Tensor) -> dict[str, float]:
         r = self.recall
-        values = {f"{r}_original": retrieval_metrics(original, matches, ks=(self.k,), map_k=self.k)[r],
-                  f"{r}_swapped": retrieval_metrics(swapped, matches, ks=(self.k,), map_k=self.k)[r]}
+        values = {
+            f"{r}_original": retrieval_metrics(original, matches, ks=(self.k,), map_k=self.k)[r],
+            f"{r}_swapped": retrieval_metrics(swapped, matches, ks=(self.k,), map_k=self.k)[r],
+        }
         values["drop"] = values[f"{r}_original"] - values[f"{r}_swapped"]
         return values
 
@@ -191,30 +227,56 @@ class SwapRetrievalProbe:
         raise NotImplementedError
 
     def _gallery_note(self) -> str:
-        gallery = ("every unique clip of the pairs" if self.gallery == "all"
-                   else "the clips matched by the queries of the same connective")
-        return (f"{self.recall}: any matching clip among the top {self.k} (text → audio); gallery: {gallery}. "
-                f"Originals: pairs with score ≥ {self.match_threshold:g}; drop = original − {self.swapped_label}. "
-                "Ties count against the model (a tied wrong clip ranks ahead of a right one).")
+        gallery = (
+            "every unique clip of the pairs"
+            if self.gallery == "all"
+            else "the clips matched by the queries of the same connective"
+        )
+        return (
+            f"{self.recall}: any matching clip among the top {self.k} (text → audio); gallery: {gallery}. "
+            f"Originals: pairs with score ≥ {self.match_threshold:g}; drop = original − {self.swapped_label}. "
+            "Ties count against the model (a tied wrong clip ranks ahead of a right one)."
+        )
 
-    def figure(self, metrics: dict[str, float]) -> "Figure":
+    def figure(self, metrics: dict[str, float]) -> Figure:
         r = self.recall
         labels = ["all", *self.groups]
         keys = ["", *(f"{metric_key(c)}/" for c in self.groups)]
-        return swap_figure(f"{self.name}: {r} original vs {self.swapped_label} queries", labels,
-                           [metrics[f"{k}{r}_original"] for k in keys], [metrics[f"{k}{r}_swapped"] for k in keys],
-                           [metrics[f"{k}n_queries"] for k in keys], r, self.swapped_label)
+        return swap_figure(
+            f"{self.name}: {r} original vs {self.swapped_label} queries",
+            labels,
+            [metrics[f"{k}{r}_original"] for k in keys],
+            [metrics[f"{k}{r}_swapped"] for k in keys],
+            [metrics[f"{k}n_queries"] for k in keys],
+            r,
+            self.swapped_label,
+        )
 
 
-def swap_figure(title: str, labels: Sequence[str], original: Sequence[float], swapped: Sequence[float],
-                counts: Sequence[float], ylabel: str, swapped_label: str = "swapped") -> "Figure":
+def swap_figure(
+    title: str,
+    labels: Sequence[str],
+    original: Sequence[float],
+    swapped: Sequence[float],
+    counts: Sequence[float],
+    ylabel: str,
+    swapped_label: str = "swapped",
+) -> Figure:
     """Paired bars, original vs manipulated, per subset (event-ordering Fig. 2)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(1.2 + 1.1 * len(labels), 3.2), layout="constrained")
     axes = figure.subplots()
     x = torch.arange(len(labels)).double().numpy()
-    axes.bar(x - 0.2, original, width=0.4, label="original", color="tab:blue", hatch="//", edgecolor="white")
+    axes.bar(
+        x - 0.2,
+        original,
+        width=0.4,
+        label="original",
+        color="tab:blue",
+        hatch="//",
+        edgecolor="white",
+    )
     axes.bar(x + 0.2, swapped, width=0.4, label=swapped_label, color="tab:orange")
     for xi, a, b in zip(x, original, swapped):
         axes.text(xi - 0.2, a, f"{a:.3f}", ha="center", va="bottom", fontsize="x-small")

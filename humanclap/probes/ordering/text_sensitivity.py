@@ -6,7 +6,8 @@ See docs/probes.md#text-sensitivity.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,14 +39,21 @@ class TextSensitivityProbe:
 
     name = "text_sensitivity"
 
-    def __init__(self, pairs: RatedPairs, match_threshold: float = 0.5,
-                 manipulations: Sequence[str] = tuple(MANIPULATIONS), unchanged_tolerance: float = 1e-6,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        pairs: RatedPairs,
+        match_threshold: float = 0.5,
+        manipulations: Sequence[str] = tuple(MANIPULATIONS),
+        unchanged_tolerance: float = 1e-6,
+        batch_size: int = 32,
+    ) -> None:
         manipulations = list(manipulations)
         unknown = [m for m in manipulations if m not in MANIPULATIONS]
         if unknown or not manipulations:
-            raise ValueError(f"text_sensitivity probe: unknown manipulation(s) {unknown or '(none given)'}; "
-                             f"choose from {list(MANIPULATIONS)}")
+            raise ValueError(
+                f"text_sensitivity probe: unknown manipulation(s) {unknown or '(none given)'}; "
+                f"choose from {list(MANIPULATIONS)}"
+            )
         self.pairs = pairs
         self.match_threshold = float(match_threshold)
         self.unchanged_tolerance = float(unchanged_tolerance)
@@ -59,9 +67,11 @@ class TextSensitivityProbe:
             self.manipulated[kind] = [(r.original, r.text) for r in results if r.ok]
         if not any(self.manipulated.values()):
             counts = "; ".join(f"{kind}: {stats}" for kind, stats in self.stats.items())
-            raise ValueError(f"text_sensitivity probe: no original text of {pairs.name} (score >= "
-                             f"{self.match_threshold:g}, {len(originals)} unique) can be manipulated ({counts}); "
-                             f"{DATA_HINT}")
+            raise ValueError(
+                f"text_sensitivity probe: no original text of {pairs.name} (score >= "
+                f"{self.match_threshold:g}, {len(originals)} unique) can be manipulated ({counts}); "
+                f"{DATA_HINT}"
+            )
 
     def inputs(self) -> ProbeInputs:
         """No audio; every original text that some manipulation changes and every manipulated text."""
@@ -87,22 +97,40 @@ class TextSensitivityProbe:
             if kind in cosines:
                 values = cosines[kind].numpy()
                 if not np.isfinite(values).all():
-                    raise ValueError("text_sensitivity probe: similarities contain NaN or inf (non-finite embeddings?)")
-                metrics.update({f"{kind}/mean": float(values.mean()), f"{kind}/median": float(np.median(values)),
-                                f"{kind}/min": float(values.min()), f"{kind}/p05": float(np.percentile(values, 5)),
-                                f"{kind}/unchanged": float((values >= 1 - self.unchanged_tolerance).mean())})
+                    raise ValueError(
+                        "text_sensitivity probe: similarities contain NaN or inf (non-finite embeddings?)"
+                    )
+                metrics.update(
+                    {
+                        f"{kind}/mean": float(values.mean()),
+                        f"{kind}/median": float(np.median(values)),
+                        f"{kind}/min": float(values.min()),
+                        f"{kind}/p05": float(np.percentile(values, 5)),
+                        f"{kind}/unchanged": float((values >= 1 - self.unchanged_tolerance).mean()),
+                    }
+                )
             metrics.update(self.stats[kind].metrics(prefix=f"{kind}/skipped/"))
-        return ProbeResult(metrics, tables={"text_sensitivity": self.table()},
-                           figures={"text_sensitivity": lambda: histogram_figure(cosines)})
+        return ProbeResult(
+            metrics,
+            tables={"text_sensitivity": self.table()},
+            figures={"text_sensitivity": lambda: histogram_figure(cosines)},
+        )
 
     def table(self) -> Table:
-        return Table([(f"{kind} {name}", f"{kind}/{name}") for kind in self.manipulated
-                      for name in ("mean", "p05", "min", "n")],
-                     note=("cos(text(original), text(manipulated)) over the original texts each manipulation "
-                           "changes; near 1 = the text tower barely notices the manipulation. p05 = 5th percentile."))
+        return Table(
+            [
+                (f"{kind} {name}", f"{kind}/{name}")
+                for kind in self.manipulated
+                for name in ("mean", "p05", "min", "n")
+            ],
+            note=(
+                "cos(text(original), text(manipulated)) over the original texts each manipulation "
+                "changes; near 1 = the text tower barely notices the manipulation. p05 = 5th percentile."
+            ),
+        )
 
 
-def histogram_figure(cosines: dict[str, torch.Tensor]) -> "Figure":
+def histogram_figure(cosines: dict[str, torch.Tensor]) -> Figure:
     """One histogram of cos(original, manipulated) per manipulation (densities: the counts differ a lot)."""
     from matplotlib.figure import Figure
 
@@ -111,9 +139,18 @@ def histogram_figure(cosines: dict[str, torch.Tensor]) -> "Figure":
     values = np.concatenate([c.numpy() for c in cosines.values()])
     bins = np.histogram_bin_edges(values, bins=30)
     for kind, cos in cosines.items():
-        axes.hist(cos.numpy(), bins=bins, density=True, histtype="stepfilled", alpha=0.4,
-                  label=f"{kind} (n={len(cos)})")
-    axes.set(xlabel="cos(text(original), text(manipulated))", ylabel="density (each area = 1)",
-             title="Text-side sensitivity to ordering manipulations")
+        axes.hist(
+            cos.numpy(),
+            bins=bins,
+            density=True,
+            histtype="stepfilled",
+            alpha=0.4,
+            label=f"{kind} (n={len(cos)})",
+        )
+    axes.set(
+        xlabel="cos(text(original), text(manipulated))",
+        ylabel="density (each area = 1)",
+        title="Text-side sensitivity to ordering manipulations",
+    )
     axes.legend(fontsize="small")
     return figure

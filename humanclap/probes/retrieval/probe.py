@@ -7,7 +7,7 @@ other rule). Matches, metric definitions and ties: see docs/probes.md#retrieval.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -34,8 +34,14 @@ class RetrievalProbe:
 
     name = "retrieval"
 
-    def __init__(self, pairs: RatedPairs, match_threshold: float = 0.5, ks: Sequence[int] = (1, 5, 10),
-                 map_k: int = 10, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        pairs: RatedPairs,
+        match_threshold: float = 0.5,
+        ks: Sequence[int] = (1, 5, 10),
+        map_k: int = 10,
+        batch_size: int = 32,
+    ) -> None:
         self.ks, self.map_k = check_cutoffs(ks, map_k)
         if len(pairs) == 0:
             raise ValueError(f"retrieval probe: {pairs.name} has no pairs")
@@ -56,11 +62,15 @@ class RetrievalProbe:
             raise ValueError(
                 f"retrieval probe: no pair in {pairs.name} has score >= match_threshold={self.match_threshold:g} "
                 f"(scores present: {min(scores):g} to {max(scores):g} over {len(pairs)} pairs), so no query has a "
-                "match; lower match_threshold")
+                "match; lower match_threshold"
+            )
 
     def inputs(self) -> ProbeInputs:
         """Every clip and text of the pairs, once each."""
-        return ProbeInputs(audio=[AudioRef(self.pairs.audio_store, key) for key in self.clips], texts=list(self.texts))
+        return ProbeInputs(
+            audio=[AudioRef(self.pairs.audio_store, key) for key in self.clips],
+            texts=list(self.texts),
+        )
 
     def similarities(self, source: EmbeddingCache | Embedder) -> Tensor:
         """Cosines texts x clips (float64, CPU) from the unit-norm embeddings."""
@@ -73,7 +83,10 @@ class RetrievalProbe:
     def run(self, source: EmbeddingCache | Embedder) -> ProbeResult:
         similarity = self.similarities(source)
         metrics: dict[str, float] = {}
-        for prefix, scores, matches in (("t2a", similarity, self.matches), ("a2t", similarity.T, self.matches.T)):
+        for prefix, scores, matches in (
+            ("t2a", similarity, self.matches),
+            ("a2t", similarity.T, self.matches.T),
+        ):
             values = retrieval_metrics(scores, matches, self.ks, self.map_k)
             metrics.update({f"{prefix}/{name}": value for name, value in values.items()})
         return ProbeResult(metrics, tables={"retrieval": self.table()})
@@ -83,8 +96,11 @@ class RetrievalProbe:
         names = [*(f"R@{k}" for k in self.ks), "MRR", f"mAP@{self.map_k}", "n_queries"]
         return Table(
             [(f"{prefix} {name}", f"{prefix}/{name}") for prefix in DIRECTIONS for name in names],
-            note=(f"t2a = text → audio, a2t = audio → text. A pair with score ≥ {self.match_threshold:g} is a "
-                  "match; R@k: any match in the top k; MRR: 1 / rank of the first match; "
-                  f"mAP@{self.map_k}: precision at each match in the top {self.map_k}, averaged over the matches "
-                  "found there (torchmetrics). Ties count against the model: a tied wrong item ranks ahead of a "
-                  f"right one (`{OPTIMISTIC}` metrics break ties the other way)."))
+            note=(
+                f"t2a = text → audio, a2t = audio → text. A pair with score ≥ {self.match_threshold:g} is a "
+                "match; R@k: any match in the top k; MRR: 1 / rank of the first match; "
+                f"mAP@{self.map_k}: precision at each match in the top {self.map_k}, averaged over the matches "
+                "found there (torchmetrics). Ties count against the model: a tied wrong item ranks ahead of a "
+                f"right one (`{OPTIMISTIC}` metrics break ties the other way)."
+            ),
+        )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,14 @@ from humanclap.data.readers.audealize import (
 from humanclap.data.readers.timbre_ratings import check_template
 from humanclap.probes.base import ProbeResult, Table
 from humanclap.probes.cache import EmbeddingCache, ProbeInputs, as_cache
+from humanclap.probes.timbre.trend_effects import (
+    Effect,
+    check_effect,
+    default_effects,
+    effect_identity,
+    render_effect,
+)
 from humanclap.probes.timbre.trend_figures import TREND_COLOURS, trend_figure
-from humanclap.probes.timbre.trend_effects import Effect, check_effect, default_effects, effect_identity, render_effect
 from humanclap.probes.timbre.trend_references import resolve_references
 from humanclap.probes.timbre.trend_rule import (
     TREND_CODES,
@@ -41,8 +47,18 @@ from humanclap.probes.timbre.trend_rule import (
 )
 
 __all__ = [  # the rule, figure and effects are re-exported: tests and configs import them from here
-    "DEFAULT_AMOUNTS", "TREND_CODES", "TREND_COLOURS", "TREND_SYMBOLS", "TRENDS", "Effect", "TimbreTrendProbe",
-    "amount_label", "classify_trend", "default_effects", "trend_figure", "trend_statistics",
+    "DEFAULT_AMOUNTS",
+    "TREND_CODES",
+    "TREND_COLOURS",
+    "TREND_SYMBOLS",
+    "TRENDS",
+    "Effect",
+    "TimbreTrendProbe",
+    "amount_label",
+    "classify_trend",
+    "default_effects",
+    "trend_figure",
+    "trend_statistics",
     "trend_symbol",
 ]
 
@@ -76,7 +92,10 @@ def _check_amounts(amounts) -> tuple[float, ...]:
     amounts = _plain(amounts)
     if isinstance(amounts, (str, bytes)) or not isinstance(amounts, Sequence) or len(amounts) == 0:
         raise ValueError(f"amounts must be a non-empty list of numbers, got {amounts!r}")
-    if any(isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a) for a in amounts):
+    if any(
+        isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a)
+        for a in amounts
+    ):
         raise ValueError(f"amounts must be finite numbers, got {list(amounts)}")
     values = tuple(float(a) for a in amounts)
     if values[0] <= 0 or any(b <= a for a, b in zip(values, values[1:])):
@@ -88,7 +107,9 @@ def _check_descriptors(
     descriptors: Mapping[str, Sequence[AudealizeDescriptor]],
 ) -> dict[str, list[AudealizeDescriptor]]:
     if not descriptors:
-        raise ValueError(f"no effects given: descriptors must map some of {list(SETTINGS_LENGTH)} to descriptors")
+        raise ValueError(
+            f"no effects given: descriptors must map some of {list(SETTINGS_LENGTH)} to descriptors"
+        )
     checked: dict[str, list[AudealizeDescriptor]] = {}
     for effect, items in descriptors.items():
         if effect not in SETTINGS_LENGTH:
@@ -99,10 +120,14 @@ def _check_descriptors(
         seen: set[str] = set()
         for d in items:
             if len(d.settings) != SETTINGS_LENGTH[effect]:
-                raise ValueError(f"effect '{effect}', descriptor '{d.word}': {len(d.settings)} settings, "
-                                 f"expected {SETTINGS_LENGTH[effect]} (is it a {d.effect} descriptor?)")
+                raise ValueError(
+                    f"effect '{effect}', descriptor '{d.word}': {len(d.settings)} settings, "
+                    f"expected {SETTINGS_LENGTH[effect]} (is it a {d.effect} descriptor?)"
+                )
             if "/" in d.word or not d.word:
-                raise ValueError(f"effect '{effect}': descriptor word {d.word!r} must be non-empty without '/'")
+                raise ValueError(
+                    f"effect '{effect}': descriptor word {d.word!r} must be non-empty without '/'"
+                )
             if d.word in seen:
                 raise ValueError(f"effect '{effect}': duplicate descriptor '{d.word}'")
             seen.add(d.word)
@@ -152,17 +177,23 @@ class TimbreTrendProbe:
     ) -> None:
         self.descriptors = _check_descriptors(descriptors)
         if set(effects) != set(self.descriptors):
-            raise ValueError(f"effects {sorted(effects)} must match the effects of the descriptors "
-                             f"{sorted(self.descriptors)}")
+            raise ValueError(
+                f"effects {sorted(effects)} must match the effects of the descriptors "
+                f"{sorted(self.descriptors)}"
+            )
         self.effects = {name: check_effect(name, effect) for name, effect in effects.items()}
         self.amounts = _check_amounts(amounts)
         if "reverb" in self.descriptors and self.amounts[-1] > 1:
-            raise ValueError(f"amounts {list(self.amounts)}: the reverb's amount is its wet/dry mix, at most 1")
+            raise ValueError(
+                f"amounts {list(self.amounts)}: the reverb's amount is its wet/dry mix, at most 1"
+            )
         if not isinstance(include_origin, (bool, np.bool_)):
             raise ValueError(f"include_origin must be true or false, got {include_origin!r}")
         self.include_origin = bool(include_origin)
         if len(self.amounts) + self.include_origin < 2:
-            raise ValueError("a trend needs at least two points: give two amounts or include_origin=True")
+            raise ValueError(
+                "a trend needs at least two points: give two amounts or include_origin=True"
+            )
         self.template = check_template(template, exactly_once=True)
         self.tolerance = check_tolerance(tolerance)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -190,7 +221,7 @@ class TimbreTrendProbe:
         batch_size: int = 32,
         reference_seconds: float = 4.0,
         reference_seed: int = 0,
-    ) -> "TimbreTrendProbe":
+    ) -> TimbreTrendProbe:
         """The probe on Audealize descriptor files with the Audealize EQ and reverb (``humanclap.dsp``).
 
         ``eq_descriptors`` / ``reverb_descriptors``: ``eqdescriptors.json`` /
@@ -202,24 +233,45 @@ class TimbreTrendProbe:
         data (descriptors and references), so it takes no ``pairs``: the run's pairs are not passed to it.
         """
         effects = _plain(effects)
-        if isinstance(effects, str) or not isinstance(effects, Sequence) \
-                or not effects or any(e not in SETTINGS_LENGTH for e in effects):
-            raise ValueError(f"effects must be a non-empty list of {list(SETTINGS_LENGTH)}, got {effects!r}")
-        files = {"eq": eq_descriptors or DEMO_EQ_FILE, "reverb": reverb_descriptors or DEMO_REVERB_FILE}
+        if (
+            isinstance(effects, str)
+            or not isinstance(effects, Sequence)
+            or not effects
+            or any(e not in SETTINGS_LENGTH for e in effects)
+        ):
+            raise ValueError(
+                f"effects must be a non-empty list of {list(SETTINGS_LENGTH)}, got {effects!r}"
+            )
+        files = {
+            "eq": eq_descriptors or DEMO_EQ_FILE,
+            "reverb": reverb_descriptors or DEMO_REVERB_FILE,
+        }
         words = {"eq": _plain(eq_words), "reverb": _plain(reverb_words)}
         descriptors = {}
         for effect in effects:
-            items = read_audealize_descriptors(files[effect], top_n=top_n, lang=lang, words=words[effect])
+            items = read_audealize_descriptors(
+                files[effect], top_n=top_n, lang=lang, words=words[effect]
+            )
             if not items:
                 raise ValueError(f"{effect}_words selects no descriptors from {files[effect]}")
             if len(items[0].settings) != SETTINGS_LENGTH[effect]:
-                raise ValueError(f"{files[effect]} holds {items[0].effect} descriptors "
-                                 f"({len(items[0].settings)} settings), not {effect} ({SETTINGS_LENGTH[effect]})")
+                raise ValueError(
+                    f"{files[effect]} holds {items[0].effect} descriptors "
+                    f"({len(items[0].settings)} settings), not {effect} ({SETTINGS_LENGTH[effect]})"
+                )
             descriptors[effect] = items
-        return cls(descriptors, default_effects(effects, max_db=max_db, sample_rate=sample_rate),
-                   references=references, amounts=amounts, template=template, tolerance=tolerance,
-                   include_origin=include_origin, batch_size=batch_size,
-                   reference_seconds=reference_seconds, reference_seed=reference_seed)
+        return cls(
+            descriptors,
+            default_effects(effects, max_db=max_db, sample_rate=sample_rate),
+            references=references,
+            amounts=amounts,
+            template=template,
+            tolerance=tolerance,
+            include_origin=include_origin,
+            batch_size=batch_size,
+            reference_seconds=reference_seconds,
+            reference_seed=reference_seed,
+        )
 
     # -- inputs ---------------------------------------------------------------------------------
     def prompt(self, word: str) -> str:
@@ -232,7 +284,9 @@ class TimbreTrendProbe:
         The manipulated clips are generated in ``run`` (``EmbeddingCache.waves``).
         """
         texts = [self.prompt(d.word) for items in self.descriptors.values() for d in items]
-        return ProbeInputs(audio=list(dict.fromkeys(self.references.values())), texts=list(dict.fromkeys(texts)))
+        return ProbeInputs(
+            audio=list(dict.fromkeys(self.references.values())), texts=list(dict.fromkeys(texts))
+        )
 
     def keys(self, effect: str, reference: str) -> list[Hashable]:
         """Cache keys of the manipulated clips of one (effect, reference): descriptor-major.
@@ -240,8 +294,11 @@ class TimbreTrendProbe:
         The same on every DDP rank: the effect is keyed by its configuration, not its ``id``.
         """
         identity, ref = effect_identity(self.effects[effect]), self.references[reference]
-        return [("timbre_trend", effect, d.word, amount, reference, d.settings, identity, ref)
-                for d in self.descriptors[effect] for amount in self.amounts]
+        return [
+            ("timbre_trend", effect, d.word, amount, reference, d.settings, identity, ref)
+            for d in self.descriptors[effect]
+            for amount in self.amounts
+        ]
 
     # -- audio ----------------------------------------------------------------------------------
     def render(self, effect: str, reference: str, sample_rate: int) -> np.ndarray:
@@ -250,16 +307,22 @@ class TimbreTrendProbe:
         implementation, ref = self.effects[effect], self.references[reference]
         items = self.descriptors[effect]
         wave = ref.store.load(ref.key, implementation.sample_rate)
-        out = render_effect(effect, implementation, wave, [d.settings for d in items], self.amounts, sample_rate)
+        out = render_effect(
+            effect, implementation, wave, [d.settings for d in items], self.amounts, sample_rate
+        )
         finite = torch.isfinite(out).flatten(2).all(dim=2)
         if not bool(finite.all()):
             i, j = (int(v) for v in torch.nonzero(~finite)[0])
-            raise ValueError(f"effect '{effect}' produced non-finite audio for '{items[i].word}' at amount "
-                             f"{self.amounts[j]:g} on reference '{reference}'")
+            raise ValueError(
+                f"effect '{effect}' produced non-finite audio for '{items[i].word}' at amount "
+                f"{self.amounts[j]:g} on reference '{reference}'"
+            )
         return out.numpy()
 
     # -- measurement ----------------------------------------------------------------------------
-    def deltas(self, source: EmbeddingCache | Embedder) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    def deltas(
+        self, source: EmbeddingCache | Embedder
+    ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
         """``{(reference, effect): {"delta": (D, L), "sim_manip": (D, L), "sim_orig": (D,)}}`` (float64)."""
         cache = as_cache(source, self.batch_size)
         out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
@@ -281,13 +344,18 @@ class TimbreTrendProbe:
                 keys = self.keys(effect, reference)
                 group_of.update(dict.fromkeys(keys, (effect, reference)))
                 try:
-                    manipulated = cache.waves(keys, make).double().view(len(items), len(self.amounts), -1)
+                    manipulated = (
+                        cache.waves(keys, make).double().view(len(items), len(self.amounts), -1)
+                    )
                 finally:
                     memo.clear()  # under DDP this rank embedded only its share: drop the rest
                 sim_manip = (manipulated * text[:, None, :]).sum(dim=-1)
                 sim_orig = text @ original
-                out[(reference, effect)] = {"sim_manip": sim_manip.numpy(), "sim_orig": sim_orig.numpy(),
-                                            "delta": (sim_manip - sim_orig[:, None]).numpy()}
+                out[(reference, effect)] = {
+                    "sim_manip": sim_manip.numpy(),
+                    "sim_orig": sim_orig.numpy(),
+                    "delta": (sim_manip - sim_orig[:, None]).numpy(),
+                }
         return out
 
     def run(self, source: EmbeddingCache | Embedder) -> ProbeResult:
@@ -308,8 +376,15 @@ class TimbreTrendProbe:
                 for trend, n in ref_counts.items():
                     counts[trend] += n
                 if len(references) > 1:
-                    metrics.update({f"{reference}/{effect}/{t}": float(n) for t, n in ref_counts.items()})
-                    metrics.update({f"{reference}/{k}": v for k, v in self._flatten(effect, items, stats).items()})
+                    metrics.update(
+                        {f"{reference}/{effect}/{t}": float(n) for t, n in ref_counts.items()}
+                    )
+                    metrics.update(
+                        {
+                            f"{reference}/{k}": v
+                            for k, v in self._flatten(effect, items, stats).items()
+                        }
+                    )
             metrics.update({f"{effect}/{t}": float(n) for t, n in counts.items()})
             delta = np.mean([measured[(r, effect)]["delta"] for r in references], axis=0)
             sim_orig = np.mean([measured[(r, effect)]["sim_orig"] for r in references], axis=0)
@@ -317,23 +392,39 @@ class TimbreTrendProbe:
             metrics.update(self._flatten(effect, items, stats))
             mean_deltas[effect] = {d.word: delta[i] for i, d in enumerate(items)}
             mean_trends[effect] = {d.word: stats[d.word]["trend"] for d in items}
-        figures = {f"{effect}_trends": (lambda e=effect: trend_figure(
-                       f"{EFFECT_LABELS[e]}: Δ vs amount" + (f" (mean of {len(references)} references)"
-                                                             if len(references) > 1 else ""),
-                       self.amounts, mean_deltas[e], mean_trends[e], self.include_origin))
-                   for effect in self.descriptors}
+        figures = {
+            f"{effect}_trends": (
+                lambda e=effect: trend_figure(
+                    f"{EFFECT_LABELS[e]}: Δ vs amount"
+                    + (f" (mean of {len(references)} references)" if len(references) > 1 else ""),
+                    self.amounts,
+                    mean_deltas[e],
+                    mean_trends[e],
+                    self.include_origin,
+                )
+            )
+            for effect in self.descriptors
+        }
         return ProbeResult(metrics, tables=self.tables(), figures=figures)
 
-    def _descriptor_metrics(self, effect, items, delta: np.ndarray, sim_orig: np.ndarray) -> dict[str, dict]:
+    def _descriptor_metrics(
+        self, effect, items, delta: np.ndarray, sim_orig: np.ndarray
+    ) -> dict[str, dict]:
         stats = {}
         for i, d in enumerate(items):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="non-finite Δ")
-                stats[d.word] = trend_statistics(self.amounts, delta[i], self.tolerance, self.include_origin)
+                stats[d.word] = trend_statistics(
+                    self.amounts, delta[i], self.tolerance, self.include_origin
+                )
             stats[d.word]["sim_orig"] = float(sim_orig[i])
             if not np.isfinite(delta[i]).all():
-                warnings.warn(f"timbre_trend: non-finite Δ for {effect} '{d.word}' (NaN embeddings?); "
-                              "classified as flat", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"timbre_trend: non-finite Δ for {effect} '{d.word}' (NaN embeddings?); "
+                    "classified as flat",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         return stats
 
     def _flatten(self, effect: str, items, stats: dict[str, dict]) -> dict[str, float]:
@@ -352,22 +443,34 @@ class TimbreTrendProbe:
     def tables(self) -> dict[str, Table]:
         """Class counts per effect (Tables 1-2 summarised) and each effect's descriptor trends."""
         n_refs = len(self.references)
-        rule = (f"Δ_d(a) = cos(audio_manip(d, a), text(d)) − cos(audio_orig, text(d)) at a = "
-                f"{', '.join(f'{a:g}' for a in self.amounts)}"
-                + (" with (0, 0) prepended" if self.include_origin else "")
-                + f"; a change counts if larger than {self.tolerance:g}. ↑ only rises, ↓ only falls, "
-                  "∧ rises then falls, – flat or inconsistent.")
+        rule = (
+            f"Δ_d(a) = cos(audio_manip(d, a), text(d)) − cos(audio_orig, text(d)) at a = "
+            f"{', '.join(f'{a:g}' for a in self.amounts)}"
+            + (" with (0, 0) prepended" if self.include_origin else "")
+            + f"; a change counts if larger than {self.tolerance:g}. ↑ only rises, ↓ only falls, "
+            "∧ rises then falls, – flat or inconsistent."
+        )
         counts = Table(
-            [column for e in self.descriptors
-             for column in [*((f"{EFFECT_LABELS[e]} {TREND_SYMBOLS[t]}", f"{e}/{t}") for t in TRENDS),
-                            (f"{EFFECT_LABELS[e]} n", f"{e}/n_descriptors")]],
+            [
+                column
+                for e in self.descriptors
+                for column in [
+                    *((f"{EFFECT_LABELS[e]} {TREND_SYMBOLS[t]}", f"{e}/{t}") for t in TRENDS),
+                    (f"{EFFECT_LABELS[e]} n", f"{e}/n_descriptors"),
+                ]
+            ],
             note=rule + (f" Counts summed over {n_refs} references." if n_refs > 1 else ""),
-            formats={t: _count for t in TRENDS})
+            formats={t: _count for t in TRENDS},
+        )
         tables = {"Timbre trends — class counts (timbre-semantics Tables 1-2)": counts}
         for effect, items in self.descriptors.items():
-            tables[f"{EFFECT_LABELS[effect]} descriptor trends (timbre-semantics {PAPER_TABLES[effect]})"] = Table(
+            tables[
+                f"{EFFECT_LABELS[effect]} descriptor trends (timbre-semantics {PAPER_TABLES[effect]})"
+            ] = Table(
                 [(d.word, f"{effect}/{d.word}/class") for d in items],
-                note="Class of the Δ sequence" + (f" averaged over {n_refs} references" if n_refs > 1 else "")
-                     + "; slopes and Spearman ρ are the `/slope`, `/spearman` metrics.",
-                formats={"class": trend_symbol})
+                note="Class of the Δ sequence"
+                + (f" averaged over {n_refs} references" if n_refs > 1 else "")
+                + "; slopes and Spearman ρ are the `/slope`, `/spearman` metrics.",
+                formats={"class": trend_symbol},
+            )
         return tables

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from typing import Hashable, Protocol, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,11 +30,14 @@ class Effect(Protocol):
 
     sample_rate: int
 
-    def __call__(self, wave: torch.Tensor, settings: torch.Tensor, amounts: Sequence[float]) -> torch.Tensor: ...
+    def __call__(
+        self, wave: torch.Tensor, settings: torch.Tensor, amounts: Sequence[float]
+    ) -> torch.Tensor: ...
 
 
-def default_effects(names: Sequence[str] = ("eq", "reverb"), max_db: float = 5.0,
-                    sample_rate: int = 48_000) -> dict[str, Effect]:
+def default_effects(
+    names: Sequence[str] = ("eq", "reverb"), max_db: float = 5.0, sample_rate: int = 48_000
+) -> dict[str, Effect]:
     """The Audealize effects of ``humanclap.dsp``: ``GraphicEQ(sample_rate, max_db)``,
     ``AudealizeReverb(sample_rate)``."""
     effects: dict[str, Effect] = {}
@@ -54,8 +58,15 @@ def default_effects(names: Sequence[str] = ("eq", "reverb"), max_db: float = 5.0
 def check_effect(name: str, effect) -> Effect:
     """``effect`` if it is callable with a positive integer ``sample_rate``; else a ValueError naming it."""
     rate = getattr(effect, "sample_rate", None)
-    if not callable(effect) or isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
-        raise ValueError(f"effect '{name}' must be callable with a positive integer sample_rate, got {effect!r}")
+    if (
+        not callable(effect)
+        or isinstance(rate, bool)
+        or not isinstance(rate, (int, np.integer))
+        or rate <= 0
+    ):
+        raise ValueError(
+            f"effect '{name}' must be callable with a positive integer sample_rate, got {effect!r}"
+        )
     return effect
 
 
@@ -95,8 +106,14 @@ def effect_identity(effect: Effect) -> tuple[str, str, str]:
     return (type(effect).__module__, type(effect).__qualname__, digest)
 
 
-def render_effect(name: str, effect: Effect, wave: np.ndarray, settings: Sequence[Sequence[float]],
-                  amounts: Sequence[float], sample_rate: int) -> torch.Tensor:
+def render_effect(
+    name: str,
+    effect: Effect,
+    wave: np.ndarray,
+    settings: Sequence[Sequence[float]],
+    amounts: Sequence[float],
+    sample_rate: int,
+) -> torch.Tensor:
     """All D settings × L amounts of one clip in one effect call: (D, L, T) float32 at ``sample_rate``.
 
     ``wave`` is at the effect's rate; the whole batch is resampled at once if the rates differ.
@@ -104,12 +121,16 @@ def render_effect(name: str, effect: Effect, wave: np.ndarray, settings: Sequenc
     """
     rows = torch.tensor([list(s) for s in settings], dtype=torch.float64)
     with torch.no_grad():
-        out = effect(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), rows, list(amounts))
+        out = effect(
+            torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), rows, list(amounts)
+        )
     out = torch.as_tensor(out).detach().to(device="cpu", dtype=torch.float32)
     expected = (len(rows), len(amounts))
     if out.dim() != 3 or tuple(out.shape[:2]) != expected or out.shape[2] == 0:
-        raise ValueError(f"effect '{name}' returned shape {tuple(out.shape)}, expected "
-                         f"({expected[0]}, {expected[1]}, T) for {expected[0]} descriptors x {expected[1]} amounts")
+        raise ValueError(
+            f"effect '{name}' returned shape {tuple(out.shape)}, expected "
+            f"({expected[0]}, {expected[1]}, T) for {expected[0]} descriptors x {expected[1]} amounts"
+        )
     if effect.sample_rate != sample_rate:
         from torchaudio.functional import resample
 

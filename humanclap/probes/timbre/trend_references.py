@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
-from humanclap.data.readers.audealize import SETTINGS_LENGTH
 from humanclap.data.audio import FileAudioStore
-from humanclap.data.tables import require_file
+from humanclap.data.readers.audealize import SETTINGS_LENGTH
 from humanclap.data.synthetic.reference_clip import ReferenceAudioStore
+from humanclap.data.tables import require_file
 from humanclap.probes.cache import AudioRef
 
 GENERATED_NAME = "generated"
@@ -25,9 +25,14 @@ GENERATED_NAME = "generated"
 
 
 def generated_reference(seconds: float, seed: int) -> AudioRef:
-    """The generated clip (:func:`~humanclap.data.synthetic.reference_clip.reference_clip`) of ``seconds`` and ``seed``."""
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
-            or seconds <= 0:
+    """The generated clip of ``seconds`` and ``seed``
+    (:func:`~humanclap.data.synthetic.reference_clip.reference_clip`)."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, numbers.Real)
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
         raise ValueError(f"reference_seconds must be a finite number > 0, got {seconds!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"reference_seed must be an integer, got {seed!r}")
@@ -41,8 +46,10 @@ def _named_items(references) -> list[tuple[object, object]]:
     if isinstance(references, Mapping):
         return list(references.items())
     if not isinstance(references, Sequence):
-        raise ValueError(f"references must be null, a path, a list of paths or a mapping name -> path, "
-                         f"got {references!r}")
+        raise ValueError(
+            f"references must be null, a path, a list of paths or a mapping name -> path, "
+            f"got {references!r}"
+        )
     items = []
     for value in references:
         if isinstance(value, AudioRef):
@@ -51,7 +58,9 @@ def _named_items(references) -> list[tuple[object, object]]:
     stems = [name for name, _ in items]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
-        raise ValueError(f"reference files share the name(s) {duplicates}; pass a mapping name -> path")
+        raise ValueError(
+            f"reference files share the name(s) {duplicates}; pass a mapping name -> path"
+        )
     return items
 
 
@@ -70,12 +79,16 @@ def resolve_references(references, seconds: float = 4.0, seed: int = 0) -> dict[
     resolved: dict[str, AudioRef] = {}
     for name, value in items:
         if not isinstance(name, str) or not name or "/" in name or name in SETTINGS_LENGTH:
-            raise ValueError(f"reference name {name!r} must be a non-empty string without '/' and not "
-                             f"an effect name ({list(SETTINGS_LENGTH)})")
+            raise ValueError(
+                f"reference name {name!r} must be a non-empty string without '/' and not "
+                f"an effect name ({list(SETTINGS_LENGTH)})"
+            )
         if isinstance(value, AudioRef):
             resolved[name] = value
         elif isinstance(value, (str, Path)):
-            resolved[name] = AudioRef(FileAudioStore(), str(require_file(Path(value).expanduser()).resolve()))
+            resolved[name] = AudioRef(
+                FileAudioStore(), str(require_file(Path(value).expanduser()).resolve())
+            )
         else:
             raise ValueError(f"reference '{name}': expected a path or an AudioRef, got {value!r}")
     return resolved

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from humanclap.probes.metrics import slope, srcc
 
@@ -24,14 +25,19 @@ _TREND_OF_MOVES = {(): "flat", (1,): "up", (-1,): "down", (1, -1): "peak"}
 
 def check_tolerance(tolerance: float) -> float:
     """``tolerance`` as a float; ValueError unless it is a finite number >= 0."""
-    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not math.isfinite(tolerance) \
-            or tolerance < 0:
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, numbers.Real)
+        or not math.isfinite(tolerance)
+        or tolerance < 0
+    ):
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     return float(tolerance)
 
 
-def trend_points(amounts: Sequence[float] | None, deltas: Sequence[float],
-                 include_origin: bool) -> tuple[list[float] | None, list[float]]:
+def trend_points(
+    amounts: Sequence[float] | None, deltas: Sequence[float], include_origin: bool
+) -> tuple[list[float] | None, list[float]]:
     """(amounts, Δ) of the classified sequence, with (0, 0) prepended when ``include_origin``."""
     values = [float(v) for v in deltas]
     xs = None if amounts is None else [float(a) for a in amounts]
@@ -41,7 +47,9 @@ def trend_points(amounts: Sequence[float] | None, deltas: Sequence[float],
     return xs, values
 
 
-def classify_trend(deltas: Sequence[float], tolerance: float = 0.0, include_origin: bool = True) -> str:
+def classify_trend(
+    deltas: Sequence[float], tolerance: float = 0.0, include_origin: bool = True
+) -> str:
     """``"up"``, ``"down"``, ``"peak"`` or ``"flat"`` for Δ at increasing amounts.
 
     The rule: docs/probes.md#trend-rule.
@@ -53,8 +61,11 @@ def classify_trend(deltas: Sequence[float], tolerance: float = 0.0, include_orig
         raise ValueError("no Δ values to classify")
     _, values = trend_points(None, deltas, include_origin)
     if not all(math.isfinite(v) for v in values):
-        warnings.warn(f"non-finite Δ {list(deltas)} (NaN embeddings?); classified as flat", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"non-finite Δ {list(deltas)} (NaN embeddings?); classified as flat",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return "flat"
     moves: list[int] = []
     anchor = values[0]
@@ -71,8 +82,12 @@ def classify_trend(deltas: Sequence[float], tolerance: float = 0.0, include_orig
     return _TREND_OF_MOVES.get(tuple(moves), "flat")
 
 
-def trend_statistics(amounts: Sequence[float], deltas: Sequence[float], tolerance: float = 0.0,
-                     include_origin: bool = True) -> dict[str, Any]:
+def trend_statistics(
+    amounts: Sequence[float],
+    deltas: Sequence[float],
+    tolerance: float = 0.0,
+    include_origin: bool = True,
+) -> dict[str, Any]:
     """Δ at each amount, least-squares slope, Spearman ρ and trend class of one descriptor.
 
     Returns ``{"deltas": [...], "slope": float, "spearman": float, "trend": str}``. Slope and ρ
@@ -83,8 +98,12 @@ def trend_statistics(amounts: Sequence[float], deltas: Sequence[float], toleranc
     if len(amounts) != len(deltas):
         raise ValueError(f"{len(amounts)} amounts but {len(deltas)} Δ values")
     xs, ys = trend_points(amounts, deltas, include_origin)
-    return {"deltas": [float(d) for d in deltas], "slope": slope(xs, ys), "spearman": srcc(xs, ys),
-            "trend": classify_trend(deltas, tolerance, include_origin)}
+    return {
+        "deltas": [float(d) for d in deltas],
+        "slope": slope(xs, ys),
+        "spearman": srcc(xs, ys),
+        "trend": classify_trend(deltas, tolerance, include_origin),
+    }
 
 
 def trend_symbol(code: float) -> str:

@@ -18,24 +18,52 @@ def _overlaid(axes, positive: np.ndarray, negative: np.ndarray, bins: int, title
     values = np.concatenate([positive, negative])
     low, high = float(values.min()), float(values.max())
     edges = np.linspace(low, high if high > low else low + 1e-6, bins + 1)
-    axes.hist(negative, bins=edges, density=True, alpha=0.55, color="tab:red", label=f"negative (n={negative.size})")
-    axes.hist(positive, bins=edges, density=True, alpha=0.55, color="tab:blue", label=f"positive (n={positive.size})")
+    axes.hist(
+        negative,
+        bins=edges,
+        density=True,
+        alpha=0.55,
+        color="tab:red",
+        label=f"negative (n={negative.size})",
+    )
+    axes.hist(
+        positive,
+        bins=edges,
+        density=True,
+        alpha=0.55,
+        color="tab:blue",
+        label=f"positive (n={positive.size})",
+    )
     axes.set(xlabel="cosine similarity", ylabel="density", title=title)
     axes.title.set_fontsize("medium")
     axes.legend(fontsize="small")
 
 
-def similarity_histograms(text: tuple[np.ndarray, np.ndarray], audio: tuple[np.ndarray, np.ndarray],
-                          margins: np.ndarray, template: str, bins: int = 40) -> Figure:
+def similarity_histograms(
+    text: tuple[np.ndarray, np.ndarray],
+    audio: tuple[np.ndarray, np.ndarray],
+    margins: np.ndarray,
+    template: str,
+    bins: int = 40,
+) -> Figure:
     """Three panels: (a) clip vs class text, (b) clip vs class-mean audio, (c) top-2 margins."""
     figure = Figure(figsize=(13.0, 3.8), layout="constrained")
     first, second, third = figure.subplots(1, 3)
     _overlaid(first, *text, bins, f"(a) clip vs class text\n«{template}»")
     _overlaid(second, *audio, bins, "(b) clip vs class-mean audio")
     third.hist(margins, bins=bins, color="tab:gray")
-    third.axvline(float(np.median(margins)), color="black", linewidth=1.0, linestyle="--",
-                  label=f"median {np.median(margins):.3f}")
-    third.set(xlabel="best − second-best class cosine", ylabel="clips", title=f"(c) top-2 margin\n«{template}»")
+    third.axvline(
+        float(np.median(margins)),
+        color="black",
+        linewidth=1.0,
+        linestyle="--",
+        label=f"median {np.median(margins):.3f}",
+    )
+    third.set(
+        xlabel="best − second-best class cosine",
+        ylabel="clips",
+        title=f"(c) top-2 margin\n«{template}»",
+    )
     third.xaxis.set_major_locator(MaxNLocator(4))
     third.title.set_fontsize("medium")
     third.legend(fontsize="small")

@@ -8,7 +8,7 @@ See docs/probes.md#zero-shot-metrics.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,14 +26,19 @@ def pessimistic_ranks(scores: Tensor, target: Tensor) -> Tensor:
     score, with exact ties broken against the true class: other classes first (class order)."""
     n, num_classes = scores.shape
     is_target = torch.nn.functional.one_hot(target, num_classes).long()
-    order = torch.argsort(is_target, dim=1, stable=True)  # other classes (in class order), then the target
-    order = order.gather(1, torch.argsort(scores.gather(1, order), dim=1, descending=True, stable=True))
+    order = torch.argsort(
+        is_target, dim=1, stable=True
+    )  # other classes (in class order), then the target
+    order = order.gather(
+        1, torch.argsort(scores.gather(1, order), dim=1, descending=True, stable=True)
+    )
     values = torch.arange(num_classes, 0, -1, dtype=torch.float64).expand(n, num_classes)
     return torch.empty(n, num_classes, dtype=torch.float64).scatter_(1, order, values)
 
 
-def classification_metrics(scores: Tensor, target: Tensor, ks: Sequence[int] = (1, 2, 3, 4, 5)
-                           ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def classification_metrics(
+    scores: Tensor, target: Tensor, ks: Sequence[int] = (1, 2, 3, 4, 5)
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """(``top<k>`` for each k <= C, ``f1_weighted``, ``roc_auc``, ``pr_auc``, ``n_tied``;
     per-class ``{"roc_auc": (C,), "pr_auc": (C,)}``).
 
@@ -51,18 +56,30 @@ def classification_metrics(scores: Tensor, target: Tensor, ks: Sequence[int] = (
     if bool((counts == 0).any()):
         raise ValueError(f"classes {torch.nonzero(counts == 0).flatten().tolist()} have no clip")
     ranks = pessimistic_ranks(scores, target)
-    metrics = {f"top{k}": float(multiclass_accuracy(ranks, target, num_classes=num_classes, top_k=k, average="micro"))
-               for k in ks if k <= num_classes}
-    metrics["f1_weighted"] = float(multiclass_f1_score(ranks, target, num_classes=num_classes, average="weighted"))
+    metrics = {
+        f"top{k}": float(
+            multiclass_accuracy(ranks, target, num_classes=num_classes, top_k=k, average="micro")
+        )
+        for k in ks
+        if k <= num_classes
+    }
+    metrics["f1_weighted"] = float(
+        multiclass_f1_score(ranks, target, num_classes=num_classes, average="weighted")
+    )
     probabilities = ((scores + 1) / 2).clamp(0.0, 1.0)
     per_class = {
-        "roc_auc": multiclass_auroc(probabilities, target, num_classes=num_classes, average=None).double().numpy(),
-        "pr_auc": multiclass_average_precision(probabilities, target, num_classes=num_classes,
-                                               average=None).double().numpy(),
+        "roc_auc": multiclass_auroc(probabilities, target, num_classes=num_classes, average=None)
+        .double()
+        .numpy(),
+        "pr_auc": multiclass_average_precision(
+            probabilities, target, num_classes=num_classes, average=None
+        )
+        .double()
+        .numpy(),
     }
     metrics.update({name: float(values.mean()) for name, values in per_class.items()})
     true_score = scores.gather(1, target[:, None])
-    tied = ((scores == true_score).sum(dim=1) > 1)
+    tied = (scores == true_score).sum(dim=1) > 1
     metrics["n_tied"] = float(tied.sum())
     return metrics, per_class
 
@@ -105,4 +122,8 @@ def class_means(embeddings: Tensor, target: Tensor, num_classes: int) -> Tensor:
 
 def named(values: Mapping[str, np.ndarray], classes: Sequence[str]) -> dict[str, float]:
     """Per-class arrays as ``<metric>/<class>`` metrics."""
-    return {f"{metric}/{label}": float(v) for metric, array in values.items() for label, v in zip(classes, array)}
+    return {
+        f"{metric}/{label}": float(v)
+        for metric, array in values.items()
+        for label, v in zip(classes, array)
+    }

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,12 @@ from matplotlib.figure import Figure
 from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import DataError
 from humanclap.data.readers.instrument_ontology import Ontology, triplets
-from humanclap.data.readers.labelled_audio import LabelledAudio, prompt_name, read_labelled_manifest, read_tinysol
+from humanclap.data.readers.labelled_audio import (
+    LabelledAudio,
+    prompt_name,
+    read_labelled_manifest,
+    read_tinysol,
+)
 from humanclap.data.synthetic.instruments import synthetic_instruments
 from humanclap.probes.base import ProbeResult, Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
@@ -36,21 +42,37 @@ from humanclap.probes.zero_shot.metrics import (
     triplet_accuracy,
 )
 
-DEFAULT_TEMPLATES = ("A {x} track", "This is a recording of {x}", "Solo musical instrument sound of {x}",
-                     "Sound of {x} musical instrument", "A no {x} track")
+DEFAULT_TEMPLATES = (
+    "A {x} track",
+    "This is a recording of {x}",
+    "Solo musical instrument sound of {x}",
+    "Sound of {x} musical instrument",
+    "A no {x} track",
+)
 DEFAULT_FAMILY_TEMPLATES = ("A {x} track",)
 CLASS_KS = (1, 2, 3, 4, 5)
 FAMILY_KS = (1,)
 CLASS_METRICS = ("top1", "top2", "top3", "top4", "top5", "f1_weighted", "roc_auc", "pr_auc")
-HEADERS = {"top1": "Top-1", "top2": "Top-2", "top3": "Top-3", "top4": "Top-4", "top5": "Top-5",
-           "f1_weighted": "F1 (weighted)", "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "n_tied": "n tied",
-           "triplet_accuracy": "triplet acc."}
+HEADERS = {
+    "top1": "Top-1",
+    "top2": "Top-2",
+    "top3": "Top-3",
+    "top4": "Top-4",
+    "top5": "Top-5",
+    "f1_weighted": "F1 (weighted)",
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "n_tied": "n tied",
+    "triplet_accuracy": "triplet acc.",
+}
 
 
 def check_templates(templates: Sequence[str] | str, what: str) -> dict[str, str]:
     """slug -> template for a non-empty list of format strings whose only field is ``{x}``."""
     if isinstance(templates, str) or not isinstance(templates, Sequence) or not templates:
-        raise ValueError(f"{what} must be a non-empty list of templates such as 'A {{x}} track', got {templates!r}")
+        raise ValueError(
+            f"{what} must be a non-empty list of templates such as 'A {{x}} track', got {templates!r}"
+        )
     slugs: dict[str, str] = {}
     for template in templates:
         try:
@@ -58,10 +80,14 @@ def check_templates(templates: Sequence[str] | str, what: str) -> dict[str, str]
         except ValueError as err:
             raise ValueError(f"{what}: {template!r} is not a format string ({err})") from err
         if fields != {"x"}:
-            raise ValueError(f"{what}: {template!r} must contain {{x}} (the class name) and no other field")
+            raise ValueError(
+                f"{what}: {template!r} must contain {{x}} (the class name) and no other field"
+            )
         slug = re.sub(r"[^a-z0-9]+", "_", str(template).lower().replace("{x}", "x")).strip("_")
         if slug in slugs:
-            raise ValueError(f"{what}: {slugs[slug]!r} and {template!r} have the same metric name {slug!r}")
+            raise ValueError(
+                f"{what}: {slugs[slug]!r} and {template!r} have the same metric name {slug!r}"
+            )
         slugs[slug] = str(template)
     return slugs
 
@@ -89,7 +115,7 @@ class ZeroShotInstrumentProbe:
 
     def __init__(
         self,
-        data: "str | Path | LabelledAudio" = "synthetic",
+        data: str | Path | LabelledAudio = "synthetic",
         folds: Sequence[int | str] | int | str | None = None,
         metadata: str | Path | None = None,
         labels: Mapping[str, str] | None = None,
@@ -102,13 +128,17 @@ class ZeroShotInstrumentProbe:
         batch_size: int = 32,
     ) -> None:
         self.templates = check_templates(templates, "templates")
-        self.family_templates = check_templates(family_templates, "family_templates") if family_templates else {}
+        self.family_templates = (
+            check_templates(family_templates, "family_templates") if family_templates else {}
+        )
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.bins, self.batch_size = bins, batch_size
-        self.data = load_labelled_audio(data, folds=folds, metadata=metadata, labels=labels, synthetic=synthetic)
+        self.data = load_labelled_audio(
+            data, folds=folds, metadata=metadata, labels=labels, synthetic=synthetic
+        )
         where = f"zero-shot probe on {self.data.name}"
         self.classes = self.data.classes
         if len(self.classes) < 2:
@@ -122,13 +152,18 @@ class ZeroShotInstrumentProbe:
             self.triplets = [(index[t.anchor], index[t.positive], index[t.negative]) for t in found]
         families = self.data.families
         if families is None and self.ontology is not None:
-            of = {label: prompt_name(self.ontology.family(label), where, "family") for label in self.classes}
+            of = {
+                label: prompt_name(self.ontology.family(label), where, "family")
+                for label in self.classes
+            }
             families = list(dict.fromkeys(of[label] for label in self.classes))
             family_of = [of[c.label] for c in self.data]
         else:
             family_of = [c.family for c in self.data] if families is not None else []
         self.families = families if self.family_templates and families and len(families) > 1 else []
-        self.family_target = torch.tensor([self.families.index(f) for f in family_of]) if self.families else None
+        self.family_target = (
+            torch.tensor([self.families.index(f) for f in family_of]) if self.families else None
+        )
 
     # -- inputs ---------------------------------------------------------------------------------
     def refs(self) -> list[AudioRef]:
@@ -139,15 +174,24 @@ class ZeroShotInstrumentProbe:
 
     def inputs(self) -> ProbeInputs:
         """Every clip once, and one text per (template, class) and (family template, family)."""
-        texts = [t for template in self.templates.values() for t in self.prompts(template, self.classes)]
-        texts += [t for template in self.family_templates.values() for t in self.prompts(template, self.families)]
+        texts = [
+            t for template in self.templates.values() for t in self.prompts(template, self.classes)
+        ]
+        texts += [
+            t
+            for template in self.family_templates.values()
+            for t in self.prompts(template, self.families)
+        ]
         return ProbeInputs(audio=self.refs(), texts=list(dict.fromkeys(texts)))
 
     # -- measurement ----------------------------------------------------------------------------
     def run(self, source: EmbeddingCache | Embedder) -> ProbeResult:
         cache = as_cache(source, self.batch_size)
         audio = _unit(cache.audio(self.refs()))
-        metrics: dict[str, float] = {"n_clips": float(len(self.data)), "n_classes": float(len(self.classes))}
+        metrics: dict[str, float] = {
+            "n_clips": float(len(self.data)),
+            "n_classes": float(len(self.classes)),
+        }
         first = None
         for slug, template in self.templates.items():
             text = _unit(cache.text(self.prompts(template, self.classes)))
@@ -161,9 +205,13 @@ class ZeroShotInstrumentProbe:
                 metrics.update(values)
                 metrics.update(named(per_class, self.classes))
         first_slug = next(iter(self.templates))
-        keys = [k for k in (*CLASS_METRICS, "triplet_accuracy") if f"prompt/{first_slug}/{k}" in metrics]
+        keys = [
+            k for k in (*CLASS_METRICS, "triplet_accuracy") if f"prompt/{first_slug}/{k}" in metrics
+        ]
         for key in keys:
-            for name, value in spread([metrics[f"prompt/{slug}/{key}"] for slug in self.templates]).items():
+            for name, value in spread(
+                [metrics[f"prompt/{slug}/{key}"] for slug in self.templates]
+            ).items():
                 metrics[f"spread/{key}/{name}"] = value
         metrics.update(self._families(cache, audio))
         centroids = class_means(audio, self.target, len(self.classes))
@@ -176,17 +224,21 @@ class ZeroShotInstrumentProbe:
         text_split = similarity_split(scores, self.target)
         audio_split = similarity_split(audio @ centroids.T, self.target)
         margins = top2_margins(scores)
-        metrics.update({
-            "similarity/positive_mean": float(text_split[0].mean()),
-            "similarity/negative_mean": float(text_split[1].mean()),
-            "similarity/audio/positive_mean": float(audio_split[0].mean()),
-            "similarity/audio/negative_mean": float(audio_split[1].mean()),
-            "similarity/margin_mean": float(margins.mean()),
-            "similarity/margin_median": float(np.median(margins)),
-        })
+        metrics.update(
+            {
+                "similarity/positive_mean": float(text_split[0].mean()),
+                "similarity/negative_mean": float(text_split[1].mean()),
+                "similarity/audio/positive_mean": float(audio_split[0].mean()),
+                "similarity/audio/negative_mean": float(audio_split[1].mean()),
+                "similarity/margin_mean": float(margins.mean()),
+                "similarity/margin_median": float(np.median(margins)),
+            }
+        )
         figures: dict[str, Callable[[], Figure]] = {
-            "similarity_histograms": lambda: similarity_histograms(text_split, audio_split, margins, template,
-                                                                   self.bins)}
+            "similarity_histograms": lambda: similarity_histograms(
+                text_split, audio_split, margins, template, self.bins
+            )
+        }
         return ProbeResult(metrics, tables=self.tables(), figures=figures)
 
     def _families(self, cache: EmbeddingCache, audio: torch.Tensor) -> dict[str, float]:
@@ -207,43 +259,76 @@ class ZeroShotInstrumentProbe:
         per class, similarities."""
         ks = [f"top{k}" for k in CLASS_KS if k <= len(self.classes)]
         tables = {}
-        note = ("two-tower zero-shot classification: cosine of each clip with one text per class. Top-k: ties count "
-                "against the model (`n tied` clips have their class tied with another); ROC-AUC and PR-AUC (average "
-                "precision): one-vs-rest on the cosine, macro over classes.")
+        note = (
+            "two-tower zero-shot classification: cosine of each clip with one text per class. Top-k: ties count "
+            "against the model (`n tied` clips have their class tied with another); ROC-AUC and PR-AUC (average "
+            "precision): one-vs-rest on the cosine, macro over classes."
+        )
         for slug, template in self.templates.items():
             tables[f"Zero-shot instruments — «{template}»"] = Table(
-                [(HEADERS[k], f"prompt/{slug}/{k}") for k in (*ks, "f1_weighted", "roc_auc", "pr_auc", "n_tied")]
-                + [("clips", "n_clips")], note=note)
+                [
+                    (HEADERS[k], f"prompt/{slug}/{k}")
+                    for k in (*ks, "f1_weighted", "roc_auc", "pr_auc", "n_tied")
+                ]
+                + [("clips", "n_clips")],
+                note=note,
+            )
             note = "As the first prompt's table."
-        spread_keys = ["top1", "roc_auc"] + (["triplet_accuracy"] if self.ontology is not None else [])
+        spread_keys = ["top1", "roc_auc"] + (
+            ["triplet_accuracy"] if self.ontology is not None else []
+        )
         tables["Zero-shot instruments — prompt sensitivity"] = Table(
-            [(f"«{template}» Top-1", f"prompt/{slug}/top1") for slug, template in self.templates.items()]
-            + [(f"{HEADERS[k]} {name}", f"spread/{k}/{name}") for k in spread_keys for name in ("range", "std")],
-            note="range = max − min over the templates, std = population standard deviation over them.")
+            [
+                (f"«{template}» Top-1", f"prompt/{slug}/top1")
+                for slug, template in self.templates.items()
+            ]
+            + [
+                (f"{HEADERS[k]} {name}", f"spread/{k}/{name}")
+                for k in spread_keys
+                for name in ("range", "std")
+            ],
+            note="range = max − min over the templates, std = population standard deviation over them.",
+        )
         if self.families:
             family_keys = ("top1", "f1_weighted", "roc_auc", "pr_auc")
             tables["Zero-shot instruments — family level"] = Table(
-                [(f"«{template}» {HEADERS[k]}", f"family/prompt/{slug}/{k}")
-                 for slug, template in self.family_templates.items() for k in family_keys],
-                note=f"One text per family ({', '.join(self.families)}).")
+                [
+                    (f"«{template}» {HEADERS[k]}", f"family/prompt/{slug}/{k}")
+                    for slug, template in self.family_templates.items()
+                    for k in family_keys
+                ],
+                note=f"One text per family ({', '.join(self.families)}).",
+            )
         if self.ontology is not None:
             tables["Zero-shot instruments — ontology triplets"] = Table(
-                [("text", "triplets/text/accuracy"), ("audio (class means)", "triplets/audio/accuracy"),
-                 ("triplets", "triplets/n"), ("anchors", "triplets/n_anchors")],
+                [
+                    ("text", "triplets/text/accuracy"),
+                    ("audio (class means)", "triplets/audio/accuracy"),
+                    ("triplets", "triplets/n"),
+                    ("anchors", "triplets/n_anchors"),
+                ],
                 note="Share of triplets (a, p, n), depth(LCA(a, p)) > depth(LCA(a, n)) in the instrument ontology, "
-                     "with cos(a, p) > cos(a, n) (ties fail); text = class prompts of the first template, audio = "
-                     "unit-norm mean of each class's clip embeddings. Chance is 0.5.")
+                "with cos(a, p) > cos(a, n) (ties fail); text = class prompts of the first template, audio = "
+                "unit-norm mean of each class's clip embeddings. Chance is 0.5.",
+            )
         for metric in ("roc_auc", "pr_auc"):
             tables[f"Zero-shot instruments — {HEADERS[metric]} per class"] = Table(
                 [(label, f"{metric}/{label}") for label in self.classes],
-                note=f"First template «{next(iter(self.templates.values()))}», one-vs-rest.")
+                note=f"First template «{next(iter(self.templates.values()))}», one-vs-rest.",
+            )
         tables["Zero-shot instruments — similarity"] = Table(
-            [("positive", "similarity/positive_mean"), ("negative", "similarity/negative_mean"),
-             ("audio positive", "similarity/audio/positive_mean"), ("audio negative", "similarity/audio/negative_mean"),
-             ("top-2 margin mean", "similarity/margin_mean"), ("top-2 margin median", "similarity/margin_median")],
+            [
+                ("positive", "similarity/positive_mean"),
+                ("negative", "similarity/negative_mean"),
+                ("audio positive", "similarity/audio/positive_mean"),
+                ("audio negative", "similarity/audio/negative_mean"),
+                ("top-2 margin mean", "similarity/margin_mean"),
+                ("top-2 margin median", "similarity/margin_median"),
+            ],
             note="Mean cosine of each clip with its own class (positive) and the other classes (negative): class "
-                 "texts of the first template, or class-mean audio embeddings (audio). Top-2 margin: best minus "
-                 "second-best class cosine.")
+            "texts of the first template, or class-mean audio embeddings (audio). Top-2 margin: best minus "
+            "second-best class cosine.",
+        )
         return tables
 
 
@@ -253,7 +338,7 @@ def _unit(rows: torch.Tensor) -> torch.Tensor:
 
 
 def load_labelled_audio(
-    data: "str | Path | LabelledAudio",
+    data: str | Path | LabelledAudio,
     folds: Iterable[int | str] | int | str | None = None,
     metadata: str | Path | None = None,
     labels: Mapping[str, str] | None = None,
@@ -272,5 +357,7 @@ def load_labelled_audio(
         return read_tinysol(path, metadata=metadata, folds=folds, labels=labels)
     if path.suffix.lower() == ".csv":
         return read_labelled_manifest(path, folds=folds, labels=labels)
-    raise DataError(f"{data}: not 'synthetic', a TinySOL audio directory or a .csv manifest"
-                    + ("" if path.exists() else " (no such file or directory)"))
+    raise DataError(
+        f"{data}: not 'synthetic', a TinySOL audio directory or a .csv manifest"
+        + ("" if path.exists() else " (no such file or directory)")
+    )
