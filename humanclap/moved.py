@@ -61,7 +61,7 @@ MOVED_CLASSES = {
     "humanclap.runs.launch.SameHyperparameters": "humanclap.lit.callbacks.SameHyperparameters",
 }
 
-_LOCATING = re.compile(r"Error locating target '([\w.]+)'")
+_LOCATING = re.compile(r"Error (?:locating target|loading) '([\w.]+)'")
 
 
 def new_target(target: str) -> str | None:

@@ -249,7 +249,7 @@ def test_bad_input_is_refused_with_clear_errors():
 def test_without_the_ontology_there_are_no_triplets():
     data = toy_data(labels={"flute": "kazoo"})
     embedder = toy_embedder(data.audio_store)
-    embedder.text.update({"A kazoo track": TEXT["flute"]})
+    embedder.text_vectors.update({"A kazoo track": TEXT["flute"]})
     metrics = (
         ZeroShotInstrumentProbe(data, templates=TEMPLATES[:1], use_ontology=False)
         .run(embedder)
