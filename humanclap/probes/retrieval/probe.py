@@ -100,7 +100,7 @@ class RetrievalProbe:
                 f"t2a = text → audio, a2t = audio → text. A pair with score ≥ {self.match_threshold:g} is a "
                 "match; R@k: any match in the top k; MRR: 1 / rank of the first match; "
                 f"mAP@{self.map_k}: precision at each match in the top {self.map_k}, averaged over the matches "
-                "found there (torchmetrics). Ties count against the model: a tied wrong item ranks ahead of a "
-                f"right one (`{OPTIMISTIC}` metrics break ties the other way)."
+                "found there (torchmetrics' definition). Ties count against the model: a tied wrong item "
+                f"ranks ahead of a right one (`{OPTIMISTIC}` metrics break ties the other way)."
             ),
         )
