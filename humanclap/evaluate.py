@@ -33,6 +33,8 @@ from humanclap.cli import report_user_errors
 from humanclap.console import prepare_console
 from humanclap.data.pairs import DataError, RatedPairs
 from humanclap.distributed import rank_and_world
+from humanclap.features.disk import configured_root
+from humanclap.features.workers import resolve_num_workers
 from humanclap.probes.base import run_probes
 from humanclap.probes.build import build_probes
 from humanclap.recipe_files import RECIPES
@@ -133,6 +135,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     rank, world = rank_and_world()
+    feature_cache = configured_root(cfg.get("cache", True), cfg.get("cache_dir"))
+    num_workers = resolve_num_workers(cfg.get("num_workers", "auto"), option="num_workers")
     specs = model_specs(cfg)
     pairs = evaluation_pairs(cfg.data, cfg.split)
     probes = build_probes(cfg.probes, pairs)
@@ -173,8 +177,15 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         )
         start = time.perf_counter()
         results, cache = run_probes(
-            probes, backbone, batch_size=cfg.batch_size, progress=cfg.progress and rank == 0
+            probes,
+            backbone,
+            batch_size=cfg.batch_size,
+            progress=cfg.progress and rank == 0,
+            feature_cache=feature_cache,
+            num_workers=num_workers,
         )
+        if rank == 0 and cache.clips is not None:
+            log.info("[%s] %s", resolved.name, cache.clips.usage())
         seconds = time.perf_counter() - start
         embedded = dict(cache.embedded)
         if world > 1:  # each rank counted its own share; report the whole evaluation's

@@ -7,6 +7,7 @@ exports the checkpoint with the lowest validation loss (:mod:`humanclap.runs.exp
 
 from __future__ import annotations
 
+import logging
 import shlex
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from humanclap.backbones.pretrained import HubUnreachable
 from humanclap.backbones.resolve import key_holding
 from humanclap.cli import report_user_errors, user_error
 from humanclap.console import prepare_console
+from humanclap.features.disk import configured_root
 from humanclap.lit.callbacks import ProbeCallback, RandomState, SameHyperparameters
 from humanclap.lit.cpu_threads import apply_to_trainer
 from humanclap.lit.module import HumanClapModule
@@ -31,6 +33,8 @@ from humanclap.recipe_files import RECIPES
 from humanclap.runs import launch, resume
 from humanclap.runs.export import export_run
 from humanclap.runs.run_lock import claimed_run
+
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -44,7 +48,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resume.checkpoint_to_resume(cfg.get("resume"), cfg.paths.output_dir, config)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build_backbone(cfg)
-    datamodule = instantiate(cfg.data, _partial_=True)(featurizer=backbone.featurizer)
+    feature_cache = configured_root(cfg.get("cache", True), cfg.get("cache_dir"))
+    datamodule = instantiate(cfg.data, _partial_=True)(
+        featurizer=backbone.featurizer, feature_cache=feature_cache
+    )
     module = HumanClapModule(
         backbone=backbone,
         loss=instantiate(cfg.loss),
@@ -57,6 +64,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     probes = ProbeCallback(
         build_probes(cfg.get("probes"), datamodule.val_pairs),
         report=Path(cfg.paths.output_dir) / "report.md",
+        feature_cache=feature_cache,
+        num_workers=cfg.get("probe_workers", "auto"),
     )
     trainer = build_trainer(cfg, probes, backbone)
     with claimed_run(
@@ -68,6 +77,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ):
         # weights_only: Lightning 2.6 otherwise leaves it to torch.load, whose default an environment variable flips.
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        if trainer.is_global_zero:
+            log.info(datamodule.features.usage())
         return export_run(cfg, trainer, module, probes)
 
 

@@ -34,7 +34,12 @@ from humanclap.backbones.checkpoint_safety import (
 )
 from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.embedder import Waveform
-from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer, as_mono_array
+from humanclap.backbones.featurizer import (
+    TEXT_MAX_TOKENS,
+    ClapFeaturizer,
+    as_mono_array,
+    batch_tensor,
+)
 
 HEADS_WEIGHTS = "aggregation_heads.safetensors"
 HEADS_CONFIG = "aggregation_config.json"
@@ -240,25 +245,34 @@ class ChunkedClapFeaturizer(ClapFeaturizer):
             chunks.pop()
         return chunks[: self.max_chunks]
 
-    def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
-        if len(waves) == 0:
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **self.chunking()}
+
+    def clip(self, wave: Waveform, what: str = "waveform") -> dict[str, np.ndarray]:
+        """One clip's chunks: ``input_features`` (chunks, channels, frames, mels), ``is_longer`` (chunks,)."""
+        chunks = [super(ChunkedClapFeaturizer, self).clip(c, what) for c in self.split(wave, what)]
+        return {
+            "input_features": np.stack([c["input_features"] for c in chunks]),
+            "is_longer": np.array([bool(c["is_longer"]) for c in chunks]),
+        }
+
+    def collate(self, clips: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        if len(clips) == 0:
             raise ValueError("featurize: no waveforms given")
-        per_clip = [
-            self.split(wave, what=f"waveform {index}")
-            for index, wave in enumerate(waves, start=first_index)
-        ]
-        counts = [len(chunks) for chunks in per_clip]
-        mask = torch.zeros(len(per_clip), max(counts), dtype=torch.bool)
+        counts = [len(clip["is_longer"]) for clip in clips]
+        width = max(counts)
+        mask = torch.zeros(len(clips), width, dtype=torch.bool)
         for row, count in enumerate(counts):
             mask[row, :count] = True
-        flat = super().audio([chunk for chunks in per_clip for chunk in chunks])
-        valid = mask.flatten()
-        features = flat["input_features"].new_zeros(
-            (valid.numel(), *flat["input_features"].shape[1:])
-        )
-        features[valid] = flat["input_features"]
-        longer = flat["is_longer"].new_zeros((valid.numel(), *flat["is_longer"].shape[1:]))
-        longer[valid] = flat["is_longer"]
+        shape = clips[0]["input_features"].shape[1:]
+        features = batch_tensor((len(clips) * width, *shape))
+        rows = features.numpy()
+        longer = torch.zeros((len(clips) * width, 1), dtype=torch.bool)
+        for row, clip in enumerate(clips):
+            first = row * width
+            np.copyto(rows[first : first + counts[row]], clip["input_features"])
+            rows[first + counts[row] : first + width] = 0
+            longer[first : first + counts[row], 0] = torch.from_numpy(np.array(clip["is_longer"]))
         return {"input_features": features, "is_longer": longer, "chunk_mask": mask}
 
 

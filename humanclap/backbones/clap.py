@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -82,29 +83,40 @@ class ClapBackbone(nn.Module):
     def embed_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         return self._embed(texts, batch_size, self.featurizer.text, self.text_embeddings)
 
+    def embed_audio_features(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``embed_audio`` of one batch the featurizer already made (``featurizer.audio`` or
+        ``featurizer.collate`` of cached clips): unit-norm rows on the CPU, without gradients."""
+        with self._inference() as dtype:
+            return self.audio_embeddings(features).to("cpu", dtype)
+
     def _embed(self, items, batch_size, featurize, encode) -> torch.Tensor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if isinstance(items, (str, bytes)):
             raise TypeError("expected a list of items, got a single string (wrap it in a list)")
-        modes = {module: module.training for module in self.modules()}
-        # float64 models keep float64 embeddings (exact comparisons across process layouts); others give float32.
-        dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
-        self.eval()
-        try:
-            with torch.no_grad():
-                chunks = [
-                    encode(featurize(items[start : start + batch_size], first_index=start)).to(
-                        "cpu", dtype
-                    )
-                    for start in range(0, len(items), batch_size)
-                ]
-        finally:  # restore each submodule's own mode (they need not agree with the wrapper's)
-            for module, training in modes.items():
-                module.training = training
+        with self._inference() as dtype:
+            chunks = [
+                encode(featurize(items[start : start + batch_size], first_index=start)).to(
+                    "cpu", dtype
+                )
+                for start in range(0, len(items), batch_size)
+            ]
         if not chunks:
             return torch.empty(0, self.model.config.projection_dim, dtype=dtype)
         return torch.cat(chunks)
+
+    @contextmanager
+    def _inference(self) -> Iterator[torch.dtype]:
+        """Eval mode and no gradients inside; yields the embeddings' dtype (float64 models keep float64,
+        for exact comparisons across process layouts; others float32)."""
+        modes = {module: module.training for module in self.modules()}
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield torch.float64 if self.dtype == torch.float64 else torch.float32
+        finally:  # restore each submodule's own mode (they need not agree with the wrapper's)
+            for module, training in modes.items():
+                module.training = training
 
     # -- training utilities -------------------------------------------------------------------
     def clamp_logit_scale(self, max_value: float = MAX_LOGIT_SCALE) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +46,31 @@ def as_mono_array(wave: Waveform, what: str = "waveform") -> np.ndarray:
     return array
 
 
+def batch_tensor(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An uninitialised tensor for a batch; in a DataLoader worker it is allocated in shared memory
+    (as torch's ``default_collate`` does), so handing it to the main process copies nothing."""
+    from torch.utils.data import get_worker_info
+
+    if get_worker_info() is None:
+        return torch.empty(tuple(shape), dtype=dtype)
+    count = int(np.prod(shape))
+    storage = torch.UntypedStorage._new_shared(count * torch.empty((), dtype=dtype).element_size())
+    return torch.empty(0, dtype=dtype).set_(storage).view(tuple(shape))
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with NumPy arrays and scalars as lists and numbers (extractor dicts hold mel filters)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 class ClapFeaturizer:
     """Turns waveforms and texts into the tensors a transformers ``ClapModel`` consumes."""
 
@@ -69,26 +95,60 @@ class ClapFeaturizer:
         hop = self.feature_extractor.hop_length
         return num_samples > self.max_samples and num_samples // hop != self.max_samples // hop
 
+    def describe(self) -> dict[str, Any]:
+        """Everything a clip's features depend on besides the clip (the feature cache's key):
+        the extractor's settings, the cropping mode and seed, the transformers version."""
+        import transformers
+
+        return {
+            "featurizer": type(self).__name__,
+            "extractor": _jsonable(self.feature_extractor.to_dict()),
+            "truncation": self.truncation,
+            "crop_seed": _CROP_SEED,
+            "transformers": transformers.__version__,
+        }
+
+    def clip(self, wave: Waveform, what: str = "waveform") -> dict[str, np.ndarray]:
+        """One clip's features as NumPy arrays: ``input_features`` (channels, frames, mels) float32 and
+        ``is_longer`` (a 0-d bool). ``collate`` stacks clips into the model's batch."""
+        array = as_mono_array(wave, what=what)
+        with _fixed_numpy_seed(_CROP_SEED):
+            out = self.feature_extractor(
+                array,
+                sampling_rate=self.sample_rate,
+                truncation=self.truncation,
+                return_tensors="np",
+            )
+        return {
+            "input_features": np.ascontiguousarray(out["input_features"][0], dtype=np.float32),
+            "is_longer": np.array(self.is_longer(array.shape[0])),
+        }
+
+    def collate(self, clips: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        """A batch from ``clip`` outputs: ``input_features`` (B, ...), ``is_longer`` (B, 1)."""
+        if len(clips) == 0:
+            raise ValueError("featurize: no waveforms given")
+        features = batch_tensor((len(clips), *clips[0]["input_features"].shape))
+        rows = features.numpy()
+        for row, clip in enumerate(clips):
+            np.copyto(rows[row], clip["input_features"])
+        return {
+            "input_features": features,
+            "is_longer": torch.tensor(
+                [bool(c["is_longer"]) for c in clips], dtype=torch.bool
+            ).unsqueeze(1),
+        }
+
     def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
         """``first_index``: position of ``waves[0]`` in the caller's list, so errors name the real item."""
         if len(waves) == 0:
             raise ValueError("featurize: no waveforms given")
-        mels, longer = [], []
-        for index, wave in enumerate(waves, start=first_index):
-            array = as_mono_array(wave, what=f"waveform {index}")
-            with _fixed_numpy_seed(_CROP_SEED):
-                out = self.feature_extractor(
-                    array,
-                    sampling_rate=self.sample_rate,
-                    truncation=self.truncation,
-                    return_tensors="np",
-                )
-            mels.append(out["input_features"][0])
-            longer.append(self.is_longer(array.shape[0]))
-        return {
-            "input_features": torch.from_numpy(np.stack(mels)).float(),
-            "is_longer": torch.tensor(longer, dtype=torch.bool).unsqueeze(1),
-        }
+        return self.collate(
+            [
+                self.clip(wave, what=f"waveform {index}")
+                for index, wave in enumerate(waves, start=first_index)
+            ]
+        )
 
     def text(self, texts: Sequence[str], first_index: int = 0) -> dict[str, torch.Tensor]:
         if len(texts) == 0:

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_only
 
 from humanclap.console import TABLES, key_metrics, probe_line
+from humanclap.features.workers import resolve_num_workers
 from humanclap.probes.base import Probe, ProbeResult, Table, run_probes
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ class HyperparameterMismatch(RuntimeError):
 class ProbeCallback(L.Callback):
     """Logs ``<probe>/<metric>`` each validation epoch and ``baseline/<probe>/<metric>`` once.
 
-    All probes share one embedding cache per run (each clip and text is embedded once, sharded
+    Clips go through the on-disk feature cache (``feature_cache``): the first pass loads and
+    featurises them in ``num_workers`` DataLoader processes, later passes only read features and
+    run the model. All probes share one embedding cache per run (each clip and text is embedded once, sharded
     over the DDP ranks and gathered), so logged values are the same on all ranks and equal to a
     single-process run. ``history`` keeps (epoch, metrics) with
     epoch -1 for the baseline, for the end-of-run summary; it is part of every checkpoint, so a
@@ -56,8 +59,11 @@ class ProbeCallback(L.Callback):
         every_n_epochs: int = 1,
         batch_size: int = 32,
         report: str | Path | None = None,
+        feature_cache: str | Path | None = None,
+        num_workers: int | str = 0,
     ) -> None:
         super().__init__()
+        resolve_num_workers(num_workers, option="probe_workers")  # a bad value fails here
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.probes = dict(probes)
@@ -65,15 +71,27 @@ class ProbeCallback(L.Callback):
         self.every_n_epochs = every_n_epochs
         self.batch_size = batch_size
         self.report = Path(report) if report is not None else None
+        self.feature_cache = feature_cache
+        self.num_workers = num_workers
         self.history: list[tuple[int, dict[str, float]]] = []
         self._tables: dict[str, dict[str, Table]] = {}  # the latest layout of each probe's tables
 
-    def run(self, pl_module: L.LightningModule) -> tuple[dict[str, float], dict[str, ProbeResult]]:
+    def run(
+        self, pl_module: L.LightningModule, trainer: L.Trainer | None = None
+    ) -> tuple[dict[str, float], dict[str, ProbeResult]]:
         # A fresh cache each time: the weights changed since the last run. Tensors the model creates
         # on the fly take the default dtype, which Lightning sets to the training precision's in the
         # main process only (float64 runs: not in ddp_spawn's ranks), so probes set it themselves.
         with _default_dtype(pl_module.backbone.dtype):
-            results, _ = run_probes(self.probes, pl_module.backbone, batch_size=self.batch_size)
+            results, _ = run_probes(
+                self.probes,
+                pl_module.backbone,
+                batch_size=self.batch_size,
+                feature_cache=self.feature_cache,
+                num_workers=resolve_num_workers(
+                    self.num_workers, option="probe_workers", trainer=trainer
+                ),
+            )
         metrics = {
             f"{name}/{key}": value
             for name, result in results.items()
@@ -95,7 +113,7 @@ class ProbeCallback(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.baseline or not self.probes or any(epoch == -1 for epoch, _ in self.history):
             return  # the baseline of a resumed run came with its checkpoint
-        metrics, results = self.run(pl_module)
+        metrics, results = self.run(pl_module, trainer)
         self.history.append((-1, metrics))
         for logger in trainer.loggers:
             logger.log_metrics(
@@ -108,7 +126,7 @@ class ProbeCallback(L.Callback):
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        metrics, results = self.run(pl_module)
+        metrics, results = self.run(pl_module, trainer)
         self.history.append((trainer.current_epoch, metrics))
         with _default_dtype(
             pl_module.backbone.dtype

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 from torch.utils.data import DataLoader
 
@@ -9,6 +11,8 @@ from humanclap.backbones.featurizer import ClapFeaturizer
 from humanclap.data.audio_check import check_audio
 from humanclap.data.pairs import RatedPairs
 from humanclap.data.sampling import loader_generator, run_seed, training_sampler
+from humanclap.features.clips import ClipFeatures
+from humanclap.features.workers import resolve_num_workers
 from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset, warn_long_texts
 
 
@@ -27,22 +31,29 @@ class RatedPairDataModule(L.LightningDataModule):
         train_split: str = "train",
         val_split: str = "validation",
         batch_size: int = 8,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         val_fraction: float = 0.2,
         split_seed: int = 0,
         skip_bad_audio: bool = False,
         decode_audio: bool = False,
+        feature_cache: str | Path | None = None,
     ) -> None:
         """Every clip of the training and validation pairs is checked here, before any model work
         (``humanclap.data.audio_check``): a bad one is an error naming its data line and file, or with
         ``skip_bad_audio`` its pairs are dropped and counted (``self.audio_skipped``). ``decode_audio``
-        makes the check decode every sample. Texts the text tower will cut get one warning."""
+        makes the check decode every sample. Texts the text tower will cut get one warning.
+
+        ``feature_cache``: root of the on-disk feature cache (``humanclap.train`` passes it unless
+        ``cache=false``): each clip is featurised once, later epochs read it. ``num_workers``: loader
+        processes, or ``auto`` (:func:`humanclap.features.resolve_num_workers`)."""
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.featurizer = featurizer
+        self.features = ClipFeatures(featurizer, feature_cache)
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers_setting = num_workers
+        resolve_num_workers(num_workers, option="data.num_workers")  # a bad value fails here
         if any(p.split is None for p in pairs):
             # Data without a split column (a manifest, a timbre table): hold out whole clips.
             pairs = pairs.split_by_audio(val_fraction, seed=split_seed)
@@ -62,7 +73,8 @@ class RatedPairDataModule(L.LightningDataModule):
     def _loader(self, pairs: RatedPairs, shuffle: bool) -> DataLoader:
         # Order and worker seeds never touch the global RNG, and the order is that of the epoch being
         # served, so resume=auto is exact with workers too (humanclap/data/sampling.py).
-        dataset = RatedPairDataset(pairs, self.featurizer.sample_rate)
+        dataset = RatedPairDataset(pairs, self.features)
+        workers = self.num_workers
         sampler = None
         if shuffle:
             trainer = self.trainer
@@ -77,10 +89,17 @@ class RatedPairDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=RatedPairCollator(self.featurizer),
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
             generator=loader_generator(run_seed()),
+        )
+
+    @property
+    def num_workers(self) -> int:
+        """Loader processes: ``num_workers`` as configured, ``auto`` resolved for this process."""
+        return resolve_num_workers(
+            self.num_workers_setting, option="data.num_workers", trainer=self.trainer
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -12,16 +12,18 @@ from torch.utils.data import Dataset
 
 from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer
 from humanclap.data.pairs import RatedPairs, unique_in_order
+from humanclap.features.clips import ClipFeatures
 
 log = logging.getLogger(__name__)
 
 
 class RatedPairDataset(Dataset):
-    """Item i = pair i's waveform (mono float32 at ``sample_rate``), text and score a_i."""
+    """Item i = pair i's clip features (``features(store, key)``: loaded and featurised, or read from
+    the feature cache), text and score a_i."""
 
-    def __init__(self, pairs: RatedPairs, sample_rate: int) -> None:
+    def __init__(self, pairs: RatedPairs, features: ClipFeatures) -> None:
         self.pairs = pairs
-        self.sample_rate = sample_rate
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -30,14 +32,15 @@ class RatedPairDataset(Dataset):
         pair = self.pairs[index]
         return {
             "index": index,
-            "audio": self.pairs.load_audio(pair.audio, self.sample_rate),
+            "audio": self.features(self.pairs.audio_store, pair.audio),
             "text": pair.text,
             "score": pair.score,
         }
 
 
 class RatedPairCollator:
-    """Featurises in the DataLoader (workers included), so the training step only runs the model."""
+    """Stacks clip features and tokenises texts in the DataLoader (workers included), so the training
+    step only runs the model."""
 
     def __init__(self, featurizer: ClapFeaturizer) -> None:
         self.featurizer = featurizer
@@ -45,7 +48,7 @@ class RatedPairCollator:
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
-            "audio": self.featurizer.audio([item["audio"] for item in items]),
+            "audio": self.featurizer.collate([item["audio"] for item in items]),
             "text": self.featurizer.text([item["text"] for item in items]),
             "score": torch.tensor([item["score"] for item in items], dtype=torch.float32),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from humanclap.backbones.embedder import Embedder
@@ -89,13 +90,25 @@ class Probe(Protocol):
 
 
 def run_probes(
-    probes: Mapping[str, Probe], embedder: Embedder, batch_size: int = 32, progress: bool = False
+    probes: Mapping[str, Probe],
+    embedder: Embedder,
+    batch_size: int = 32,
+    progress: bool = False,
+    feature_cache: str | Path | None = None,
+    num_workers: int = 0,
 ) -> tuple[dict[str, ProbeResult], EmbeddingCache]:
     """Run several probes on one model through one cache: ({name: ProbeResult}, cache).
 
     The union of all probes' inputs is embedded first in one pass (one progress bar per kind),
-    then each probe computes its metrics from cached rows.
+    then each probe computes its metrics from cached rows. ``feature_cache`` and ``num_workers``:
+    see :class:`EmbeddingCache`.
     """
-    cache = EmbeddingCache(embedder, batch_size=batch_size, progress=progress)
+    cache = EmbeddingCache(
+        embedder,
+        batch_size=batch_size,
+        progress=progress,
+        feature_cache=feature_cache,
+        num_workers=num_workers,
+    )
     cache.prefetch(probe.inputs() for probe in probes.values())
     return {name: probe.run(cache) for name, probe in probes.items()}, cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +19,9 @@ from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import AudioStore
 from humanclap.distributed import rank_and_world
 from humanclap.errors import NonFiniteError
-from humanclap.probes.sharded import embed_sharded
+from humanclap.features.clips import ClipFeatures
+from humanclap.features.loader import feature_batches
+from humanclap.probes.sharded import embed_sharded_local
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +49,32 @@ class EmbeddingCache:
         embedder: the model (``embed_audio`` / ``embed_text``).
         batch_size: inputs per model call.
         progress: show tqdm bars (rank 0) when embedding more than a batch.
+        feature_cache: root of the on-disk feature cache (:mod:`humanclap.features`), or ``None``.
+        num_workers: DataLoader workers that load and featurise clips the feature cache does not
+            hold yet; a pass over cached clips reads them in this process.
+
+    Stored clips (``audio``) of a model with ``featurizer`` and ``embed_audio_features`` (every
+    ``ClapBackbone``) go through :class:`humanclap.features.ClipFeatures`; other embedders get
+    waveforms.
     """
 
-    def __init__(self, embedder: Embedder, batch_size: int = 32, progress: bool = False) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        batch_size: int = 32,
+        progress: bool = False,
+        feature_cache: str | Path | None = None,
+        num_workers: int = 0,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.embedder = embedder
         self.batch_size = batch_size
         self.progress = progress
+        self.num_workers = num_workers
+        self.clips: ClipFeatures | None = None
+        if hasattr(embedder, "embed_audio_features") and hasattr(embedder, "featurizer"):
+            self.clips = ClipFeatures(embedder.featurizer, feature_cache)
         self._audio: dict[Hashable, torch.Tensor] = {}
         self._text: dict[str, torch.Tensor] = {}
         self.embedded = {"audio": 0, "text": 0}
@@ -66,13 +87,17 @@ class EmbeddingCache:
     # -- public requests ----------------------------------------------------------------------
     def audio(self, refs: Sequence[AudioRef]) -> torch.Tensor:
         """Rows for ``refs`` (in order), embedding the ones not seen yet."""
+        if self.clips is not None:
+            return self._rows(self._audio, refs, "audio", self._embed_stored)
         sample_rate = self.sample_rate
         return self._rows(
             self._audio,
             refs,
             "audio",
-            lambda batch: self._embed_audio(
-                [ref.store.load(ref.key, sample_rate) for ref in batch]
+            self._batched(
+                lambda batch: self._embed_audio(
+                    [ref.store.load(ref.key, sample_rate) for ref in batch]
+                )
             ),
         )
 
@@ -81,7 +106,10 @@ class EmbeddingCache:
     ) -> torch.Tensor:
         """Rows for generated audio: ``make(key)`` builds the waveform of a key not seen yet."""
         return self._rows(
-            self._audio, keys, "audio", lambda batch: self._embed_audio([make(k) for k in batch])
+            self._audio,
+            keys,
+            "audio",
+            self._batched(lambda batch: self._embed_audio([make(k) for k in batch])),
         )
 
     def text(self, texts: Sequence[str]) -> torch.Tensor:
@@ -90,7 +118,9 @@ class EmbeddingCache:
             self._text,
             texts,
             "text",
-            lambda batch: self.embedder.embed_text(list(batch), batch_size=self.batch_size),
+            self._batched(
+                lambda batch: self.embedder.embed_text(list(batch), batch_size=self.batch_size)
+            ),
         )
 
     def prefetch(self, inputs: Iterable[ProbeInputs]) -> None:
@@ -107,14 +137,40 @@ class EmbeddingCache:
     def _embed_audio(self, waves: list[np.ndarray]) -> torch.Tensor:
         return self.embedder.embed_audio(waves, batch_size=self.batch_size)
 
-    def _rows(self, table: dict, keys: Sequence[Hashable], kind: str, embed_batch) -> torch.Tensor:
+    def _embed_stored(self, refs: list[AudioRef], tick: Callable[[int], None]) -> torch.Tensor:
+        """Batches of features from the feature cache, or from worker processes for clips it lacks."""
+        clips = self.clips
+        assert clips is not None
+        cold = clips.directory is None or not all(clips.is_cached(r.store, r.key) for r in refs)
+        rows = []
+        for batch in feature_batches(
+            [(ref.store, ref.key) for ref in refs],
+            clips,
+            self.batch_size,
+            num_workers=self.num_workers if cold else 0,
+        ):
+            rows.append(self.embedder.embed_audio_features(batch))
+            tick(len(rows[-1]))
+        return torch.cat(rows)
+
+    def _batched(self, embed_batch) -> Callable:
+        def embed_local(items: list, tick: Callable[[int], None]) -> torch.Tensor:
+            chunks = []
+            for start in range(0, len(items), self.batch_size):
+                batch = items[start : start + self.batch_size]
+                chunks.append(embed_batch(batch))
+                tick(len(batch))
+            return torch.cat(chunks)
+
+        return embed_local
+
+    def _rows(self, table: dict, keys: Sequence[Hashable], kind: str, embed_local) -> torch.Tensor:
         if len(keys) == 0:
             raise ValueError(f"no {kind} inputs requested")
         missing = [key for key in dict.fromkeys(keys) if key not in table]
         if missing:
-            rows = embed_sharded(
-                missing, self._counted(embed_batch, kind, len(missing)), self.batch_size
-            )
+            tick = self._progress(kind, len(missing))
+            rows = embed_sharded_local(missing, lambda local: embed_local(local, tick))
             self._check_finite(rows, missing, kind)
             table.update(zip(missing, rows))
         return torch.stack([table[key] for key in keys])
@@ -132,7 +188,8 @@ class EmbeddingCache:
             f"(a diverged training run?), or the precision overflows, or those inputs hold NaN."
         )
 
-    def _counted(self, embed_batch, kind: str, total: int):
+    def _progress(self, kind: str, total: int) -> Callable[[int], None]:
+        """``tick(n)``: n more inputs of ``kind`` embedded (counted; a tqdm bar on rank 0)."""
         rank, world = rank_and_world()
         bar = tqdm(
             total=total,
@@ -142,15 +199,13 @@ class EmbeddingCache:
             leave=False,
         )
 
-        def counted(batch):
-            rows = embed_batch(batch)
-            self.embedded[kind] += len(batch)
-            bar.update(len(batch) * world)  # rank 0 sees its share; the others advance alike
+        def tick(count: int) -> None:
+            self.embedded[kind] += count
+            bar.update(count * world)  # rank 0 sees its share; the others advance alike
             if bar.n >= total:
                 bar.close()
-            return rows
 
-        return counted
+        return tick
 
 
 def _describe(key: Hashable) -> str:

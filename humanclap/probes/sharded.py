@@ -24,17 +24,30 @@ def embed_sharded(
     batch_size: int,
 ) -> torch.Tensor:
     """``embed_batch`` over ``items`` in chunks of ``batch_size``, sharded over ranks."""
+
+    def embed_local(local: list[Item]) -> torch.Tensor:
+        return torch.cat(
+            [
+                embed_batch(local[start : start + batch_size])
+                for start in range(0, len(local), batch_size)
+            ]
+        )
+
+    return embed_sharded_local(items, embed_local)
+
+
+def embed_sharded_local(
+    items: Sequence[Item], embed_local: Callable[[list[Item]], torch.Tensor]
+) -> torch.Tensor:
+    """``embed_local`` of this rank's share of ``items`` (r, r+W, ...), gathered in input order."""
     if not items:
         raise ValueError("nothing to embed")
     rank, world = rank_and_world()
     local = list(items[rank::world])
-    chunks = [
-        embed_batch(local[start : start + batch_size]) for start in range(0, len(local), batch_size)
-    ]
-    if chunks:
-        mine = torch.cat(chunks)
+    if local:
+        mine = embed_local(local)
     else:  # more ranks than items: this rank contributes nothing but must still take part
-        probe = embed_batch(list(items[:1]))
+        probe = embed_local(list(items[:1]))
         mine = probe.new_zeros((0, *probe.shape[1:]))
     parts = gather_rows(mine)
     out = parts[0].new_empty((len(items), *parts[0].shape[1:]))

@@ -47,6 +47,11 @@ MAY_CHANGE_ON_RESUME = (
     "overwrite_export",
     "trainer.max_epochs",
     "trainer.enable_progress_bar",
+    # where and how clips are featurised: the features, hence the results, are the same
+    "cache",
+    "cache_dir",
+    "probe_workers",
+    "data.num_workers",
 )
 
 

@@ -12,15 +12,13 @@ import torch
 from cli import run_train
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
+from humanclap.cpus import cgroup_cpu_quota, processes_sharing_cpus, usable_cpus
 from humanclap.lit.cpu_threads import (
     MARKER,
     SMALL_MODEL_PARAMETERS,
     ThreadsSettingError,
     apply_cpu_threads,
-    cgroup_cpu_quota,
     choose_threads,
-    processes_sharing_cpus,
-    usable_cpus,
 )
 
 BIG = 150_000_000  # a real CLAP backbone's size

@@ -1,0 +1,68 @@
+"""Batches of clip features from a DataLoader, so a cold pass loads and featurises in worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from humanclap.features.clips import ClipFeatures
+
+
+class _Failure:
+    """An error raised while loading one clip in a worker, re-raised as itself in the main process
+    (the DataLoader would wrap it in a traceback dump)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class ClipFeatureDataset(Dataset):
+    """Item i: the features of ``clips[i]`` (a ``(store, key)`` pair)."""
+
+    def __init__(self, clips: Sequence[tuple[Any, str]], features: ClipFeatures) -> None:
+        self.clips = list(clips)
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> Any:
+        store, key = self.clips[index]
+        try:
+            return self.features(store, key)
+        except Exception as error:  # noqa: BLE001 - handed to the main process, see _Failure
+            return _Failure(error)
+
+
+class _Collate:
+    def __init__(self, features: ClipFeatures) -> None:
+        self.features = features
+
+    def __call__(self, items: list[Any]) -> Any:
+        for item in items:
+            if isinstance(item, _Failure):
+                return item
+        return self.features.collate(items)
+
+
+def feature_batches(
+    clips: Sequence[tuple[Any, str]],
+    features: ClipFeatures,
+    batch_size: int,
+    num_workers: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """The featurizer batches of ``clips`` in order, ``batch_size`` clips each (the last may be short);
+    ``num_workers`` > 0 loads and featurises in that many worker processes."""
+    loader = DataLoader(
+        ClipFeatureDataset(clips, features),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=min(num_workers, max(1, -(-len(clips) // batch_size))),
+        collate_fn=_Collate(features),
+    )
+    for batch in loader:
+        if isinstance(batch, _Failure):
+            raise batch.error
+        yield batch
