@@ -81,6 +81,7 @@ class ClapFeaturizer:
         # The checkpoint decides the cropping mode, whatever the preprocessor file says: fused
         # models were trained on 4-channel fusion inputs, unfused ones on a single crop.
         self.truncation = "fusion" if enable_fusion else "rand_trunc"
+        self._token_ids: dict[str, list[int]] = {}  # text -> its token ids (see ``text``)
 
     @property
     def sample_rate(self) -> int:
@@ -156,11 +157,30 @@ class ClapFeaturizer:
         for index, text in enumerate(texts, start=first_index):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text {index}: expected a non-empty string, got {text!r}")
-        tokens = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=TEXT_MAX_TOKENS,
-            return_tensors="pt",
+        if getattr(self.tokenizer, "padding_side", "right") != "right":
+            tokens = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=TEXT_MAX_TOKENS,
+                return_tensors="pt",
+            )
+            return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        # The tokenizer's own batch call pads each text's ids on the right to the batch's longest;
+        # the ids of a text never change, so they are computed once per process (a training epoch
+        # tokenises the same texts again) and padded here exactly as it would.
+        known = self._token_ids
+        missing = [text for text in dict.fromkeys(texts) if text not in known]
+        if missing:
+            encoded = self.tokenizer(missing, truncation=True, max_length=TEXT_MAX_TOKENS)
+            known.update(zip(missing, encoded["input_ids"]))
+        ids = [known[text] for text in texts]
+        width = max(len(row) for row in ids)
+        input_ids = torch.full(
+            (len(ids), width), int(self.tokenizer.pad_token_id), dtype=torch.long
         )
-        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, values in enumerate(ids):
+            input_ids[row, : len(values)] = torch.tensor(values, dtype=torch.long)
+            attention_mask[row, : len(values)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}

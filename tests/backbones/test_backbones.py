@@ -456,3 +456,28 @@ def test_freeze_audio_tower_only():
 def test_a_single_string_is_refused_not_split_into_characters(tiny_backbone):
     with pytest.raises(TypeError, match="single string"):
         tiny_backbone.embed_text("a bright sound")
+
+
+def test_tokenising_equals_the_tokenizers_batch_call_whatever_was_tokenised_before(tiny_backbone):
+    """``featurizer.text`` keeps each text's ids and pads them itself: the same tensors as the
+    tokenizer's own padded batch call, for every batch, in any order, long texts cut at 77 tokens."""
+    featurizer = tiny_backbone.featurizer
+    texts = [
+        "a dog barks",
+        "rain " * 100,
+        "x",
+        "Ünïcode — 🎵 sound",
+        "  spaced   out  ",
+        "a dog barks",
+    ]
+    for batch in (texts, texts[2:3], texts[::-1], ["x", "a dog barks"]):
+        mine = featurizer.text(batch)
+        reference = featurizer.tokenizer(
+            batch, padding=True, truncation=True, max_length=77, return_tensors="pt"
+        )
+        assert torch.equal(mine["input_ids"], reference["input_ids"])
+        assert torch.equal(mine["attention_mask"], reference["attention_mask"])
+    assert (
+        mine["input_ids"].dtype == torch.long
+        and max(len(v) for v in featurizer._token_ids.values()) == 77
+    )
