@@ -28,6 +28,7 @@ from humanclap.features.disk import configured_root
 from humanclap.lit.callbacks import ProbeCallback, RandomState, SameHyperparameters
 from humanclap.lit.cpu_threads import apply_to_trainer
 from humanclap.lit.module import HumanClapModule
+from humanclap.lit.schedulers import early_stopping
 from humanclap.probes.build import build_probes
 from humanclap.recipe_files import RECIPES
 from humanclap.runs import launch, resume
@@ -47,6 +48,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
     ckpt_path = resume.checkpoint_to_resume(cfg.get("resume"), cfg.paths.output_dir, config)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # Before the model loads: a bad scheduler.* value fails at once.
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     backbone = build_backbone(cfg)
     feature_cache = configured_root(cfg.get("cache", True), cfg.get("cache_dir"))
     datamodule = instantiate(cfg.data, _partial_=True)(
@@ -56,6 +59,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         backbone=backbone,
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
         freeze_audio=cfg.freeze_audio,
         freeze_text=cfg.freeze_text,
         train_temperature_only=cfg.get("train_temperature_only", False),
@@ -104,6 +108,7 @@ def build_trainer(cfg: DictConfig, probes: ProbeCallback, backbone: ClapBackbone
     """``cfg.trainer`` with the run's callbacks, checked for a safe launch, with its CPU threads chosen.
 
     The monitored checkpoint comes first, so ``trainer.checkpoint_callback`` is the one export uses.
+    ``early_stopping.patience`` adds Lightning's EarlyStopping on the same ``monitor``.
     """
     best = ModelCheckpoint(
         dirpath=resume.checkpoint_dir(cfg.paths.output_dir),
@@ -119,6 +124,8 @@ def build_trainer(cfg: DictConfig, probes: ProbeCallback, backbone: ClapBackbone
         RandomState(),
         SameHyperparameters(),
     ]
+    stop = early_stopping(cfg.get("early_stopping"), cfg.monitor, cfg.monitor_mode)
+    callbacks += [stop] if stop is not None else []
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     # `precision=bf16-mixed` is a shortcut for trainer.precision (the trainer config's default when null).
     precision = {"precision": cfg.precision} if cfg.get("precision") is not None else {}

@@ -16,11 +16,13 @@ from humanclap.backbones.clap import ClapBackbone
 from humanclap.errors import HumanClapError
 from humanclap.lit.batchnorm import use_global_batchnorm
 from humanclap.lit.finite_guard import FiniteGuard
+from humanclap.lit.schedulers import Schedule
 from humanclap.losses import TERMS, HumanClapLoss
 
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer, L.Trainer], Schedule | None]
 
 
 class FreezeConfigError(HumanClapError, ValueError):
@@ -41,6 +43,8 @@ class HumanClapModule(L.LightningModule):
         backbone: the CLAP model being fine-tuned.
         loss: the recipe (which terms, which λ).
         optimizer: ``params -> Optimizer`` (Hydra ``_partial_: true``), e.g. AdamW(lr=1e-5).
+        scheduler: ``(optimizer, trainer) -> Schedule | None`` (``recipes/scheduler/``,
+            :mod:`humanclap.lit.schedulers`); ``None``: the learning rate stays ``optimizer.lr``.
         freeze_audio / freeze_text: keep a tower (encoder + projection) fixed: no gradients, and eval
             mode throughout (BatchNorm statistics and dropout fixed; ``ClapBackbone.freeze``).
         train_temperature_only: freezing both towers leaves only the temperature (logit scale) to
@@ -59,6 +63,7 @@ class HumanClapModule(L.LightningModule):
         freeze_text: bool = False,
         config: dict[str, Any] | DictConfig | None = None,
         train_temperature_only: bool = False,
+        scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
         if isinstance(config, DictConfig):
@@ -74,6 +79,7 @@ class HumanClapModule(L.LightningModule):
         self.backbone = backbone
         self.loss = loss
         self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         backbone.freeze(audio=freeze_audio, text=freeze_text)
         # The loss uses logit_scale_a for both directions (eq. 5); a trainable parameter that no loss
         # reaches makes DDP stop with "parameters that were not used in producing the loss".
@@ -138,6 +144,8 @@ class HumanClapModule(L.LightningModule):
             )
             details = {f"train/{name}": float(value) for name, value in zip(names, shares)}
             details["train/temperature"] = float(torch.exp(-self.backbone.logit_scale.detach()))
+            # The learning rate this step's update uses (the scheduler steps after the update).
+            details["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
             for logger in self.loggers:
                 logger.log_metrics(details, step=self.global_step)
         # The detached terms let FiniteGuard say which of them was non-finite.
@@ -157,13 +165,23 @@ class HumanClapModule(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_index: int) -> None:
         self.backbone.clamp_logit_scale()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """The optimizer, with its learning-rate schedule if there is one (Lightning steps it and
+        keeps its state in checkpoints)."""
         parameters = list(self.backbone.trainable_parameters())
         if not parameters:
             raise ValueError(
                 "nothing to train: both towers are frozen and no parameter requires grad"
             )
-        return self.optimizer_factory(parameters)
+        optimizer = self.optimizer_factory(parameters)
+        schedule = (
+            self.scheduler_factory(optimizer, self.trainer)
+            if self.scheduler_factory is not None
+            else None
+        )
+        if schedule is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": schedule.lightning_config()}
 
 
 def _check_freezing(

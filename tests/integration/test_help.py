@@ -22,6 +22,7 @@ TRAIN_GROUPS = (
     "probes",
     "trainer",
     "optimizer",
+    "scheduler",
     "logger",
     "sweep",
     "hydra/launcher",
@@ -104,6 +105,10 @@ def test_train_help_describes_each_option_and_marks_the_defaults(train_help):
     assert _option_line(train_help, "relevance").startswith(
         "  * relevance              Relevance (human-clap §IV)"
     )
+    assert _option_line(train_help, "cosine", "scheduler") == (
+        "    cosine    Linear warm-up over warmup_steps (CLaMP 3 §4.1: 1,000), then cosine decay; per step."
+    )
+    assert "early_stopping.patience=N" in train_help
     assert _option_line(train_help, "optuna").startswith(
         "    optuna  Hyperparameter search with Optuna"
     )
@@ -133,6 +138,7 @@ def test_train_help_marks_the_choices_of_the_command(tmp_path):
         ("probes", "timbre_trend"),
         ("trainer", "gpu"),
         ("optimizer", "adamw"),
+        ("scheduler", "constant"),
         ("logger", "wandb"),
     }
 
@@ -153,6 +159,7 @@ def test_evaluate_help_lists_evaluate_groups_only(evaluate_help):
         "ddp_spawn",
         "adamw",
         "csv",
+        "cosine",
         "optuna",
     ):
         assert not re.search(rf"^  [ *] {training_only} ", evaluate_help, re.MULTILINE), (

@@ -337,6 +337,71 @@ def test_sigkill_mid_epoch_then_resume_auto_equals_the_uninterrupted_run(tmp_pat
     )  # every epoch
 
 
+# A schedule that depends on the run's length, resumed mid-cosine (past 20 warm-up steps in epoch 0),
+# and early stopping that never triggers in 3 epochs but counts.
+COSINE = [
+    "scheduler=cosine",
+    "scheduler.warmup_steps=20",
+    "scheduler.min_lr_ratio=0.1",
+    "early_stopping.patience=5",
+]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_cosine(tmp_path_factory):
+    """The reference for the schedule: the tiny run with COSINE, never interrupted."""
+    tiny_clap(seed=SEED)  # built into the cache first, as for `uninterrupted`
+    root = tmp_path_factory.mktemp("uninterrupted_cosine")
+    process = _train(root / "run", root / "export", *COSINE, log=root / "log.txt")
+    assert process.wait(timeout=300) == 0, (root / "log.txt").read_text()[-3000:]
+    return root
+
+
+def _by_step(run_dir: Path, version: int, key: str) -> dict[int, str]:
+    """{global step: value as written} of one per-step metric of a CSV logger version."""
+    return {int(row["step"]): row[key] for row in _epoch_rows(run_dir, version) if row.get(key)}
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_continues_the_lr_schedule_and_early_stopping(
+    tmp_path, uninterrupted_cosine
+):
+    """Lightning keeps the scheduler and EarlyStopping state in every checkpoint: after a kill in
+    epoch 1 and resume=auto, every later step trains with exactly the uninterrupted run's lr."""
+    run, export, log = tmp_path / "run", tmp_path / "export", tmp_path / "log.txt"
+    process = _train(run, export, "resume=auto", *COSINE, log=log)
+    _wait_until_training_in_epoch(run, 1, process, log)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    killed = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (
+        killed["epoch"] == 0 and killed["lr_schedulers"][0]["last_epoch"] == killed["global_step"]
+    )
+
+    process = _train(run, export, "resume=auto", *COSINE, log=log)
+    assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert "resume=auto: continuing from" in log.read_text()
+
+    reference = _by_step(uninterrupted_cosine / "run", 0, "train/lr")
+    resumed = _by_step(run, 1, "train/lr")  # the CSV logger starts a new version on resume
+    first = killed["global_step"]
+    assert (
+        20 < first == min(resumed)
+    )  # resumed in the cosine part, at the step after the checkpoint
+    assert resumed == {step: lr for step, lr in reference.items() if step >= first}  # as written
+    assert len(set(resumed.values())) == len(resumed)  # a new lr every step: nothing stood still
+
+    final, expected = (
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)
+        for d in (run, uninterrupted_cosine / "run")
+    )
+    assert final["lr_schedulers"] == expected["lr_schedulers"]
+    (key,) = [key for key in final["callbacks"] if "EarlyStopping" in key]
+    assert final["callbacks"][key] == expected["callbacks"][key]  # wait_count, best_score, ...
+    assert final["callbacks"][key]["patience"] == 5
+    _assert_same_result(export, uninterrupted_cosine / "export")
+
+
 def _processes_with(*fragments: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
