@@ -162,6 +162,16 @@ def _check_same_run(path: Path, config: Mapping[str, Any], how: str) -> None:
         )
 
 
+_ABSENT = object()
+
+# Keys that runs of earlier versions did not store, with the value that does what those runs did:
+# a checkpoint without the key resumes under this value as if it had stored it.
+ADDED_LATER: dict[str, Any] = {
+    "scheduler": {"_target_": "humanclap.lit.schedulers.Constant"},
+    "early_stopping": {"patience": None, "min_delta": 0.0},
+}
+
+
 def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     if prefix.rstrip(".") in MAY_CHANGE_ON_RESUME:
         return []
@@ -169,6 +179,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, A
         return [
             difference
             for key in sorted(set(old) | set(new), key=str)
+            if not (key not in old and new.get(key) == ADDED_LATER.get(f"{prefix}{key}", _ABSENT))
             for difference in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
         ]
     return [] if old == new else [(prefix.rstrip("."), old, new)]

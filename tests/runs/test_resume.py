@@ -94,6 +94,27 @@ def test_auto_refuses_the_checkpoint_of_a_different_run(tmp_path):
     assert checkpoint_to_resume("auto", tmp_path, longer).endswith("last.ckpt")
 
 
+def test_a_checkpoint_from_before_schedules_and_the_feature_cache_resumes_with_their_defaults(
+    tmp_path,
+):
+    """Runs stored before ``scheduler``/``early_stopping`` existed did what their defaults do; the cache
+    and loader settings may change on resume (they change how clips are read, not the results)."""
+    _save(tmp_path / "checkpoints" / "last.ckpt")
+    now = {
+        **CONFIG,
+        "scheduler": {"_target_": "humanclap.lit.schedulers.Constant"},
+        "early_stopping": {"patience": None, "min_delta": 0.0},
+        "cache": False,
+        "cache_dir": "/elsewhere",
+        "probe_workers": 3,
+        "data": {"batch_size": 4, "num_workers": "auto"},
+    }
+    assert checkpoint_to_resume("auto", tmp_path, now).endswith("last.ckpt")
+    cosine = {**now, "scheduler": {"_target_": "humanclap.lit.schedulers.CosineWithWarmup"}}
+    with pytest.raises(ResumeMismatch, match=r"scheduler: None -> .*CosineWithWarmup"):
+        checkpoint_to_resume("auto", tmp_path, cosine)
+
+
 def test_explicit_path_must_exist_and_is_named_in_the_error(tmp_path):
     missing = tmp_path / "nope" / "last.ckpt"
     with pytest.raises(FileNotFoundError, match=str(missing)):
