@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from humanclap.backbones.resolve import resolve_model  # noqa: E402
 from humanclap.data.readers.manifest import read_manifest  # noqa: E402
 from humanclap.features import ClipFeatures, resolve_num_workers  # noqa: E402
+from humanclap.features.loader import from_transfer  # noqa: E402
 from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset  # noqa: E402
 from humanclap.probes.cache import AudioRef, EmbeddingCache  # noqa: E402
 
@@ -103,6 +104,7 @@ def loader_throughput(pairs, features, batch_size: int, workers: int, epochs: in
         first = None
         clips = 0
         for batch in loader:
+            batch = from_transfer(batch)  # what the data module does before the step
             if first is None:
                 first = time.perf_counter()
                 continue

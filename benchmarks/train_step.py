@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from humanclap.backbones import tiny_clap
 from humanclap.data.synthetic.sounds import synthetic_pairs
+from humanclap.features import ClipFeatures
 from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset
 from humanclap.lit.module import HumanClapModule
 from humanclap.losses import HumanClapLoss
@@ -29,7 +30,7 @@ def make_batches(backbone, n: int, batch_size: int) -> list[dict]:
     # 4 texts per sound, 80 % of sounds in train: enough pairs for n full batches.
     pairs = synthetic_pairs(n_sounds=n * batch_size // 3 + 8, texts_per_sound=4).select("train")
     loader = DataLoader(
-        RatedPairDataset(pairs, backbone.sample_rate),
+        RatedPairDataset(pairs, ClipFeatures(backbone.featurizer)),
         batch_size=batch_size,
         collate_fn=RatedPairCollator(backbone.featurizer),
         drop_last=True,

@@ -144,7 +144,7 @@ class ReplayDataModule(RatedPairDataModule):
 
     def _replay(self, pairs, per_epoch: list[list[list[int]]]) -> DataLoader:
         return DataLoader(
-            RatedPairDataset(pairs, self.featurizer.sample_rate),
+            RatedPairDataset(pairs, self.features),
             num_workers=0,
             batch_sampler=ReplayBatches(per_epoch),
             collate_fn=RatedPairCollator(self.featurizer),

@@ -5,9 +5,39 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from humanclap.features.clips import ClipFeatures
+
+# A tensor that a DataLoader worker hands to the main process goes through its own shared-memory
+# segment (~0.5-1 ms each, whatever its size); a NumPy array is pickled by value instead. A batch has
+# one big tensor (the features, already in shared memory: ``batch_tensor``) and several small ones
+# (index, is_longer, token ids, mask, scores), so the small ones travel as arrays.
+SMALL = 1 << 16  # elements
+
+
+def for_transfer(batch: Any) -> Any:
+    """In a DataLoader worker: ``batch`` with its small tensors as NumPy arrays (see ``from_transfer``)."""
+    from torch.utils.data import get_worker_info
+
+    if get_worker_info() is None:
+        return batch
+    return _map(
+        batch, lambda t: t.numpy() if isinstance(t, torch.Tensor) and t.numel() < SMALL else t
+    )
+
+
+def from_transfer(batch: Any) -> Any:
+    """In the main process: every NumPy array of ``batch`` back as a tensor."""
+    return _map(batch, lambda a: torch.from_numpy(a) if isinstance(a, np.ndarray) else a)
+
+
+def _map(value: Any, convert) -> Any:
+    if isinstance(value, dict):
+        return {key: _map(item, convert) for key, item in value.items()}
+    return convert(value)
 
 
 class _Failure:
@@ -44,7 +74,7 @@ class _Collate:
         for item in items:
             if isinstance(item, _Failure):
                 return item
-        return self.features.collate(items)
+        return for_transfer(self.features.collate(items))
 
 
 def feature_batches(
@@ -65,4 +95,4 @@ def feature_batches(
     for batch in loader:
         if isinstance(batch, _Failure):
             raise batch.error
-        yield batch
+        yield from_transfer(batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader
@@ -12,6 +13,7 @@ from humanclap.data.audio_check import check_audio
 from humanclap.data.pairs import RatedPairs
 from humanclap.data.sampling import loader_generator, run_seed, training_sampler
 from humanclap.features.clips import ClipFeatures
+from humanclap.features.loader import from_transfer
 from humanclap.features.workers import resolve_num_workers
 from humanclap.lit.dataset import RatedPairCollator, RatedPairDataset, warn_long_texts
 
@@ -101,6 +103,9 @@ class RatedPairDataModule(L.LightningDataModule):
         return resolve_num_workers(
             self.num_workers_setting, option="data.num_workers", trainer=self.trainer
         )
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return from_transfer(batch)  # small arrays from the workers back to tensors
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_pairs, shuffle=True)

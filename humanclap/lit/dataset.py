@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from humanclap.backbones.featurizer import TEXT_MAX_TOKENS, ClapFeaturizer
 from humanclap.data.pairs import RatedPairs, unique_in_order
 from humanclap.features.clips import ClipFeatures
+from humanclap.features.loader import for_transfer
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,16 @@ class RatedPairCollator:
         self.featurizer = featurizer
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
-            "audio": self.featurizer.collate([item["audio"] for item in items]),
-            "text": self.featurizer.text([item["text"] for item in items]),
-            "score": torch.tensor([item["score"] for item in items], dtype=torch.float32),
-        }
+        """The batch; in a worker its small tensors are NumPy arrays, which the data module turns
+        back into tensors in the main process (:func:`humanclap.features.loader.for_transfer`)."""
+        return for_transfer(
+            {
+                "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
+                "audio": self.featurizer.collate([item["audio"] for item in items]),
+                "text": self.featurizer.text([item["text"] for item in items]),
+                "score": torch.tensor([item["score"] for item in items], dtype=torch.float32),
+            }
+        )
 
 
 def warn_long_texts(
