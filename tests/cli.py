@@ -7,6 +7,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,44 @@ def run_train(tmp_path: Path, *overrides: str, timeout: float = 300) -> subproce
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A command that exited 0: what it printed, its wall time and its peak resident memory."""
+
+    output: str  # stdout and stderr, interleaved
+    seconds: float
+    peak_rss_gib: float  # the command's process, or the largest of the processes it waited for
+
+
+def run_module(cwd: Path, module: str, *args: str, timeout: float = 900) -> Finished:
+    """``python -m <module> <args>`` run in ``cwd`` with the tests' environment and nothing added
+    (unlike :func:`run_train`); it must exit 0. Measures the command alone (``os.wait4``)."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as output:
+        start = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            env=_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > timeout:
+                process.kill()
+                process.wait()
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            time.sleep(0.2)
+        seconds = time.monotonic() - start
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        output.seek(0)
+        text = output.read()
+    assert process.returncode == 0, text[-8000:]
+    return Finished(text, seconds, usage.ru_maxrss / 2**20)  # ru_maxrss: KiB on Linux
 
 
 def _env() -> dict[str, str]:

@@ -74,11 +74,17 @@ def write_csv(path, header, rows):
     return path
 
 
-def write_wav(path, frames: int = 1_600, sample_rate: int = 16_000, subtype: str = "PCM_16"):
-    """A mono wav of ``frames`` samples of a quiet 440 Hz tone (default 0.1 s at 16 kHz)."""
+def write_wav(
+    path,
+    frames: int = 1_600,
+    sample_rate: int = 16_000,
+    subtype: str = "PCM_16",
+    frequency: float = 440.0,
+):
+    """A mono wav of ``frames`` samples of a quiet tone (default 0.1 s of 440 Hz at 16 kHz)."""
     import soundfile as sf
 
-    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(frames) / sample_rate)
+    tone = 0.1 * np.sin(2 * np.pi * frequency * np.arange(frames) / sample_rate)
     sf.write(path, tone.astype(np.float32), sample_rate, subtype=subtype)
     return path
 

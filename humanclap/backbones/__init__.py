@@ -5,6 +5,7 @@ from humanclap.backbones.embedder import Embedder
 from humanclap.backbones.featurizer import ClapFeaturizer
 from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
 from humanclap.backbones.pretrained import CheckpointNotAvailable, from_pretrained
+from humanclap.backbones.random_full_size import build_clap_htsat_random, clap_htsat_random
 from humanclap.backbones.tiny import build_tiny_clap, tiny_clap
 
 __all__ = [
@@ -13,7 +14,9 @@ __all__ = [
     "ClapBackbone",
     "ClapFeaturizer",
     "Embedder",
+    "build_clap_htsat_random",
     "build_tiny_clap",
+    "clap_htsat_random",
     "from_laion_checkpoint",
     "from_pretrained",
     "tiny_clap",

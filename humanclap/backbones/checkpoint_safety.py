@@ -148,7 +148,12 @@ class ModelBuilder:
 _TINY = ModelBuilder(
     "humanclap.backbones.tiny", "tiny_clap", {"seed": WHOLE, "enable_fusion": FLAG}
 )
-# tiny_clap's `directory` is left out: a downloaded checkpoint does not choose where files are written.
+_RANDOM_FULL_SIZE = ModelBuilder(
+    "humanclap.backbones.random_full_size",
+    "clap_htsat_random",
+    {"enable_fusion": FLAG, "seed": WHOLE},
+)
+# The builders' `directory` is left out: a downloaded checkpoint does not choose where files are written.
 _PRETRAINED = ModelBuilder(
     "humanclap.backbones.pretrained",
     "from_pretrained",
@@ -187,7 +192,9 @@ MODEL_BUILDERS: dict[str, ModelBuilder] = {
     "humanclap.backbones.from_pretrained": _PRETRAINED,
     "humanclap.backbones.from_laion_checkpoint": _LAION,
     "humanclap.backbones.aggregation.with_transformer_heads": _HEADS,
+    "humanclap.backbones.clap_htsat_random": _RANDOM_FULL_SIZE,
     "humanclap.backbones.tiny.tiny_clap": _TINY,
+    "humanclap.backbones.random_full_size.clap_htsat_random": _RANDOM_FULL_SIZE,
     "humanclap.backbones.pretrained.from_pretrained": _PRETRAINED,
     "humanclap.backbones.laion_checkpoint.from_laion_checkpoint": _LAION,
 }

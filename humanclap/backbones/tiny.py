@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -88,7 +89,9 @@ def tiny_configs(enable_fusion: bool = False, vocab_size: int = 512) -> tuple[Cl
     return config, extractor
 
 
-def _train_tokenizer(directory: Path, vocab_size: int) -> RobertaTokenizer:
+def train_tokenizer(directory: Path, vocab_size: int) -> RobertaTokenizer:
+    """A byte-level BPE tokenizer trained on the embedded word list (RoBERTa's special tokens at
+    ids 0..4, at most ``vocab_size`` tokens), its files written to ``directory``."""
     bpe = ByteLevelBPETokenizer()
     words = _WORDS.split()
     # Both spellings: sentence-initial words have no leading space, all others do ("Ġword").
@@ -113,7 +116,7 @@ def build_tiny_clap(directory: str | Path, seed: int = 0, enable_fusion: bool = 
     directory.mkdir(parents=True, exist_ok=True)
     config, extractor_args = tiny_configs(enable_fusion)
     with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = _train_tokenizer(Path(scratch), config.text_config.vocab_size)
+        tokenizer = train_tokenizer(Path(scratch), config.text_config.vocab_size)
     config.text_config.vocab_size = len(tokenizer)
     # A private RNG: building into an empty cache must not change the caller's random stream
     # (a run that builds the model would otherwise differ from the same run with a warm cache).
@@ -126,9 +129,38 @@ def build_tiny_clap(directory: str | Path, seed: int = 0, enable_fusion: bool = 
     return directory
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """Where built models are kept: ``$HUMANCLAP_CACHE``, else ``~/.cache/humanclap``."""
     root = os.environ.get("HUMANCLAP_CACHE") or Path.home() / ".cache" / "humanclap"
     return Path(root)
+
+
+def recipe_directory(prefix: str, recipe: dict) -> Path:
+    """``<cache root>/<prefix>-<digest of recipe>``: one directory per distinct build."""
+    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_root() / f"{prefix}-{digest}"
+
+
+def build_once(path: Path, build: Callable[[Path], object]) -> bool:
+    """``build(scratch)`` into a scratch directory next to ``path``, renamed to ``path``, unless
+    ``path/config.json`` exists already; True if this call built it.
+
+    The rename is atomic, so concurrent processes (DDP ranks) never load a half-written directory.
+    """
+    if (path / "config.json").exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+    try:
+        build(scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    try:
+        scratch.rename(path)
+    except OSError:  # another process won the race; its copy is identical
+        shutil.rmtree(scratch, ignore_errors=True)
+    return True
 
 
 def tiny_clap(
@@ -136,22 +168,11 @@ def tiny_clap(
 ) -> ClapBackbone:
     """Build (once, cached by its recipe) and load the tiny CLAP through the checkpoint path."""
     if directory is None:
-        recipe = json.dumps(
-            {"version": TINY_VERSION, "seed": seed, "fusion": enable_fusion}, sort_keys=True
-        )
-        digest = hashlib.sha1(recipe.encode()).hexdigest()[:10]
-        directory = str(
-            _cache_root() / f"tiny-clap-{'fused' if enable_fusion else 'unfused'}-{digest}"
-        )
+        recipe = {"version": TINY_VERSION, "seed": seed, "fusion": enable_fusion}
+        kind = "fused" if enable_fusion else "unfused"
+        directory = str(recipe_directory(f"tiny-clap-{kind}", recipe))
     path = Path(directory)
-    if not (path / "config.json").exists():
-        # Build next to the target and rename, so concurrent processes (DDP ranks) never load a
-        # half-written directory.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-        build_tiny_clap(scratch, seed=seed, enable_fusion=enable_fusion)
-        try:
-            scratch.rename(path)
-        except OSError:  # another process won the race; its copy is identical
-            shutil.rmtree(scratch, ignore_errors=True)
+    build_once(
+        path, lambda scratch: build_tiny_clap(scratch, seed=seed, enable_fusion=enable_fusion)
+    )
     return from_pretrained(str(path), name=f"tiny{'-fused' if enable_fusion else ''}")

@@ -57,6 +57,7 @@ def model_card(
         "",
         f"{what}, fine-tuned with humanclap (`python -m humanclap.train`).",
         "",
+        *_not_pretrained(cfg.model),
         "| | |",
         "|---|---|",
         *(f"| {key} | {value} |" for key, value in rows),
@@ -109,6 +110,30 @@ def _heads_loading(export_dir: str) -> list[str]:
         "```bash",
         f"python -m humanclap.evaluate model={export_dir}",
         "```",
+    ]
+
+
+RANDOM_BUILDERS = ("tiny_clap", "clap_htsat_random")
+"""Model builders whose weights are random, not pretrained (humanclap/backbones/tiny.py,
+random_full_size.py): a card of a run on them says so."""
+
+
+def random_builder(node: Mapping[str, Any]) -> str | None:
+    """The ``_target_`` of a random base model (also under Transformer heads), else None."""
+    if node.get("backbone") is not None:
+        return random_builder(node["backbone"])
+    target = str(node.get("_target_", ""))
+    return target if target.rsplit(".", 1)[-1] in RANDOM_BUILDERS else None
+
+
+def _not_pretrained(node: Mapping[str, Any]) -> list[str]:
+    target = random_builder(node)
+    if target is None:
+        return []
+    return [
+        f"**Not pretrained**: the base model has random weights (`{target}`), so this run "
+        "shows that the pipeline works, not what fine-tuning a pretrained CLAP achieves.",
+        "",
     ]
 
 
