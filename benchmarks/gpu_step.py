@@ -4,7 +4,9 @@ The model is ``model=clap_htsat_random`` (random weights in the exact ``laion/cl
 architecture, 153.5 M parameters; ``--unfused``: ``laion/clap-htsat-unfused``'s), so nothing is
 downloaded. For each batch size a real DataLoader (``--num-workers`` worker processes, as
 ``data.num_workers``) reads generated 10 s wav files at 16 kHz, resamples them to 48 kHz and
-featurises them (log-mel, tokens) as training does; the step is forward + backward + AdamW over
+featurises them (log-mel, tokens) as training does, through the feature cache (``--feature-cache
+warm``, the default: the features are read, as in every epoch after the first; ``off``: computed,
+as in the first epoch); the step is forward + backward + AdamW over
 both towers with the run's default loss (wSCE + MAE), timed with ``torch.cuda.synchronize``. Per
 batch size it prints:
 
@@ -61,8 +63,11 @@ from humanclap.backbones.random_full_size import (
     clap_htsat_random,
 )
 from humanclap.backbones.tiny import train_tokenizer
-from humanclap.data.audio import load_audio
+from humanclap.data.audio import FileAudioStore, load_audio
+from humanclap.features import ClipFeatures
+from humanclap.features.loader import from_transfer
 from humanclap.lit.cpu_threads import apply_cpu_threads
+from humanclap.lit.dataset import RatedPairCollator
 from humanclap.losses import HumanClapLoss
 
 FILE_RATE = 16_000  # the generated wav files; the loader resamples them to the model's 48 kHz
@@ -87,34 +92,23 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sizes
 
 
-class GeneratedClips(Dataset):
-    """``length`` pairs over ``CLIPS`` wav files, audio loaded and resampled as training does."""
+class GeneratedPairs(Dataset):
+    """``length`` pairs over ``CLIPS`` wav files; each item's audio is what training's loader gives:
+    the clip's features from ``ClipFeatures`` (loaded, resampled and featurised, or read from the
+    feature cache when ``--feature-cache warm``)."""
 
-    def __init__(self, paths: list[Path], sample_rate: int, length: int) -> None:
-        self.paths, self.sample_rate, self.length = paths, sample_rate, length
+    def __init__(self, paths: list[Path], features: ClipFeatures, length: int) -> None:
+        self.paths, self.features, self.length = [str(p) for p in paths], features, length
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict:
         return {
-            "audio": load_audio(self.paths[index % len(self.paths)], self.sample_rate),
+            "index": index,
+            "audio": self.features(FileAudioStore(), self.paths[index % len(self.paths)]),
             "text": TEXTS[index % len(TEXTS)],
             "score": (index % 11) / 10,
-        }
-
-
-class Featurize:
-    """The collate step of training: log-mel features and token ids of a batch (in the workers)."""
-
-    def __init__(self, featurizer: ClapFeaturizer) -> None:
-        self.featurizer = featurizer
-
-    def __call__(self, items: list[dict]) -> dict:
-        return {
-            "audio": self.featurizer.audio([item["audio"] for item in items]),
-            "text": self.featurizer.text([item["text"] for item in items]),
-            "score": torch.tensor([item["score"] for item in items], dtype=torch.float32),
         }
 
 
@@ -195,11 +189,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_batch_size(backbone, paths, batch_size, args, device) -> dict[str, float]:
+def time_batch_size(backbone, paths, batch_size, args, device, features) -> dict[str, float]:
     loader = DataLoader(
-        GeneratedClips(paths, backbone.sample_rate, batch_size * (args.warmup + args.steps)),
+        GeneratedPairs(paths, features, batch_size * (args.warmup + args.steps)),
         batch_size=batch_size,
-        collate_fn=Featurize(backbone.featurizer),
+        collate_fn=RatedPairCollator(backbone.featurizer),
         num_workers=args.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=True,
@@ -213,7 +207,7 @@ def time_batch_size(backbone, paths, batch_size, args, device) -> dict[str, floa
     batches = iter(loader)
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
-        batch = next(batches)
+        batch = from_transfer(next(batches))  # as the data module does
         loaded = time.perf_counter()
         with precision_context(args.precision, device):
             audio = backbone.audio_embeddings(batch["audio"])
@@ -257,6 +251,13 @@ def main() -> int:
         "--peak-tflops", type=float, default=312.0, help="the device's peak (A100 bf16: 312)"
     )
     parser.add_argument("--unfused", action="store_true", help="laion/clap-htsat-unfused's shape")
+    parser.add_argument(
+        "--feature-cache",
+        choices=["warm", "off"],
+        default="warm",
+        help="warm: the clips' features are in the feature cache, as in every epoch after the "
+        "first (default); off: every clip is loaded and featurised, as in the first epoch",
+    )
     parser.add_argument("--clip-seconds", type=float, default=10.0)
     parser.add_argument(
         "--threads",
@@ -302,15 +303,32 @@ def main() -> int:
         print(
             f"featurisation: {feature_ms:.0f} ms per {args.clip_seconds:g} s clip (read a 16 kHz "
             f"wav, resample to 48 kHz, log-mel) in one process: the {args.num_workers} loader "
-            f"worker(s) feed at most ~{max(args.num_workers, 1) * 1e3 / feature_ms:.0f} clips/s"
+            f"worker(s) feed at most ~{max(args.num_workers, 1) * 1e3 / feature_ms:.0f} clips/s "
+            f"in a first epoch"
         )
+        features = ClipFeatures(
+            backbone.featurizer,
+            Path(scratch) / "features" if args.feature_cache == "warm" else None,
+        )
+        if args.feature_cache == "warm":
+            for path in paths:  # fill the cache, as the first epoch does
+                features(FileAudioStore(), str(path))
+            start = time.perf_counter()
+            for path in paths:
+                features(FileAudioStore(), str(path))
+            cached_ms = 1e3 * (time.perf_counter() - start) / len(paths)
+            print(
+                f"feature cache warm: {cached_ms:.2f} ms per clip to read its features, ~"
+                f"{max(args.num_workers, 1) * 1e3 / cached_ms:.0f} clips/s from the loader "
+                f"worker(s) (epochs after the first; --feature-cache off: the first epoch)"
+            )
         print(
             f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'loader wait ms':>15} {'wait %':>7} "
             f"{'compute ms':>11} {'ms/pair':>8} {'peak GiB':>9} {'MFU':>6} {'MFU compute':>12}"
         )
         for batch_size in args.batch_sizes:
             try:
-                t = time_batch_size(backbone, paths, batch_size, args, device)
+                t = time_batch_size(backbone, paths, batch_size, args, device, features)
             except torch.cuda.OutOfMemoryError:
                 print(f"{batch_size:>5} out of memory")
                 backbone.zero_grad(set_to_none=True)

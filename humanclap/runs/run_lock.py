@@ -27,7 +27,13 @@ class RunDirectoryInUse(HumanClapError):
 
 
 class RunLock:
-    """Exclusive locks on a run's directories, held until :meth:`release` or process exit."""
+    """Exclusive locks on a run's directories, held until :meth:`release` or process exit.
+
+    A forked child (a DataLoader worker) closes its copies of the lock's descriptors at once: an
+    ``flock`` lasts while any process holds a descriptor of it, so otherwise the workers of a killed
+    run would keep its directories locked until they notice their parent is gone (seconds), and the
+    requeued run would be refused.
+    """
 
     def __init__(self) -> None:
         self._handles: list[int] = []
@@ -55,6 +61,7 @@ class RunLock:
         os.ftruncate(handle, 0)
         os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}".encode())
         self._handles.append(handle)
+        _HELD.add(handle)
 
     def release(self) -> None:
         for directory in self._created:
@@ -62,9 +69,26 @@ class RunLock:
                 (directory / LOCK_FILE).unlink()
                 directory.rmdir()
         for handle in self._handles:
-            os.close(handle)  # closing the descriptor releases the flock
+            if handle in _HELD:  # else this is a forked child, which closed it already
+                _HELD.discard(handle)
+                os.close(handle)  # closing the descriptor releases the flock
         self._handles.clear()
         self._created.clear()
+
+
+_HELD: set[int] = set()  # the lock descriptors of this process
+
+
+def _forget_in_child() -> None:
+    for handle in _HELD:
+        try:
+            os.close(handle)  # the child's copy only: the parent's lock stays
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def claim_run_directories(

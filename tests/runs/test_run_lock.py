@@ -80,6 +80,46 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     ).release()
 
 
+def test_children_forked_by_a_killed_run_do_not_keep_its_lock(tmp_path):
+    """DataLoader workers are forked after the lock is taken and outlive a SIGKILLed run by seconds;
+    the requeued run must not be refused meanwhile."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+        import os, time
+        from humanclap.runs.run_lock import claim_run_directories
+        claim_run_directories({str(tmp_path / "out")!r}, {str(tmp_path / "export")!r}, False, False)
+        child = os.fork()
+        if child == 0:
+            time.sleep(60)  # a worker that has not noticed its parent is gone
+            os._exit(0)
+        print(child, flush=True)
+        time.sleep(60)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = None
+    try:
+        child = int(holder.stdout.readline())
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        os.kill(child, 0)  # still alive
+        claim_run_directories(
+            tmp_path / "out", tmp_path / "export", resuming=True, overwrite_export=False
+        ).release()
+    finally:
+        holder.kill()
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_an_existing_export_is_not_overwritten_silently(tmp_path):
     export = tmp_path / "checkpoints" / "run"
     export.mkdir(parents=True)
