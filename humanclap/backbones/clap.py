@@ -18,7 +18,7 @@ from torch import nn
 from transformers import ClapModel, ClapProcessor
 
 from humanclap.backbones.embedder import Waveform
-from humanclap.backbones.featurizer import ClapFeaturizer
+from humanclap.backbones.featurizer import ClapFeaturizer, expand_channels
 
 MAX_LOGIT_SCALE = math.log(100.0)
 """Upper bound of log(1/τ), as in CLIP/open_clip: the temperature never drops below 0.01."""
@@ -61,8 +61,11 @@ class ClapBackbone(nn.Module):
     def audio_embeddings(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Unit-norm audio embeddings e^audio from featurizer output (differentiable)."""
         device = self.device
+        features = expand_channels(  # a compact batch from a loader worker, on the device
+            {**features, "input_features": features["input_features"].to(device, self.dtype)}
+        )
         outputs = self.model.audio_model(
-            input_features=features["input_features"].to(device, self.dtype),
+            input_features=features["input_features"],
             is_longer=features["is_longer"].to(device),
         )
         return F.normalize(self.model.audio_projection(outputs.pooler_output), dim=-1)

@@ -46,12 +46,38 @@ def as_mono_array(wave: Waveform, what: str = "waveform") -> np.ndarray:
     return array
 
 
+CHANNELS = "input_features_channels"
+"""Key of a compact batch: ``input_features`` holds one of that many equal channels (``expand_channels``)."""
+
+
+def in_loader_worker() -> bool:
+    from torch.utils.data import get_worker_info
+
+    return get_worker_info() is not None
+
+
+def _one_channel(clip: dict[str, np.ndarray]) -> bool:
+    """A clip whose channels are one broadcast array (the feature cache's repeated crops)."""
+    features = clip["input_features"]
+    return features.ndim == 3 and features.strides[0] == 0
+
+
+def expand_channels(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``features`` with a compact ``input_features`` (see ``collate``) expanded to all its channels,
+    on whatever device it is; other batches unchanged."""
+    if CHANNELS not in features:
+        return features
+    features = dict(features)
+    channels = int(features.pop(CHANNELS))
+    compact = features["input_features"]
+    features["input_features"] = compact.expand(-1, channels, -1, -1).contiguous()
+    return features
+
+
 def batch_tensor(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """An uninitialised tensor for a batch; in a DataLoader worker it is allocated in shared memory
     (as torch's ``default_collate`` does), so handing it to the main process copies nothing."""
-    from torch.utils.data import get_worker_info
-
-    if get_worker_info() is None:
+    if not in_loader_worker():
         return torch.empty(tuple(shape), dtype=dtype)
     count = int(np.prod(shape))
     storage = torch.UntypedStorage._new_shared(count * torch.empty((), dtype=dtype).element_size())
@@ -129,16 +155,23 @@ class ClapFeaturizer:
         """A batch from ``clip`` outputs: ``input_features`` (B, ...), ``is_longer`` (B, 1)."""
         if len(clips) == 0:
             raise ValueError("featurize: no waveforms given")
-        features = batch_tensor((len(clips), *clips[0]["input_features"].shape))
+        longer = torch.tensor([bool(c["is_longer"]) for c in clips], dtype=torch.bool).unsqueeze(1)
+        shape = clips[0]["input_features"].shape
+        channels = shape[0] if len(shape) == 3 else 1
+        if channels > 1 and in_loader_worker() and all(_one_channel(c) for c in clips):
+            # Cached fused features of clips up to 10 s: four equal crops, read as one broadcast. A
+            # worker hands over the one crop, a quarter of the shared memory and of the copy to the
+            # device; the model's input step restores the four (``expand_channels``).
+            compact = batch_tensor((len(clips), 1, *shape[1:]))
+            rows = compact.numpy()
+            for row, clip in enumerate(clips):
+                np.copyto(rows[row], clip["input_features"][:1])
+            return {"input_features": compact, "is_longer": longer, CHANNELS: channels}
+        features = batch_tensor((len(clips), *shape))
         rows = features.numpy()
         for row, clip in enumerate(clips):
             np.copyto(rows[row], clip["input_features"])
-        return {
-            "input_features": features,
-            "is_longer": torch.tensor(
-                [bool(c["is_longer"]) for c in clips], dtype=torch.bool
-            ).unsqueeze(1),
-        }
+        return {"input_features": features, "is_longer": longer}
 
     def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
         """``first_index``: position of ``waves[0]`` in the caller's list, so errors name the real item."""

@@ -72,11 +72,10 @@ def _assert_same_batches(first, second):
         assert torch.equal(a["text"]["input_ids"], b["text"]["input_ids"])
 
 
-def _datamodule(pairs, backbone, cache_root, **kwargs):
-    data = RatedPairDataModule(
-        pairs, backbone.featurizer, batch_size=4, feature_cache=cache_root, **kwargs
+def _datamodule(pairs, backbone, cache_root, batch_size=4, **kwargs):
+    return RatedPairDataModule(
+        pairs, backbone.featurizer, batch_size=batch_size, feature_cache=cache_root, **kwargs
     )
-    return data
 
 
 def test_training_batches_losses_and_gradients_equal_the_uncached_path(
@@ -394,3 +393,51 @@ def test_ranks_featurise_disjoint_shares_of_the_clips(
     assert results[0][0] == results[1][0]
     # float32 rows depend on how clips are batched (~1e-7; tests/probes/test_ddp_probe.py uses float64)
     assert results[0][0] == pytest.approx(single, abs=1e-5, nan_ok=True)
+
+
+def test_worker_batches_of_cached_fused_clips_train_exactly_as_the_uncached_batches(
+    tmp_path, tiny_fused_backbone
+):
+    """A loader worker hands over one of the four equal crops of cached short fused clips (a quarter
+    of the shared memory); the model's input step restores them: same loss and gradients bit for bit."""
+    backbone = tiny_fused_backbone
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rows = [
+        [noise_wav(audio / f"s{i}.wav", 0.3 + 0.1 * i, seed=i), f"text {i}", i] for i in range(6)
+    ]
+    rows += [[noise_wav(audio / "long.wav", 1.5, seed=9), "a long one", 5]]  # 4 different crops
+    pairs = read_manifest(write_csv(tmp_path / "r.csv", ["audio", "text", "score"], rows))
+    plain = _batches(_datamodule(pairs, backbone, None, 2, val_fraction=0.6).val_dataloader())
+    data = _datamodule(pairs, backbone, tmp_path / "cache", 2, val_fraction=0.6, num_workers=1)
+    list(data.val_dataloader())  # fills the cache
+    warm = [data.on_before_batch_transfer(batch, 0) for batch in data.val_dataloader()]
+    compact = [b for b in warm if "input_features_channels" in b["audio"]]
+    assert compact and compact[0]["audio"]["input_features"].shape[1] == 1
+    assert any("input_features_channels" not in b["audio"] for b in warm)  # the long clip's batch
+
+    def step(batch):
+        module = HumanClapModule(
+            backbone,
+            HumanClapLoss({"wsce": 0.1, "mse": 1.0, "mae": 1.0}),
+            partial(torch.optim.AdamW, lr=1e-3),
+        )
+        backbone.zero_grad()
+        backbone.eval()  # a lone long clip in a batch cannot go through the fusion's BatchNorm in train mode
+        loss = module._terms(batch)["loss"]
+        loss.backward()
+        grads = [p.grad.clone() for p in backbone.parameters() if p.grad is not None]
+        backbone.eval()
+        backbone.zero_grad()
+        return loss.detach(), grads
+
+    for reference, batch in zip(plain, warm):
+        assert torch.equal(reference["index"], batch["index"])
+        assert torch.equal(
+            backbone.embed_audio_features(reference["audio"]),
+            backbone.embed_audio_features(batch["audio"]),
+        )
+        loss_plain, grads_plain = step(reference)
+        loss_warm, grads_warm = step(batch)
+        assert torch.equal(loss_plain, loss_warm)
+        assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_warm))
