@@ -157,12 +157,12 @@ def main() -> None:
 
         loader_root = scratch / "loader-cache"
         features = ClipFeatures(backbone.featurizer, loader_root)
-        cold_rate, *cached_rates = loader_throughput(pairs, features, args.batch_size, workers, 4)
+        cold_rate, *cached_rates = loader_throughput(pairs, features, args.batch_size, workers, 8)
         cached_rate = float(np.median(cached_rates))
         print(
             f"training loader, no model: cold epoch {cold_rate:.1f} clips/s; cached epochs "
-            + ", ".join(f"{rate:.0f}" for rate in cached_rates)
-            + f" clips/s (median {cached_rate:.0f})"
+            + f"{min(cached_rates):.0f}-{max(cached_rates):.0f} clips/s (median of "
+            + f"{len(cached_rates)}: {cached_rate:.0f})"
         )
         x = cached_other / cold_other
         y = cached_rate / cold_rate

@@ -318,9 +318,10 @@ def main() -> int:
                 features(FileAudioStore(), str(path))
             cached_ms = 1e3 * (time.perf_counter() - start) / len(paths)
             print(
-                f"feature cache warm: {cached_ms:.2f} ms per clip to read its features, ~"
-                f"{max(args.num_workers, 1) * 1e3 / cached_ms:.0f} clips/s from the loader "
-                f"worker(s) (epochs after the first; --feature-cache off: the first epoch)"
+                f"feature cache warm: {cached_ms:.2f} ms per clip to read its features, as in every "
+                f"epoch after the first (batching and the hand-over from the workers come on top: "
+                f"benchmarks/epoch_breakdown.py measures the whole loader; --feature-cache off: the "
+                f"first epoch)"
             )
         print(
             f"{'batch':>5} {'samples/s':>10} {'step ms':>9} {'loader wait ms':>15} {'wait %':>7} "

@@ -86,4 +86,5 @@ class ClipFeatures:
         if self.directory is None:
             return "feature cache: off (cache=false)"
         entries, size = cache_usage(self.directory)
-        return f"feature cache: {entries:,} clips, {size / 1e9:.2f} GB in {self.directory}"
+        amount = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+        return f"feature cache: {entries:,} clips, {amount} in {self.directory}"

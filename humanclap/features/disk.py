@@ -28,7 +28,7 @@ FORMAT_VERSION = 2  # bump when the entry layout changes
 
 
 class CacheSettingError(HumanClapError, ValueError):
-    """A ``cache=`` value that is not true or false."""
+    """A ``cache=`` value that is not true or false, or a ``cache_dir`` that cannot be used."""
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -55,9 +55,15 @@ def featurizer_directory(root: Path, description: dict[str, Any]) -> Path:
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     directory = root / f"{description.get('featurizer', 'features')}-{digest}"
     manifest = directory / "featurizer.json"
-    if not manifest.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(manifest, lambda handle: handle.write(text.encode()))
+    try:
+        if not manifest.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            _atomic_write(manifest, lambda handle: handle.write(text.encode()))
+    except OSError as error:
+        raise CacheSettingError(
+            f"cannot use {root} for the feature cache ({error.strerror or error}): pass "
+            f"cache_dir=<a writable directory>, or cache=false to featurise without it"
+        ) from None
     return directory
 
 

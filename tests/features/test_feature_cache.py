@@ -441,3 +441,10 @@ def test_worker_batches_of_cached_fused_clips_train_exactly_as_the_uncached_batc
         loss_warm, grads_warm = step(batch)
         assert torch.equal(loss_plain, loss_warm)
         assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_warm))
+
+
+def test_a_cache_dir_that_cannot_be_used_is_named_with_the_way_out(tmp_path, tiny_backbone):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(CacheSettingError, match=r"cannot use .*a-file.*cache_dir=.*cache=false"):
+        ClipFeatures(tiny_backbone.featurizer, blocker)
