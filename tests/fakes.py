@@ -145,3 +145,48 @@ def lightning_checkpoint(path, model, **extra):
         path,
     )
     return path
+
+
+def run_threaded_ranks(monkeypatch, world: int, work, timeout: float = 60):
+    """A process group of ``world`` ranks made of threads: ``work(rank)`` runs in each, the probes'
+    sharding (``humanclap.probes.sharded``/``cache``) sees (rank, world), and ``gather_rows`` is a real
+    all-gather between the threads. Returns ({rank: work's result}, {rank: the rows it gathered last}).
+    An error in one rank aborts the others and fails the test."""
+    import threading
+
+    from humanclap.probes import cache as cache_module
+    from humanclap.probes import sharded
+
+    local = threading.local()
+    barrier = threading.Barrier(world)
+    shared: dict = {}
+
+    def gather_rows(tensor):
+        barrier.wait(
+            timeout=timeout
+        )  # nobody overwrites `shared` before everyone read the last one
+        shared[local.rank] = tensor
+        barrier.wait(timeout=timeout)
+        return [shared[r] for r in range(world)]
+
+    monkeypatch.setattr(sharded, "rank_and_world", lambda: (local.rank, world))
+    monkeypatch.setattr(cache_module, "rank_and_world", lambda: (local.rank, world))
+    monkeypatch.setattr(sharded, "gather_rows", gather_rows)
+    results, errors = {}, []
+
+    def run(rank):
+        local.rank = rank
+        try:
+            results[rank] = work(rank)
+        except Exception as error:  # surfaced below
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=2 * timeout)
+    assert not errors, errors
+    assert sorted(results) == list(range(world))
+    return results, shared

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from fakes import write_csv
+from fakes import run_threaded_ranks, write_csv
 
 from humanclap.backbones.aggregation import ChunkedClapFeaturizer
 from humanclap.data.audio import FileAudioStore
@@ -78,6 +78,24 @@ def _datamodule(pairs, backbone, cache_root, batch_size=4, **kwargs):
     )
 
 
+def _loss_and_grads(backbone, batch, train: bool):
+    """The Human-CLAP loss of ``batch`` and the gradients it gives (dropout seeded alike)."""
+    torch.manual_seed(0)
+    module = HumanClapModule(
+        backbone,
+        HumanClapLoss({"wsce": 0.1, "mse": 1.0, "mae": 1.0}),
+        partial(torch.optim.AdamW, lr=1e-3),
+    )
+    backbone.zero_grad()
+    backbone.train(train)
+    loss = module._terms(batch)["loss"]
+    loss.backward()
+    grads = [p.grad.clone() for p in backbone.parameters() if p.grad is not None]
+    backbone.eval()
+    backbone.zero_grad()
+    return loss.detach(), grads
+
+
 def test_training_batches_losses_and_gradients_equal_the_uncached_path(
     tmp_path, manifest, tiny_fused_backbone
 ):
@@ -100,24 +118,8 @@ def test_training_batches_losses_and_gradients_equal_the_uncached_path(
     assert torch.equal(reference["input_features"], warm[0]["audio"]["input_features"])
     assert torch.equal(reference["is_longer"], warm[0]["audio"]["is_longer"])
 
-    def step(batch):
-        torch.manual_seed(0)
-        module = HumanClapModule(
-            backbone,
-            HumanClapLoss({"wsce": 0.1, "mse": 1.0, "mae": 1.0}),
-            partial(torch.optim.AdamW, lr=1e-3),
-        )
-        backbone.zero_grad()
-        backbone.train()
-        loss = module._terms(batch)["loss"]
-        loss.backward()
-        grads = [p.grad.clone() for p in backbone.parameters() if p.grad is not None]
-        backbone.eval()
-        backbone.zero_grad()
-        return loss.detach(), grads
-
-    loss_plain, grads_plain = step(plain[0])
-    loss_warm, grads_warm = step(warm[0])
+    loss_plain, grads_plain = _loss_and_grads(backbone, plain[0], train=True)
+    loss_warm, grads_warm = _loss_and_grads(backbone, warm[0], train=True)
     assert torch.equal(loss_plain, loss_warm)
     assert len(grads_plain) == len(grads_warm) > 0
     assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_warm))
@@ -353,43 +355,15 @@ def test_usage_reports_clips_and_size(tmp_path, manifest, tiny_backbone):
 def test_ranks_featurise_disjoint_shares_of_the_clips(
     tmp_path, monkeypatch, manifest, tiny_backbone
 ):
-    """Two ranks (threads; gather_rows a real all-gather between them) on a cold cache: each clip is
-    featurised by exactly one rank, and both get the same metrics as one process."""
-    import threading
-
-    from humanclap.probes import cache as cache_module
-    from humanclap.probes import sharded
-
+    """Two ranks (threads with a real all-gather) on a cold cache: each clip is featurised by exactly
+    one rank, and both get the same metrics as one process."""
     single, _ = _probe_metrics(manifest, tiny_backbone)
-    world, local, shared = 2, threading.local(), {}
-    barrier = threading.Barrier(world)
-
-    def gather_rows(tensor):
-        barrier.wait(timeout=60)
-        shared[local.rank] = tensor
-        barrier.wait(timeout=60)
-        return [shared[r] for r in range(world)]
-
-    monkeypatch.setattr(sharded, "rank_and_world", lambda: (local.rank, world))
-    monkeypatch.setattr(cache_module, "rank_and_world", lambda: (local.rank, world))
-    monkeypatch.setattr(sharded, "gather_rows", gather_rows)
-    results, errors = {}, []
-
-    def run(rank):
-        local.rank = rank
-        try:
-            results[rank] = _probe_metrics(manifest, tiny_backbone, feature_cache=tmp_path / "c")
-        except Exception as error:  # surfaced below
-            errors.append(error)
-            barrier.abort()
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
-    assert [results[r][1].clips.misses for r in range(world)] == [6, 6]
+    results, _ = run_threaded_ranks(
+        monkeypatch,
+        2,
+        lambda rank: _probe_metrics(manifest, tiny_backbone, feature_cache=tmp_path / "c"),
+    )
+    assert [results[r][1].clips.misses for r in range(2)] == [6, 6]
     assert results[0][0] == results[1][0]
     # float32 rows depend on how clips are batched (~1e-7; tests/probes/test_ddp_probe.py uses float64)
     assert results[0][0] == pytest.approx(single, abs=1e-5, nan_ok=True)
@@ -416,29 +390,15 @@ def test_worker_batches_of_cached_fused_clips_train_exactly_as_the_uncached_batc
     assert compact and compact[0]["audio"]["input_features"].shape[1] == 1
     assert any("input_features_channels" not in b["audio"] for b in warm)  # the long clip's batch
 
-    def step(batch):
-        module = HumanClapModule(
-            backbone,
-            HumanClapLoss({"wsce": 0.1, "mse": 1.0, "mae": 1.0}),
-            partial(torch.optim.AdamW, lr=1e-3),
-        )
-        backbone.zero_grad()
-        backbone.eval()  # a lone long clip in a batch cannot go through the fusion's BatchNorm in train mode
-        loss = module._terms(batch)["loss"]
-        loss.backward()
-        grads = [p.grad.clone() for p in backbone.parameters() if p.grad is not None]
-        backbone.eval()
-        backbone.zero_grad()
-        return loss.detach(), grads
-
     for reference, batch in zip(plain, warm):
         assert torch.equal(reference["index"], batch["index"])
         assert torch.equal(
             backbone.embed_audio_features(reference["audio"]),
             backbone.embed_audio_features(batch["audio"]),
         )
-        loss_plain, grads_plain = step(reference)
-        loss_warm, grads_warm = step(batch)
+        # eval mode: a lone long clip in a batch cannot pass the fusion's BatchNorm in train mode
+        loss_plain, grads_plain = _loss_and_grads(backbone, reference, train=False)
+        loss_warm, grads_warm = _loss_and_grads(backbone, batch, train=False)
         assert torch.equal(loss_plain, loss_warm)
         assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_warm))
 

@@ -3,15 +3,13 @@ and (under simulated DDP ranks) once across all ranks, with every rank holding t
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+from fakes import run_threaded_ranks
 
-import humanclap.probes.cache as cache_module
-import humanclap.probes.sharded as sharded
 from humanclap.data.pairs import RatedPair, RatedPairs
 from humanclap.probes.base import run_probes
 from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs
@@ -139,38 +137,14 @@ def test_bad_requests():
 def test_ranks_split_the_work_and_all_hold_every_row(monkeypatch, world):
     """Each rank in its own thread; gather_rows is a real all-gather between them."""
     single = RelevanceProbe(_pairs(ROWS_A + ROWS_B, Store(), "ab")).run(CountingEmbedder()).metrics
-    local = threading.local()
-    barrier = threading.Barrier(world)
-    shared: dict[int, torch.Tensor] = {}
-
-    def gather_rows(tensor):
-        barrier.wait(timeout=10)  # nobody overwrites `shared` before everyone read the last gather
-        shared[local.rank] = tensor
-        barrier.wait(timeout=10)
-        return [shared[r] for r in range(world)]
-
-    monkeypatch.setattr(sharded, "rank_and_world", lambda: (local.rank, world))
-    monkeypatch.setattr(cache_module, "rank_and_world", lambda: (local.rank, world))
-    monkeypatch.setattr(sharded, "gather_rows", gather_rows)
     store = Store()
     embedders = {r: CountingEmbedder() for r in range(world)}
-    results, errors = {}, []
 
-    def run(rank):
-        local.rank = rank
-        try:
-            probe = RelevanceProbe(_pairs(ROWS_A + ROWS_B, store, "ab"))
-            results[rank] = run_probes({"ab": probe}, embedders[rank], batch_size=1)
-        except Exception as error:  # surfaced below
-            errors.append(error)
-            barrier.abort()
+    def work(rank):
+        probe = RelevanceProbe(_pairs(ROWS_A + ROWS_B, store, "ab"))
+        return run_probes({"ab": probe}, embedders[rank], batch_size=1)
 
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors, errors
+    results, _ = run_threaded_ranks(monkeypatch, world, work, timeout=10)
     total_audio = sum((e.audio for e in embedders.values()), Counter())
     total_text = sum((e.text for e in embedders.values()), Counter())
     assert total_audio == Counter({0: 1, 1: 1, 2: 1, 3: 1})  # once across all ranks

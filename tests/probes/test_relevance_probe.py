@@ -4,16 +4,14 @@ against scipy/numpy; the sharded embedding helper with simulated ranks; one run 
 from __future__ import annotations
 
 import math
-import threading
 from collections import Counter
 
 import numpy as np
 import pytest
 import scipy.stats
 import torch
-from fakes import MemoryStore, VectorEmbedder, unit
+from fakes import MemoryStore, VectorEmbedder, run_threaded_ranks, unit
 
-import humanclap.probes.sharded as sharded
 from humanclap.data.pairs import RatedPair, RatedPairs
 from humanclap.data.synthetic.sounds import synthetic_pairs
 from humanclap.probes.relevance.probe import RelevanceProbe
@@ -300,42 +298,17 @@ def test_embed_sharded_single_process_keeps_order():
 def test_embed_sharded_reassembles_ranks(monkeypatch, n_items, world, batch_size):
     """Every rank runs embed_sharded in its own thread; gather_rows is a real all-gather over them."""
     items = [10 * i + 1 for i in range(n_items)]
-    local = threading.local()
-    barrier = threading.Barrier(world)
-    shared: dict[int, torch.Tensor] = {}
     embedded: dict[int, list[list[int]]] = {r: [] for r in range(world)}
 
-    def gather_rows(tensor):
-        shared[local.rank] = tensor
-        barrier.wait(timeout=10)
-        return [shared[r] for r in range(world)]
+    def work(rank):
+        def embed(batch):
+            embedded[rank].append(list(batch))
+            return torch.tensor([_row(i) for i in batch])
 
-    monkeypatch.setattr(sharded, "rank_and_world", lambda: (local.rank, world))
-    monkeypatch.setattr(sharded, "gather_rows", gather_rows)
-    results: dict[int, torch.Tensor] = {}
-    errors = []
+        return embed_sharded(items, embed, batch_size)
 
-    def run(rank):
-        local.rank = rank
-        try:
-
-            def embed(batch):
-                embedded[rank].append(list(batch))
-                return torch.tensor([_row(i) for i in batch])
-
-            results[rank] = embed_sharded(items, embed, batch_size)
-        except Exception as error:  # surfaced below
-            errors.append(error)
-            barrier.abort()
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-    assert not errors, errors
+    results, shared = run_threaded_ranks(monkeypatch, world, work, timeout=10)
     expected = [_row(i) for i in items]
-    assert sorted(results) == list(range(world))
     for rank in range(world):
         assert results[rank].tolist() == expected, rank
         # Rank r embeds items r, r+W, ... in batches; a rank without items embeds one item only to
