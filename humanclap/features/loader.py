@@ -91,6 +91,9 @@ def feature_batches(
         shuffle=False,
         num_workers=min(num_workers, max(1, -(-len(clips) // batch_size))),
         collate_fn=_Collate(features),
+        # A loader without a generator draws its workers' base seed from torch's global RNG: a probe
+        # pass in the middle of training would shift every later dropout mask of the run.
+        generator=torch.Generator().manual_seed(0),
     )
     for batch in loader:
         if isinstance(batch, _Failure):

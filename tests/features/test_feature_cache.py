@@ -408,3 +408,16 @@ def test_a_cache_dir_that_cannot_be_used_is_named_with_the_way_out(tmp_path, tin
     blocker.write_text("not a directory")
     with pytest.raises(CacheSettingError, match=r"cannot use .*a-file.*cache_dir=.*cache=false"):
         ClipFeatures(tiny_backbone.featurizer, blocker)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_probe_pass_leaves_torchs_global_random_state_alone(
+    tmp_path, manifest, tiny_backbone, num_workers
+):
+    """Probe passes run between training epochs: drawing from the global RNG (a DataLoader without its
+    own generator seeds its workers from it) would change every later dropout mask of the run."""
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    _probe_metrics(manifest, tiny_backbone, feature_cache=tmp_path / "c", num_workers=num_workers)
+    _probe_metrics(manifest, tiny_backbone, feature_cache=tmp_path / "c", num_workers=num_workers)
+    assert torch.equal(torch.get_rng_state(), state)
