@@ -142,6 +142,11 @@ def _unreachable(endpoint: str) -> str | None:
     return None
 
 
+def hub_unreachable() -> str | None:
+    """Why the configured hub cannot be asked now (HF_HUB_OFFLINE, no answer in time), or None."""
+    return _unreachable(constants.ENDPOINT)
+
+
 def _in_hub_cache(source: str) -> bool:
     try:
         snapshot_download(source, local_files_only=True)

@@ -13,6 +13,7 @@ or truncated file, not a sound a listener rated.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -50,21 +51,44 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     possible in float wavs).
     """
     path = Path(path)
-    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    _check_rate(sample_rate)
     if not path.exists():
         raise FileNotFoundError(f"audio file not found: {path}")
+    return _decode(str(path), str(path), sample_rate)
+
+
+def decode_audio_bytes(data: bytes, where: str, sample_rate: int) -> np.ndarray:
+    """:func:`load_audio` for an encoded file held in memory (a Hugging Face ``Audio`` column's
+    ``bytes``); errors start with ``where``."""
+    _check_rate(sample_rate)
+    return _decode(io.BytesIO(data), where, sample_rate)
+
+
+def read_error(error: Exception) -> str:
+    """libsndfile's reason, without the ``Error opening <_io.BytesIO object at 0x...>:`` of in-memory files."""
+    text = str(error)
+    if text.startswith("Error opening <_io.BytesIO") and ">: " in text:
+        return text.split(">: ", 1)[1]
+    return text
+
+
+def _check_rate(sample_rate: int) -> None:
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+
+
+def _decode(source, where: str, sample_rate: int) -> np.ndarray:
     try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, file_rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError) as err:
-        raise DataError(f"{path}: cannot read audio ({err})") from err
+        raise DataError(f"{where}: cannot read audio ({read_error(err)})") from err
     if data.shape[0] == 0:
-        raise DataError(f"{path}: zero-length audio")
+        raise DataError(f"{where}: zero-length audio")
     if not np.isfinite(data).all():
-        raise DataError(f"{path}: audio contains non-finite samples (NaN or inf)")
+        raise DataError(f"{where}: audio contains non-finite samples (NaN or inf)")
     short = too_short(data.shape[0], int(file_rate))
     if short:
-        raise DataError(f"{path}: {short}")
+        raise DataError(f"{where}: {short}")
     mono = data.mean(axis=1, dtype=np.float32)
     if file_rate != sample_rate:
         import torch

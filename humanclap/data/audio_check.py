@@ -6,6 +6,7 @@ and the file, or ``skip_bad=True`` drops and counts the pairs. See docs/data.md#
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from humanclap.data.audio import MIN_AUDIO_SECONDS, FileAudioStore, too_short
+from humanclap.data.audio import MIN_AUDIO_SECONDS, FileAudioStore, read_error, too_short
 from humanclap.data.pairs import DataError, RatedPairs, SkipReport
 
 log = logging.getLogger(__name__)
@@ -37,16 +38,17 @@ class ClipProblem:
     detail: str
 
 
-def clip_problem(path: str, decode: bool = False) -> ClipProblem | None:
-    """What is wrong with the audio file ``path``, or None if a run can read it."""
-    if not os.path.isfile(path):
+def clip_problem(path: str, decode: bool = False, data: bytes | None = None) -> ClipProblem | None:
+    """What is wrong with the audio file ``path`` (or the encoded file ``data``, held in memory), or
+    None if a run can read it."""
+    if data is None and not os.path.isfile(path):
         return ClipProblem(MISSING, "file not found")
     try:
-        with sf.SoundFile(path) as handle:
+        with sf.SoundFile(path if data is None else io.BytesIO(data)) as handle:
             frames, rate = handle.frames, handle.samplerate
             data = handle.read(dtype="float32", always_2d=True) if decode else None
     except (sf.SoundFileError, RuntimeError, OSError) as err:
-        return ClipProblem(UNREADABLE, f"cannot read audio ({err})")
+        return ClipProblem(UNREADABLE, f"cannot read audio ({read_error(err)})")
     if data is not None:
         frames = data.shape[0]
         if not np.isfinite(data).all():
@@ -68,10 +70,16 @@ def check_audio(
     problems: dict[str, ClipProblem | None] = {}
     started = time.perf_counter()
     for part in parts:
-        if isinstance(part.audio_store, FileAudioStore):
+        store = part.audio_store
+        check = (
+            clip_problem
+            if isinstance(store, FileAudioStore)
+            else getattr(store, "clip_problem", None)
+        )
+        if check is not None:  # generated stores have nothing to check
             for pair in part:
                 if pair.audio not in problems:
-                    problems[pair.audio] = clip_problem(pair.audio, decode)
+                    problems[pair.audio] = check(pair.audio, decode)
     bad = {path: problem for path, problem in problems.items() if problem is not None}
     if problems:
         log.info(

@@ -23,6 +23,9 @@ def clip_identity(store: Any, key: str) -> str | None:
         except OSError:
             return None  # loading it raises the error that names the file
         return f"file\0{os.path.realpath(key)}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    own = getattr(store, "clip_identity", None)
+    if own is not None:  # stores of several kinds of clips (humanclap.data.hf_source.HFAudioStore)
+        return own(key)
     fingerprint = getattr(store, "fingerprint", None)
     if fingerprint is None:
         return None
