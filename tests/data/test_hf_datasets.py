@@ -184,7 +184,8 @@ def test_undecodable_bytes_are_named_by_the_audio_check(tmp_path, clips):
     pairs = read_hf_pairs(folder, columns={"score": "rating"}, score_max=10)
     with pytest.raises(
         DataError,
-        match=r"saved, row 2: broken.wav#sha256=\w+: cannot read audio \(Format not recognised.\)\. 1 of 3 .*data.skip_bad_audio=true",
+        match=r"saved, row 2: broken.wav#sha256=\w+: cannot read audio \(Format not recognised.\)\. "
+        r"1 of 3 .*data.skip_bad_audio=true",
     ):
         check_audio([pairs])
     kept, report = check_audio([pairs], skip_bad=True)
