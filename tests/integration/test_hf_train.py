@@ -40,9 +40,10 @@ def test_train_and_evaluate_on_a_saved_dataset(tmp_path, compose_evaluate):
     line = SUMMARY_LINE.search(done.output)
     assert line, done.output[-3000:]
     (export,) = (tmp_path / "checkpoints").iterdir()
-    assert json.loads((export / "humanclap_run.json").read_text())["config"]["data"]["pairs"][
-        "path"
-    ] == "ratings"
+    assert (
+        json.loads((export / "humanclap_run.json").read_text())["config"]["data"]["pairs"]["path"]
+        == "ratings"
+    )
 
     cfg = compose_evaluate(
         f"model={export}",
