@@ -162,7 +162,9 @@ def match_ranks(scores: Tensor, matches: Tensor, depth: int) -> tuple[Tensor, Te
     )
 
 
-def ranking_means(ranks: Tensor, ks: Sequence[int], map_k: int) -> dict[str, float]:
+def ranking_means(
+    ranks: Tensor, ks: Sequence[int], map_k: int, relevant: Tensor | None = None
+) -> dict[str, float]:
     """R@k, MRR and mAP@map_k averaged over queries, from :func:`match_ranks` (depth ``map_k``).
 
     * ``R@k``: 1 if any match ranks <= k, else 0 -- the "R@k" of the CLAP papers (with one match
@@ -172,13 +174,17 @@ def ranking_means(ranks: Tensor, ks: Sequence[int], map_k: int) -> dict[str, flo
       ranked <= k, and 0 if none is (torchmetrics' ``retrieval_average_precision(top_k=k)``: the
       denominator is the matches *found* in the top k, not all matches). With one match per
       query, AP@k = 1/rank if rank <= k, else 0.
+    * ``relevant`` (matches per query) given: ``AP@k`` divides by it instead, as LAION-CLAP's
+      audio -> text mAP@10 divides by the 5 captions of a clip (training/train.py
+      ``evaluate_clotho_audiocaps``, after Xinhao Mei's audio-text_retrieval).
     """
     first = ranks[:, 0]
     values = {f"R@{k}": float((first <= k).double().mean()) for k in ks}
     values["MRR"] = float((1.0 / first).mean())
     found = ranks <= map_k
     precision = torch.arange(1, ranks.shape[1] + 1, dtype=torch.float64) / ranks
-    ap = (precision * found).sum(dim=1) / found.sum(dim=1).clamp(min=1)
+    denominator = found.sum(dim=1).clamp(min=1) if relevant is None else relevant.double()
+    ap = (precision * found).sum(dim=1) / denominator
     values[f"mAP@{map_k}"] = float(ap.mean())
     return values
 
@@ -187,13 +193,18 @@ OPTIMISTIC = "_optimistic"
 
 
 def retrieval_metrics(
-    scores: Tensor, matches: Tensor, ks: Sequence[int] = (1, 5, 10), map_k: int = 10
+    scores: Tensor,
+    matches: Tensor,
+    ks: Sequence[int] = (1, 5, 10),
+    map_k: int = 10,
+    map_over_all_matches: bool = False,
 ) -> dict[str, float]:
     """R@k, MRR and mAP@map_k of one retrieval direction (:func:`ranking_means`), with ties
     counted against the model, and the same with ties in its favour as ``<metric>_optimistic``.
 
     ``scores`` (queries x gallery, compared in float64) and the boolean ``matches`` of the same
     shape; rows without a match are left out. Also ``n_queries`` and ``n_gallery``.
+    ``map_over_all_matches``: mAP@k divides by all of a query's matches (LAION), not those found.
     """
     ks, map_k = check_cutoffs(ks, map_k)
     if scores.shape != matches.shape or scores.dim() != 2:
@@ -209,8 +220,9 @@ def retrieval_metrics(
         raise ValueError("no query has a match")
     scores, matches = scores[queries], matches[queries]
     pessimistic, optimistic = match_ranks(scores, matches, map_k)
-    metrics = ranking_means(pessimistic, ks, map_k)
-    lucky = ranking_means(optimistic, ks, map_k)
+    relevant = matches.sum(dim=1) if map_over_all_matches else None
+    metrics = ranking_means(pessimistic, ks, map_k, relevant)
+    lucky = ranking_means(optimistic, ks, map_k, relevant)
     metrics.update({f"{name}{OPTIMISTIC}": value for name, value in lucky.items()})
     metrics.update(n_queries=float(queries.sum()), n_gallery=float(scores.shape[1]))
     return metrics

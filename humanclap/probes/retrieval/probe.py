@@ -19,6 +19,7 @@ from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cac
 from humanclap.probes.metrics import OPTIMISTIC, check_cutoffs, retrieval_metrics
 
 DIRECTIONS = {"t2a": "text → audio", "a2t": "audio → text"}
+PROTOCOLS = ("unique_texts", "laion")
 
 
 class RetrievalProbe:
@@ -29,6 +30,10 @@ class RetrievalProbe:
         match_threshold: a pair with ``score >= match_threshold`` is a match.
         ks: cut-offs of R@k (hit rate: any match in the top k).
         map_k: cut-off of mAP@k (torchmetrics' definition, see docs/probes.md#retrieval).
+        protocol: ``unique_texts`` (each distinct text is one query; it matches every clip a pair
+            rates as a match) or ``laion``, LAION-CLAP's Clotho / AudioCaps evaluation: one text
+            query per matching pair (a caption row), matching its own clip only; audio -> text
+            mAP@k over all of the clip's captions (docs/probes.md#retrieval).
         batch_size: inputs per model call when ``run`` gets an ``Embedder``.
     """
 
@@ -40,9 +45,13 @@ class RetrievalProbe:
         match_threshold: float = 0.5,
         ks: Sequence[int] = (1, 5, 10),
         map_k: int = 10,
+        protocol: str = "unique_texts",
         batch_size: int = 32,
     ) -> None:
         self.ks, self.map_k = check_cutoffs(ks, map_k)
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+        self.protocol = protocol
         if len(pairs) == 0:
             raise ValueError(f"retrieval probe: {pairs.name} has no pairs")
         self.pairs = pairs
@@ -52,11 +61,19 @@ class RetrievalProbe:
         self.texts = unique_in_order(p.text for p in pairs)
         clip_index = {clip: i for i, clip in enumerate(self.clips)}
         text_index = {text: i for i, text in enumerate(self.texts)}
-        self.matches = torch.zeros(len(self.texts), len(self.clips), dtype=torch.bool)
-        """texts x clips: True where some pair of the two has score >= match_threshold."""
-        for p in pairs:
-            if p.score >= self.match_threshold:
-                self.matches[text_index[p.text], clip_index[p.audio]] = True
+        matching = [p for p in pairs if p.score >= self.match_threshold]
+        # The text queries (rows of matches): each distinct text, or each matching pair's text.
+        self.queries = (
+            [text_index[p.text] for p in matching]
+            if protocol == "laion"
+            else list(range(len(self.texts)))
+        )
+        self.matches = torch.zeros(len(self.queries), len(self.clips), dtype=torch.bool)
+        """queries x clips: True where the query's text (laion: its pair) matches the clip."""
+        for row, p in enumerate(matching):
+            self.matches[
+                row if protocol == "laion" else text_index[p.text], clip_index[p.audio]
+            ] = True
         if not bool(self.matches.any()):
             scores = [p.score for p in pairs]
             raise ValueError(
@@ -73,12 +90,12 @@ class RetrievalProbe:
         )
 
     def similarities(self, source: EmbeddingCache | Embedder) -> Tensor:
-        """Cosines texts x clips (float64, CPU) from the unit-norm embeddings."""
+        """Cosines queries x clips (float64, CPU) from the unit-norm embeddings (queries: see ``protocol``)."""
         cache = as_cache(source, self.batch_size)
         inputs = self.inputs()
         audio = cache.audio(inputs.audio).detach().cpu().double()
         text = cache.text(inputs.texts).detach().cpu().double()
-        return text @ audio.T
+        return (text @ audio.T)[self.queries]
 
     def run(self, source: EmbeddingCache | Embedder) -> ProbeResult:
         similarity = self.similarities(source)
@@ -87,7 +104,13 @@ class RetrievalProbe:
             ("t2a", similarity, self.matches),
             ("a2t", similarity.T, self.matches.T),
         ):
-            values = retrieval_metrics(scores, matches, self.ks, self.map_k)
+            values = retrieval_metrics(
+                scores,
+                matches,
+                self.ks,
+                self.map_k,
+                map_over_all_matches=self.protocol == "laion" and prefix == "a2t",
+            )
             metrics.update({f"{prefix}/{name}": value for name, value in values.items()})
         return ProbeResult(metrics, tables={"retrieval": self.table()})
 
@@ -100,7 +123,13 @@ class RetrievalProbe:
                 f"t2a = text → audio, a2t = audio → text. A pair with score ≥ {self.match_threshold:g} is a "
                 "match; R@k: any match in the top k; MRR: 1 / rank of the first match; "
                 f"mAP@{self.map_k}: precision at each match in the top {self.map_k}, averaged over the matches "
-                "found there (torchmetrics' definition). Ties count against the model: a tied wrong item "
+                + (
+                    "found there (torchmetrics' definition). "
+                    if self.protocol == "unique_texts"
+                    else "found there for t2a, over all the clip's matching texts for a2t (LAION-CLAP's "
+                    "Clotho / AudioCaps protocol: one query per caption row). "
+                )
+                + "Ties count against the model: a tied wrong item "
                 f"ranks ahead of a right one (`{OPTIMISTIC}` metrics break ties the other way)."
             ),
         )
