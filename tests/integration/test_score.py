@@ -23,6 +23,7 @@ from fakes import MemoryStore, VectorEmbedder, run_threaded_ranks, unit, write_c
 from omegaconf import OmegaConf
 from scipy import stats
 
+from humanclap.backbones import from_pretrained, tiny_clap
 from humanclap.backbones.resolve import resolve_model
 from humanclap.data.audio import load_audio
 from humanclap.data.pairs import DataError
@@ -75,17 +76,22 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def direct(project) -> dict[tuple[str, str], float]:
-    """cos(E_a(a), E_t(t)) of every pair from the tiny model loaded as evaluate loads it, each clip
-    read and embedded by hand (no cache, no feature cache)."""
-    backbone = resolve_model("tiny", seed=0).backbone
+def _by_hand(backbone, project: Path) -> dict[tuple[str, str], float]:
+    """cos(E_a(a), E_t(t)) of every pair, each clip read and embedded by hand (no embedding cache,
+    no feature cache)."""
     found = {}
     for audio, text in ROWS:
         wave = load_audio(project / audio, backbone.sample_rate)
         a = backbone.embed_audio([wave])
         t = backbone.embed_text([text])
         found[(audio, text)] = float((a * t).sum())
+    return found
+
+
+@pytest.fixture(scope="module")
+def direct(project) -> dict[tuple[str, str], float]:
+    """The cosines of the tiny model loaded as evaluate loads it (``model=tiny``, seed 0)."""
+    found = _by_hand(resolve_model("tiny", seed=0).backbone, project)
     assert any(c > 0 for c in found.values()) and any(c < 0 for c in found.values())
     return found
 
@@ -209,6 +215,32 @@ def test_the_folder_layout_scores_the_same_and_runs_are_deterministic(
         document["models"]["tiny"].pop("seconds")
         document.pop("config")
     assert repeated == summary
+
+
+def test_different_models_side_by_side_keep_their_own_scores(
+    compose_score, project, direct, tmp_path
+):
+    other = tiny_clap(seed=3)
+    directory = other.save_pretrained(tmp_path / "tiny-seed3")
+    cfg = compose_score(
+        f"data.path={project / 'prompts.csv'}",
+        f"models=[{directory},tiny]",
+        "names=[seed3,seed0]",
+        "progress=false",
+    )
+    returned = score(cfg)
+    assert list(returned) == ["seed3", "seed0"]
+    _, rows = _rows(Path(cfg.paths.output_dir) / "scores.csv")
+    by_hand = _by_hand(from_pretrained(str(directory)), project)
+    assert by_hand != pytest.approx(direct, abs=1e-3)  # another model, other scores
+    _check_scores(rows[: len(ROWS)], by_hand, ["seed3"])
+    _check_scores(rows[len(ROWS) :], direct, ["seed0"])
+    summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
+    assert summary["models"]["seed3"]["weights_sha256"] == weights_fingerprint(other)
+    assert summary["models"]["seed3"]["kind"] == "transformers_dir"
+    assert summary["models"]["seed0"]["mean"] == pytest.approx(
+        np.mean([max(c, 0.0) for c in direct.values()]), abs=1e-6
+    )
 
 
 def test_rated_data_is_scored_with_its_human_score(compose_score, project, direct, tmp_path):
