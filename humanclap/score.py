@@ -80,7 +80,8 @@ BOOTSTRAP_MEMORY = 4_000_000
 
 
 class ScoreSettingError(HumanClapError, ValueError):
-    """An option of ``humanclap.score`` that cannot work: an unset ``???`` data key, a bad bootstrap setting."""
+    """An option of ``humanclap.score`` that cannot work: an unset ``???`` data key, a bad bootstrap
+    setting, ``names`` that do not match the models."""
 
 
 # -- what is scored ----------------------------------------------------------------------------------
@@ -356,7 +357,9 @@ def _score(cfg: DictConfig, device: torch.device) -> dict[str, ModelScores]:
     scorer = PromptScorer(pairs, batch_size=cfg.batch_size)
     labels = list(cfg.get("names") or [None] * len(specs))
     if len(labels) != len(specs):
-        raise ValueError(f"names has {len(labels)} entries for {len(specs)} models")
+        raise ScoreSettingError(
+            f"names has {len(labels)} entries for {len(specs)} models: give one label per model"
+        )
     composed = model_choice() if OmegaConf.is_dict(cfg.get("model")) else None
     log.info("%s: %d pairs, %d clips, %d texts", pairs.name, len(pairs), *map(len, _unique(pairs)))
     results: list[ModelScores] = []
