@@ -186,3 +186,12 @@ def compose_evaluate(tmp_path):
 
     yield _composer("evaluate", tmp_path, {"output_dir": "evaluation"})
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def compose_score(tmp_path):
+    """Compose recipes/score.yaml, writing under tmp_path/score."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    yield _composer("score", tmp_path, {"output_dir": "score"})
+    GlobalHydra.instance().clear()

@@ -17,7 +17,7 @@ README = REPO / "README.md"
 MODES = ("run", "compose", "shell")
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
 INTERPRETERS = {"python", "python3", ".venv/bin/python"}
-HYDRA_APPS = {"humanclap.train", "humanclap.evaluate"}
+HYDRA_APPS = {"humanclap.train", "humanclap.evaluate", "humanclap.score"}
 ELISION = "..."
 MULTIRUN_FLAGS = {"-m", "--multirun"}
 # Hydra flags that print instead of running (help, config, info): such a command runs as printed.

@@ -1,5 +1,5 @@
-"""``--help`` of both entry points: each option of each group with its one-line description
-(the first comment line of recipes/<group>/<option>.yaml), and evaluate's own groups only."""
+"""``--help`` of the entry points: each option of each group with its one-line description
+(the first comment line of recipes/<group>/<option>.yaml); evaluate's and score's own groups only."""
 
 from __future__ import annotations
 
@@ -188,6 +188,22 @@ def test_evaluate_help_marks_the_model_of_the_command(tmp_path):
         "relevance",
         "retrieval",
     }
+
+
+def test_score_help_lists_the_data_and_models_it_scores(tmp_path):
+    text = _help(tmp_path, "humanclap.score")
+    assert text.startswith(
+        "python -m humanclap.score: CLAPScore = max(cos(audio, text), 0) (human-clap eq. 1)"
+    )
+    assert re.findall(r"^([a-z/]+): ", text, re.MULTILINE) == ["data"]
+    assert _option_line(text, "prompts", "data").startswith(
+        "  * prompts               Unrated (clip, prompt) pairs to score with humanclap.score"
+    )
+    assert _option_line(text, "manifest", "data").startswith("    manifest ")
+    assert _option_line(text, "tiny").startswith("  * tiny ")
+    assert "python -m humanclap.score data.path=clips data.prompts=prompts.csv" in text
+    assert "python -m humanclap.score data.path=prompts.csv --cfg job" in text
+    assert "(no description)" not in text
 
 
 def test_hydras_own_help_stays_available(evaluate_help, tmp_path):

@@ -197,6 +197,21 @@ def long_text(tmp):
     return _warning("humanclap.lit.dataset", lambda: _datamodule(tmp, rows))
 
 
+def _score_folder(tmp: Path, prompts) -> None:
+    from humanclap.data.readers.prompts import read_prompts
+
+    read_prompts(_clips(tmp), prompts=write_csv(tmp / "prompts.csv", ("file", "text"), prompts))
+
+
+def prompt_without_audio(tmp):
+    rows = [("a.wav", "a dog"), ("b", "rain"), ("c.wav", "a bell"), ("d.wav", "wind")]
+    return _error(lambda: _score_folder(tmp, [*rows, ("e.wav", "a cat")]))
+
+
+def audio_without_prompt(tmp):
+    return _error(lambda: _score_folder(tmp, [("a.wav", "a dog"), ("b.wav", "rain")]))
+
+
 def ckpt_target_torch_load(tmp):
     from humanclap.backbones.resolve import resolve_model
 
@@ -521,6 +536,12 @@ CASES: dict[str, Case] = {
     ),
     "text-long": Case(
         "a 5,000-character text (the text tower reads 77 tokens)", "warning", long_text
+    ),
+    "score-prompt-no-audio": Case(
+        "`humanclap.score`: a prompt naming no clip of the folder", "error", prompt_without_audio
+    ),
+    "score-audio-no-prompt": Case(
+        "`humanclap.score`: clips of the folder without a prompt", "error", audio_without_prompt
     ),
     # checkpoints
     "ckpt-target": Case(
