@@ -27,9 +27,7 @@ from humanclap.data.tables import read_csv_table, require_columns
 ESC50_TABLE = Path("meta", "esc50.csv")
 ESC50_COLUMNS = ("filename", "fold", "target", "category")
 ESC50_FOLDS = 5
-ESC50_SOURCE = (
-    "the ESC-50-master folder of github.com/karolpiczak/ESC-50 (meta/esc50.csv and audio/*.wav)"
-)
+ESC50_SOURCE = "the ESC-50-master folder of github.com/karolpiczak/ESC-50"
 
 
 def is_esc50_root(path: str | Path) -> bool:
@@ -56,7 +54,7 @@ def read_esc50(
         found = "no such directory" if not root.is_dir() else f"it has no {ESC50_TABLE}"
         raise DataError(
             f"{root}: not an ESC-50 folder ({found}); expected {root / ESC50_TABLE} and "
-            f"{root / 'audio'}/<filename>.wav: pass {ESC50_SOURCE}"
+            f"{root / 'audio'}/*.wav: pass {ESC50_SOURCE}"
         )
     header, records = read_csv_table(table)
     require_columns(table, header, ESC50_COLUMNS)

@@ -28,10 +28,7 @@ from humanclap.data.tables import read_csv_table, require_columns
 US8K_TABLE = Path("metadata", "UrbanSound8K.csv")
 US8K_COLUMNS = ("slice_file_name", "fold", "classID", "class")
 US8K_FOLDS = 10
-US8K_SOURCE = (
-    "the UrbanSound8K folder from urbansounddataset.weebly.com (metadata/UrbanSound8K.csv and "
-    "audio/fold1 ... audio/fold10)"
-)
+US8K_SOURCE = "the UrbanSound8K folder from urbansounddataset.weebly.com"
 
 
 def is_urbansound8k_root(path: str | Path) -> bool:

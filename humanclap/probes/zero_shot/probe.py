@@ -70,11 +70,12 @@ HEADERS = {
 }
 
 
-def check_templates(templates: Sequence[str] | str, what: str) -> dict[str, str]:
-    """slug -> template for a non-empty list of format strings whose only field is ``{x}``."""
+def check_templates(templates: Sequence[str] | str, what: str, field: str = "x") -> dict[str, str]:
+    """slug -> template for a non-empty list of format strings whose only field is ``{<field>}``."""
     if isinstance(templates, str) or not isinstance(templates, Sequence) or not templates:
         raise ValueError(
-            f"{what} must be a non-empty list of templates such as 'A {{x}} track', got {templates!r}"
+            f"{what} must be a non-empty list of templates such as 'A {{{field}}} track', "
+            f"got {templates!r}"
         )
     slugs: dict[str, str] = {}
     for template in templates:
@@ -82,11 +83,12 @@ def check_templates(templates: Sequence[str] | str, what: str) -> dict[str, str]
             fields = {f for _, f, _, _ in string.Formatter().parse(str(template)) if f is not None}
         except ValueError as err:
             raise ValueError(f"{what}: {template!r} is not a format string ({err})") from err
-        if fields != {"x"}:
+        if fields != {field}:
             raise ValueError(
-                f"{what}: {template!r} must contain {{x}} (the class name) and no other field"
+                f"{what}: {template!r} must contain {{{field}}} (the class name) and no other field"
             )
-        slug = re.sub(r"[^a-z0-9]+", "_", str(template).lower().replace("{x}", "x")).strip("_")
+        spelled = str(template).lower().replace(f"{{{field}}}", field)
+        slug = re.sub(r"[^a-z0-9]+", "_", spelled).strip("_")
         if slug in slugs:
             raise ValueError(
                 f"{what}: {slugs[slug]!r} and {template!r} have the same metric name {slug!r}"
