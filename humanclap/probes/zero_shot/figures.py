@@ -81,7 +81,9 @@ def confusion_matrix(counts: np.ndarray, classes: Sequence[str], title: str) -> 
     figure = Figure(figsize=(side + 1.2, side), layout="constrained")
     axes = figure.subplots()
     image = axes.imshow(counts, cmap="Blues", interpolation="nearest", vmin=0)
-    figure.colorbar(image, ax=axes, shrink=0.7, label="clips")
+    bar = figure.colorbar(image, ax=axes, shrink=0.7, label="clips")
+    bar.locator = MaxNLocator(integer=True)  # counts: no 0.5 ticks
+    bar.update_ticks()
     font = 8 if n <= 20 else 6 if n <= 40 else 5
     axes.set_xticks(range(n), list(classes), rotation=90, fontsize=font)
     axes.set_yticks(range(n), list(classes), fontsize=font)
