@@ -99,8 +99,8 @@ def require_datamodule(data_cfg: DictConfig) -> None:
     what to run instead."""
     target = data_cfg.get("_target_")
     try:
-        made = get_object(target) if target else None
-    except Exception:  # an unknown _target_: instantiate reports it as for any other config
+        made = get_object(target)
+    except Exception:  # no or an unknown _target_: instantiate reports it as for any other config
         return
     if isinstance(made, type) and issubclass(made, L.LightningDataModule):
         return
