@@ -98,9 +98,11 @@ def require_datamodule(data_cfg: DictConfig) -> None:
     evaluation sets ``data=esc50`` / ``data=urbansound8k`` (bare readers of labelled audio), with
     what to run instead."""
     target = data_cfg.get("_target_")
+    if not target:
+        return  # instantiate reports it as for any other config
     try:
         made = get_object(target)
-    except Exception:  # no or an unknown _target_: instantiate reports it as for any other config
+    except Exception:  # an unknown or moved _target_: the same
         return
     if isinstance(made, type) and issubclass(made, L.LightningDataModule):
         return
