@@ -3,7 +3,8 @@
 ``model`` is a config name from ``recipes/model/``, a transformers ClapModel directory, a LAION-CLAP
 ``.pt``, a Lightning ``.ckpt`` from ``humanclap.train`` or a hub id (see
 :mod:`humanclap.backbones.resolve`); ``models=[a,b,...]`` evaluates several side by side. The
-probes (``probes=[relevance,retrieval]``) measure the ``split`` of ``data``; every unique clip and
+probes (``probes=[relevance,retrieval]``) measure the ``split`` of ``data`` (labelled audio such as
+``data=esc50``: every clip, ``split=null``); every unique clip and
 text is embedded once per model and shared by all probes. Under ``torchrun`` the embedding is
 sharded over the processes and every process computes the same metrics; rank 0 writes
 ``metrics.json``, ``report.md`` and ``figures/`` to the run directory.
@@ -32,35 +33,53 @@ from humanclap.backbones.resolve import key_holding, model_config, model_config_
 from humanclap.cli import report_user_errors
 from humanclap.console import prepare_console
 from humanclap.data.pairs import DataError, RatedPairs
+from humanclap.data.readers.labelled_audio import LabelledAudio
 from humanclap.distributed import rank_and_world
 from humanclap.features.disk import configured_root
 from humanclap.features.workers import resolve_num_workers
 from humanclap.probes.base import run_probes
 from humanclap.probes.build import build_probes
 from humanclap.recipe_files import RECIPES
-from humanclap.reports.provenance import pairs_fingerprint, versions, weights_fingerprint
+from humanclap.reports.provenance import probe_data_fingerprint, versions, weights_fingerprint
 from humanclap.reports.report import ModelReport, write_evaluation
 
 log = logging.getLogger(__name__)
 
 
-def evaluation_pairs(data_cfg: DictConfig, split: str | None) -> RatedPairs:
-    """The pairs of ``data`` (a datamodule config or a bare pairs config) in ``split`` (None: all)."""
+def evaluation_data(data_cfg: DictConfig, split: str | None) -> RatedPairs | LabelledAudio:
+    """What ``data`` names (a datamodule config or a bare reader config), for the probes: rated
+    pairs in ``split`` (None: all), or labelled audio (``data=esc50``, ``data=urbansound8k``), which
+    has folds rather than splits, so ``split`` must be None."""
     pairs_cfg = data_cfg.pairs if "pairs" in data_cfg else data_cfg
     try:
-        pairs: RatedPairs = instantiate(pairs_cfg)
+        data = instantiate(pairs_cfg)
     except InstantiationException as error:
         if isinstance(error.__cause__, (DataError, ValueError, OSError)):
             raise error.__cause__ from None  # the reader's own message names the file and line
         raise
+    if isinstance(data, LabelledAudio):
+        if split is not None:
+            raise DataError(
+                f"{data.name} is labelled audio with folds, not splits: pass split=null (every "
+                f"clip) and select folds with data.folds=[1,2] (got split={split})"
+            )
+        return data
     if split is None:
-        return pairs
-    if split not in pairs.splits():
+        return data
+    if split not in data.splits():
         raise DataError(
-            f"{pairs.name} has no split '{split}'; splits present: {pairs.splits()} "
+            f"{data.name} has no split '{split}'; splits present: {data.splits()} "
             f"(choose one with split=<name>, or split=null for all pairs)"
         )
-    return pairs.select(split)
+    return data.select(split)
+
+
+def evaluation_pairs(data_cfg: DictConfig, split: str | None) -> RatedPairs:
+    """The pairs of ``data`` (a datamodule config or a bare pairs config) in ``split`` (None: all)."""
+    data = evaluation_data(data_cfg, split)
+    if isinstance(data, LabelledAudio):
+        raise DataError(f"{data.name} is labelled audio, not rated pairs (audio, text, score)")
+    return data
 
 
 def model_specs(cfg: DictConfig) -> list[Any]:
@@ -138,8 +157,7 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     feature_cache = configured_root(cfg.get("cache", True), cfg.get("cache_dir"))
     num_workers = resolve_num_workers(cfg.get("num_workers", "auto"), option="num_workers")
     specs = model_specs(cfg)
-    pairs = evaluation_pairs(cfg.data, cfg.split)
-    probes = build_probes(cfg.probes, pairs)
+    probes = build_probes(cfg.probes, evaluation_data(cfg.data, cfg.split))
     if not probes:
         raise ValueError(
             "no probes configured: pass probes=[relevance,retrieval] (see recipes/probes/)"
@@ -208,9 +226,9 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         report.name = unique
     if rank == 0:
         data = {
-            name: pairs_fingerprint(probe.pairs)
+            name: fingerprint
             for name, probe in probes.items()
-            if hasattr(probe, "pairs")
+            if (fingerprint := probe_data_fingerprint(probe)) is not None
         }
         provenance = {
             "versions": versions(),

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,6 +24,8 @@ from humanclap.backbones.pretrained import HubUnreachable
 from humanclap.backbones.resolve import key_holding
 from humanclap.cli import report_user_errors, user_error
 from humanclap.console import prepare_console
+from humanclap.data.readers.labelled_audio import LabelledAudio
+from humanclap.errors import HumanClapError
 from humanclap.features.disk import configured_root
 from humanclap.lit.callbacks import ProbeCallback, RandomState, SameHyperparameters
 from humanclap.lit.cpu_threads import apply_to_trainer
@@ -48,8 +50,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
     ckpt_path = resume.checkpoint_to_resume(cfg.get("resume"), cfg.paths.output_dir, config)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    # Before the model loads: a bad scheduler.* value fails at once.
+    # Before the model loads: a bad scheduler.* value or a data config that is no datamodule fails at once.
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    require_datamodule(cfg.data)
     backbone = build_backbone(cfg)
     feature_cache = configured_root(cfg.get("cache", True), cfg.get("cache_dir"))
     datamodule = instantiate(cfg.data, _partial_=True)(
@@ -84,6 +87,44 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             log.info(datamodule.features.usage())
         return export_run(cfg, trainer, module, probes)
+
+
+class DataConfigError(HumanClapError, ValueError):
+    """A ``data`` config that names no datamodule to train on."""
+
+
+def require_datamodule(data_cfg: DictConfig) -> None:
+    """Refuse a ``data`` config whose ``_target_`` is not a LightningDataModule, such as the
+    evaluation sets ``data=esc50`` / ``data=urbansound8k`` (bare readers of labelled audio), with
+    what to run instead."""
+    target = data_cfg.get("_target_")
+    if not target:
+        return  # instantiate reports it as for any other config
+    try:
+        made = get_object(target)
+    except Exception:  # an unknown or moved _target_: the same
+        return
+    if isinstance(made, type) and issubclass(made, L.LightningDataModule):
+        return
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    given = f"data={choices['data']}" if choices.get("data") else "this data config"
+    try:
+        returns = get_type_hints(made).get("return") if callable(made) else None
+    except Exception:  # annotations that do not resolve
+        returns = None
+    if returns is LabelledAudio:
+        raise DataConfigError(
+            f"{given} is an evaluation set of labelled audio, not rated pairs to train on: "
+            f"evaluate it with python -m humanclap.evaluate {given} data.root=<folder> split=null "
+            f"'probes=[zero_shot_classification]', or train on rated pairs and measure it after "
+            f"every epoch with 'probes=[relevance,zero_shot_classification]' "
+            f"probes.zero_shot_classification.data=<folder>"
+        )
+    raise DataConfigError(
+        f"{given} ({target}) is not a datamodule: humanclap.train needs a data config with "
+        f"_target_: humanclap.lit.datamodule.RatedPairDataModule and its pairs, as "
+        f"recipes/data/relate.yaml or manifest.yaml"
+    )
 
 
 def build_backbone(cfg: DictConfig) -> ClapBackbone:

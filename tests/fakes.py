@@ -1,5 +1,6 @@
 """Test doubles and small file writers shared by the tests: an in-memory audio store, 2-D unit vectors,
-an embedder with fixed vectors, CSV/wav writers, hostile checkpoint payloads."""
+an embedder with fixed vectors, CSV/wav writers, ESC-50 / UrbanSound8K folders, hostile checkpoint
+payloads."""
 
 from __future__ import annotations
 
@@ -87,6 +88,64 @@ def write_wav(
     tone = 0.1 * np.sin(2 * np.pi * frequency * np.arange(frames) / sample_rate)
     sf.write(path, tone.astype(np.float32), sample_rate, subtype=subtype)
     return path
+
+
+ESC50_HEADER = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
+US8K_HEADER = [
+    "slice_file_name",
+    "fsID",
+    "start",
+    "end",
+    "salience",
+    "fold",
+    "classID",
+    "class",
+]
+
+
+def write_esc50(root, clips, audio: bool = True) -> list:
+    """An ESC-50 folder as the ESC-50-master download lays it out: ``meta/esc50.csv`` and
+    ``audio/<fold>-<src_file>-<take>-<target>.wav`` (0.1 s tones, a different pitch per clip).
+
+    ``clips``: (fold, target, category) per clip, written in that order (the CSV's line i + 2).
+    Returns the absolute paths of the clips, in that order (``audio=False``: none is written)."""
+    from pathlib import Path
+
+    root = Path(root)
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    (root / "audio").mkdir(exist_ok=True)
+    rows, paths = [], []
+    for i, (fold, target, category) in enumerate(clips):
+        source = 100_000 + i
+        filename = f"{fold}-{source}-A-{target}.wav"
+        rows.append([filename, fold, target, category, "False", source, "A"])
+        paths.append((root / "audio" / filename).absolute())
+        if audio:
+            write_wav(paths[-1], frequency=220.0 + 40.0 * i)
+    write_csv(root / "meta" / "esc50.csv", ESC50_HEADER, rows)
+    return paths
+
+
+def write_urbansound8k(root, clips, audio: bool = True) -> list:
+    """An UrbanSound8K folder as its download lays it out: ``metadata/UrbanSound8K.csv`` and
+    ``audio/fold<N>/<fsID>-<classID>-0-0.wav`` (0.1 s tones, a different pitch per clip).
+
+    ``clips``: (fold, classID, class) per clip, in CSV order; returns the clips' absolute paths."""
+    from pathlib import Path
+
+    root = Path(root)
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
+    rows, paths = [], []
+    for i, (fold, index, name) in enumerate(clips):
+        source = 200_000 + i
+        filename = f"{source}-{index}-0-0.wav"
+        rows.append([filename, source, "0.0", "0.1", "1", fold, index, name])
+        paths.append((root / "audio" / f"fold{fold}" / filename).absolute())
+        if audio:
+            paths[-1].parent.mkdir(parents=True, exist_ok=True)
+            write_wav(paths[-1], frequency=220.0 + 40.0 * i)
+    write_csv(root / "metadata" / "UrbanSound8K.csv", US8K_HEADER, rows)
+    return paths
 
 
 class RunsWhenUnpickled:

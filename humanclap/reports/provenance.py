@@ -15,6 +15,7 @@ import torch
 
 from humanclap.data.audio import audio_fingerprint, missing_files
 from humanclap.data.pairs import RatedPairs, unique_in_order
+from humanclap.data.readers.labelled_audio import LabelledAudio
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,37 @@ def pairs_fingerprint(pairs: RatedPairs) -> dict[str, object]:
             missing[0],
         )
     return found
+
+
+def labelled_fingerprint(data: LabelledAudio) -> dict[str, object]:
+    """As :func:`pairs_fingerprint` for labelled audio: sha256 of the table (audio key, label,
+    family, fold per clip) and of the audio, with the numbers of clips, classes and folds."""
+    rows = [[c.audio, c.label, c.family, c.fold] for c in data]
+    table = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+    keys = unique_in_order(c.audio for c in data)
+    missing = missing_files(data.audio_store, keys)
+    found: dict[str, object] = {
+        "name": data.name,
+        "clips": len(keys),
+        "classes": len(data.classes),
+        "folds": data.folds(),
+        "table_sha256": table,
+        "audio_sha256": None if missing else audio_fingerprint(data.audio_store, keys),
+        "audio_missing": len(missing),
+    }
+    if missing:
+        found["audio_missing_first"] = missing[0]
+    return found
+
+
+def probe_data_fingerprint(probe: object) -> dict[str, object] | None:
+    """The fingerprint of what a probe measures: its ``pairs`` or its labelled ``data``; None for
+    a probe with neither (generated inputs)."""
+    if hasattr(probe, "pairs"):
+        return pairs_fingerprint(probe.pairs)
+    if isinstance(getattr(probe, "data", None), LabelledAudio):
+        return labelled_fingerprint(probe.data)
+    return None
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:

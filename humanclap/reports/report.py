@@ -124,7 +124,8 @@ def markdown_report(
         "|---|---|---:|---:|---:|---|",
     ]
     lines += [
-        f"| {probe} | {d['name']} | {d['pairs']} | {d['clips']} | {d['texts']} | `{d['table_sha256'][:12]}` |"
+        f"| {probe} | {d['name']} | {d.get('pairs', '–')} | {d['clips']} | "
+        f"{d.get('texts', '–')} | `{d['table_sha256'][:12]}` |"
         for probe, d in data.items()
     ]
     for probe in models[0].results:

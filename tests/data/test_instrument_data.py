@@ -299,6 +299,7 @@ def test_synthetic_instruments_are_deterministic_with_folds_and_distinct_spectra
         "synthetic", folds=[2], synthetic={"clips_per_class": 3}
     ).folds() == ["2"]
     with pytest.raises(
-        DataError, match=r"nowhere\.txt: not 'synthetic', a TinySOL audio directory or a \.csv"
+        DataError,
+        match=r"nowhere\.txt: not 'synthetic', a TinySOL, ESC-50 or UrbanSound8K folder or a \.csv",
     ):
         load_labelled_audio("nowhere.txt")

@@ -103,7 +103,7 @@ def test_train_help_describes_each_option_and_marks_the_defaults(train_help):
         "  * tiny                                A ~60k-parameter random ClapModel built offline: fast, for"
     )
     assert _option_line(train_help, "relevance").startswith(
-        "  * relevance              Relevance (human-clap §IV)"
+        "  * relevance                 Relevance (human-clap §IV)"
     )
     assert _option_line(train_help, "cosine", "scheduler") == (
         "    cosine    Linear warm-up over warmup_steps (CLaMP 3 §4.1: 1,000), then cosine decay; per step."
@@ -176,7 +176,7 @@ def test_evaluate_help_lists_evaluate_groups_only(evaluate_help):
         "    relate                RELATE (human-clap §II-B)"
     )
     assert _option_line(evaluate_help, "bat").startswith(
-        "    bat                    Before-After Test"
+        "    bat                       Before-After Test"
     )
 
 

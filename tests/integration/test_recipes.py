@@ -227,14 +227,19 @@ def test_run_name_includes_recipe(compose_train):
 
 def test_probes_get_the_run_pairs_only_if_they_take_them(compose_evaluate):
     """A probe measures the run's pairs when its _target_ takes `pairs` and its config gives none; the
-    probes that bring their own data take none (humanclap/probes/build.py)."""
-    from humanclap.probes.build import measures_run_pairs
+    probes that bring their own data take none; zero_shot_classification measures the run's labelled
+    audio when its config gives no `data` (humanclap/probes/build.py)."""
+    from humanclap.probes.build import measures_run_labels, measures_run_pairs
 
     names = sorted(path.stem for path in (RECIPES / "probes").glob("*.yaml"))
     probes = compose_evaluate(f"probes=[{','.join(names)}]").probes
     assert {name for name, spec in probes.items() if not measures_run_pairs(spec)} == {
         "timbre_trend",
+        "zero_shot_classification",
         "zero_shot_instruments",
+    }
+    assert {name for name, spec in probes.items() if measures_run_labels(spec)} == {
+        "zero_shot_classification"
     }
     own = {
         **OmegaConf.to_container(probes.relevance),

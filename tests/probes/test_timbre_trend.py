@@ -670,7 +670,7 @@ def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeyp
     cfg = compose_evaluate("probes=[relevance,timbre_trend]")
     assert set(cfg.probes) == {"relevance", "timbre_trend"}
     probes = build_probes(
-        {"timbre_trend": cfg.probes.timbre_trend}, default_pairs="validation pairs (not passed)"
+        {"timbre_trend": cfg.probes.timbre_trend}, default_data="validation pairs (not passed)"
     )
     probe = probes["timbre_trend"]
     assert isinstance(probe, TimbreTrendProbe) and built == [(("eq", "reverb"), 5.0, 48_000)]
@@ -690,7 +690,7 @@ def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeyp
         "probes.timbre_trend.top_n=2",
         "probes.timbre_trend.template='a {descriptor} sound'",
     )
-    probe = build_probes(cfg.probes, default_pairs=None)["timbre_trend"]
+    probe = build_probes(cfg.probes, default_data=None)["timbre_trend"]
     assert list(probe.descriptors) == ["eq"] and [d.word for d in probe.descriptors["eq"]] == [
         "warm",
         "bright",
@@ -702,7 +702,7 @@ def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeyp
         "probes=timbre_trend", f"probes.timbre_trend.references=[{tmp_path / 'nope.wav'}]"
     )
     with pytest.raises(ProbeConfigError, match="timbre_trend.*nope.wav: no such file"):
-        build_probes(cfg.probes, default_pairs=None)
+        build_probes(cfg.probes, default_data=None)
 
 
 def test_from_files_checks_the_file_matches_the_effect(monkeypatch):

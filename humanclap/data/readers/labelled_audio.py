@@ -169,6 +169,61 @@ def _mapped(value: str, labels: Mapping[str, str], where: str, what: str) -> str
     return prompt_name(labels.get(value, value), where, what)
 
 
+def laion_label(raw: str, labels: Mapping[str, str], where: str) -> str:
+    """A dataset's class name as LAION-CLAP's zero-shot evaluation writes it in the prompt: ``_`` as
+    a space (``chirping_birds`` -> ``chirping birds``, LAION-AI/CLAP
+    ``class_labels/ESC50_class_labels_indices_space.json``). ``labels``, keyed by the raw name or
+    the cleaned one, renames a class."""
+    cleaned = " ".join(raw.replace("_", " ").split())
+    return prompt_name(labels.get(raw, labels.get(cleaned, cleaned)), where)
+
+
+def fold_number(value: str, count: int, where: str) -> str:
+    """``value`` as a fold "1" .. ``count`` (as text), or a DataError naming ``where``."""
+    text = value.strip()
+    if not text.isdigit() or not 1 <= int(text) <= count:
+        raise DataError(f"{where}: fold {value!r} is not one of 1..{count}")
+    return str(int(text))
+
+
+@dataclass(frozen=True)
+class IndexedClip:
+    """A clip read from a benchmark's table, with its class index and the file line it came from."""
+
+    index: int
+    clip: LabelledClip
+    where: str
+
+
+def class_indexed(
+    rows: list[IndexedClip],
+    name: str,
+    folds: Iterable[int | str] | int | str | None,
+) -> LabelledAudio:
+    """The clips in class-index order (stable), so ``classes`` come in the dataset's own order
+    (ESC-50 ``target``, UrbanSound8K ``classID``). One index must name one label and one label one
+    index: a clash is an error naming both lines. Only the selected folds' audio must exist."""
+    label_of: dict[int, IndexedClip] = {}
+    index_of: dict[str, IndexedClip] = {}
+    for row in rows:
+        first = label_of.setdefault(row.index, row)
+        if first.clip.label != row.clip.label:
+            raise DataError(
+                f"{row.where}: class index {row.index} is {row.clip.label!r} here and "
+                f"{first.clip.label!r} at {first.where}"
+            )
+        first = index_of.setdefault(row.clip.label, row)
+        if first.index != row.index:
+            raise DataError(
+                f"{row.where}: class {row.clip.label!r} has index {row.index} here and "
+                f"{first.index} at {first.where}"
+            )
+    ordered = sorted(rows, key=lambda row: row.index)
+    return _selected_with_audio(
+        [row.clip for row in ordered], [row.where for row in ordered], name, folds
+    )
+
+
 def read_labelled_manifest(
     path: str | Path,
     audio_root: str | Path | None = None,

@@ -1,4 +1,5 @@
-"""Figures of the zero-shot instrument probe: positive vs negative cosine histograms and top-2 margins.
+"""Figures of the zero-shot probes: positive vs negative cosine histograms and top-2 margins
+(instruments), and the confusion matrix (classification).
 
 two-tower §"Method Summary" analyses "similarity distributions between positive and negative
 pairs" and "model confidence through top-2 class similarity differences"; its Fig. 3b contrasts
@@ -8,6 +9,8 @@ place of the class texts; (c): best minus second-best class cosine per clip.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -67,4 +70,35 @@ def similarity_histograms(
     third.xaxis.set_major_locator(MaxNLocator(4))
     third.title.set_fontsize("medium")
     third.legend(fontsize="small")
+    return figure
+
+
+def confusion_matrix(counts: np.ndarray, classes: Sequence[str], title: str) -> Figure:
+    """Clip counts, rows = true class, columns = predicted class; sized and lettered so that 50
+    classes (ESC-50) stay readable: small labels, the predicted ones rotated, counts in the cells."""
+    n = len(classes)
+    side = min(max(4.0, 0.24 * n + 2.5), 16.0)
+    figure = Figure(figsize=(side + 1.2, side), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(counts, cmap="Blues", interpolation="nearest", vmin=0)
+    bar = figure.colorbar(image, ax=axes, shrink=0.7, label="clips")
+    bar.locator = MaxNLocator(integer=True)  # counts: no 0.5 ticks
+    bar.update_ticks()
+    font = 8 if n <= 20 else 6 if n <= 40 else 5
+    axes.set_xticks(range(n), list(classes), rotation=90, fontsize=font)
+    axes.set_yticks(range(n), list(classes), fontsize=font)
+    axes.set(xlabel="predicted class (top-1; ties count against the model)", ylabel="true class")
+    axes.set_title(title, fontsize="medium")
+    high = counts.max() if counts.size else 0
+    for (row, column), count in np.ndenumerate(counts):
+        if count:
+            axes.text(
+                column,
+                row,
+                str(int(count)),
+                ha="center",
+                va="center",
+                fontsize=font - 1,
+                color="white" if count > high / 2 else "black",
+            )
     return figure

@@ -1,6 +1,6 @@
-"""Metrics of the zero-shot instrument probe: top-k accuracy, weighted F1, ROC-AUC and PR-AUC from
-torchmetrics' multiclass functional metrics, with ties and score ranges under our control; top-2
-margins, spreads over prompt templates and ontology-triplet accuracy.
+"""Metrics of the zero-shot probes: top-k accuracy, weighted and macro F1, ROC-AUC, PR-AUC and the
+confusion matrix from torchmetrics' multiclass functional metrics, with ties and score ranges under
+our control; top-2 margins, spreads over prompt templates and ontology-triplet accuracy.
 
 See docs/probes.md#zero-shot-metrics.
 """
@@ -17,6 +17,7 @@ from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_auroc,
     multiclass_average_precision,
+    multiclass_confusion_matrix,
     multiclass_f1_score,
 )
 
@@ -56,13 +57,7 @@ def classification_metrics(
     if bool((counts == 0).any()):
         raise ValueError(f"classes {torch.nonzero(counts == 0).flatten().tolist()} have no clip")
     ranks = pessimistic_ranks(scores, target)
-    metrics = {
-        f"top{k}": float(
-            multiclass_accuracy(ranks, target, num_classes=num_classes, top_k=k, average="micro")
-        )
-        for k in ks
-        if k <= num_classes
-    }
+    metrics = top_k_accuracies(ranks, target, num_classes, ks)
     metrics["f1_weighted"] = float(
         multiclass_f1_score(ranks, target, num_classes=num_classes, average="weighted")
     )
@@ -78,10 +73,61 @@ def classification_metrics(
         .numpy(),
     }
     metrics.update({name: float(values.mean()) for name, values in per_class.items()})
-    true_score = scores.gather(1, target[:, None])
-    tied = (scores == true_score).sum(dim=1) > 1
-    metrics["n_tied"] = float(tied.sum())
+    metrics["n_tied"] = n_tied(scores, target)
     return metrics, per_class
+
+
+def top_k_accuracies(
+    ranks: Tensor, target: Tensor, num_classes: int, ks: Sequence[int]
+) -> dict[str, float]:
+    """``top<k>`` for each k <= ``num_classes``, from :func:`pessimistic_ranks`."""
+    return {
+        f"top{k}": float(
+            multiclass_accuracy(ranks, target, num_classes=num_classes, top_k=k, average="micro")
+        )
+        for k in ks
+        if k <= num_classes
+    }
+
+
+def n_tied(scores: Tensor, target: Tensor) -> float:
+    """How many clips have their true class's score equal to another class's."""
+    true_score = scores.gather(1, target[:, None])
+    return float(((scores == true_score).sum(dim=1) > 1).sum())
+
+
+def accuracy_and_macro_f1(
+    scores: Tensor, target: Tensor, num_classes: int, ks: Sequence[int] = (1, 5)
+) -> dict[str, float]:
+    """``top<k>`` (k <= ``num_classes``), ``f1_macro``, ``n_tied`` and ``n_clips`` of some clips
+    (e.g. one fold) of a set of ``num_classes`` classes, ties against the model.
+
+    Unlike :func:`classification_metrics` a class may have no clip here. ``f1_macro`` is
+    torchmetrics' macro F1 of the top-1 prediction (the first of :func:`pessimistic_ranks`): the
+    mean of the per-class F1 over the classes that have a clip or a prediction among these clips
+    (torchmetrics leaves out a class with neither; one predicted but absent scores 0).
+    """
+    scores = scores.detach().cpu().double()
+    target = target.detach().cpu().long()
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("similarities contain NaN or inf (non-finite embeddings?)")
+    ranks = pessimistic_ranks(scores, target)
+    metrics = top_k_accuracies(ranks, target, num_classes, ks)
+    metrics["f1_macro"] = float(
+        multiclass_f1_score(ranks, target, num_classes=num_classes, average="macro")
+    )
+    metrics["n_tied"] = n_tied(scores, target)
+    metrics["n_clips"] = float(len(target))
+    return metrics
+
+
+def confusion_counts(scores: Tensor, target: Tensor) -> np.ndarray:
+    """classes x classes clip counts: row = true class, column = top-1 prediction with ties
+    against the model (the first of :func:`pessimistic_ranks`)."""
+    scores = scores.detach().cpu().double()
+    target = target.detach().cpu().long()
+    ranks = pessimistic_ranks(scores, target)
+    return multiclass_confusion_matrix(ranks, target, num_classes=scores.shape[1]).numpy()
 
 
 def similarity_split(scores: Tensor, target: Tensor) -> tuple[np.ndarray, np.ndarray]:

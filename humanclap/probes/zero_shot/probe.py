@@ -21,13 +21,16 @@ from matplotlib.figure import Figure
 
 from humanclap.backbones.embedder import Embedder
 from humanclap.data.pairs import DataError
+from humanclap.data.readers.esc50 import ESC50_TABLE, is_esc50_root, read_esc50
 from humanclap.data.readers.instrument_ontology import Ontology, triplets
 from humanclap.data.readers.labelled_audio import (
+    TINYSOL_METADATA,
     LabelledAudio,
     prompt_name,
     read_labelled_manifest,
     read_tinysol,
 )
+from humanclap.data.readers.urbansound8k import US8K_TABLE, is_urbansound8k_root, read_urbansound8k
 from humanclap.data.synthetic.instruments import synthetic_instruments
 from humanclap.probes.base import ProbeResult, Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
@@ -67,11 +70,12 @@ HEADERS = {
 }
 
 
-def check_templates(templates: Sequence[str] | str, what: str) -> dict[str, str]:
-    """slug -> template for a non-empty list of format strings whose only field is ``{x}``."""
+def check_templates(templates: Sequence[str] | str, what: str, field: str = "x") -> dict[str, str]:
+    """slug -> template for a non-empty list of format strings whose only field is ``{<field>}``."""
     if isinstance(templates, str) or not isinstance(templates, Sequence) or not templates:
         raise ValueError(
-            f"{what} must be a non-empty list of templates such as 'A {{x}} track', got {templates!r}"
+            f"{what} must be a non-empty list of templates such as 'A {{{field}}} track', "
+            f"got {templates!r}"
         )
     slugs: dict[str, str] = {}
     for template in templates:
@@ -79,11 +83,12 @@ def check_templates(templates: Sequence[str] | str, what: str) -> dict[str, str]
             fields = {f for _, f, _, _ in string.Formatter().parse(str(template)) if f is not None}
         except ValueError as err:
             raise ValueError(f"{what}: {template!r} is not a format string ({err})") from err
-        if fields != {"x"}:
+        if fields != {field}:
             raise ValueError(
-                f"{what}: {template!r} must contain {{x}} (the class name) and no other field"
+                f"{what}: {template!r} must contain {{{field}}} (the class name) and no other field"
             )
-        slug = re.sub(r"[^a-z0-9]+", "_", str(template).lower().replace("{x}", "x")).strip("_")
+        spelled = str(template).lower().replace(f"{{{field}}}", field)
+        slug = re.sub(r"[^a-z0-9]+", "_", spelled).strip("_")
         if slug in slugs:
             raise ValueError(
                 f"{what}: {slugs[slug]!r} and {template!r} have the same metric name {slug!r}"
@@ -345,19 +350,30 @@ def load_labelled_audio(
     synthetic: Mapping[str, object] | None = None,
 ) -> LabelledAudio:
     """The labelled set a config names: ``"synthetic"`` (generated, offline), a ``.csv`` manifest,
-    a TinySOL audio root (a directory; ``metadata`` defaults to ``<dir>/TinySOL_metadata.csv``) or
-    a ready :class:`LabelledAudio`. ``folds`` selects folds; ``synthetic`` holds the keyword
-    arguments of :func:`humanclap.data.synthetic.instruments.synthetic_instruments`."""
+    a folder recognised by its layout -- ESC-50 (``meta/esc50.csv``), UrbanSound8K
+    (``metadata/UrbanSound8K.csv``) or TinySOL (``TinySOL_metadata.csv``, or any folder when
+    ``metadata`` is given) -- or a ready :class:`LabelledAudio`. ``folds`` selects folds;
+    ``labels`` renames classes; ``synthetic`` holds the keyword arguments of
+    :func:`humanclap.data.synthetic.instruments.synthetic_instruments`."""
     if isinstance(data, LabelledAudio):
         return data.select_folds(folds)
     if str(data) == "synthetic":
         return synthetic_instruments(**dict(synthetic or {})).select_folds(folds)
     path = Path(os.path.expanduser(str(data)))
     if path.is_dir():
+        if metadata is None and not (path / TINYSOL_METADATA).is_file():
+            if is_esc50_root(path):
+                return read_esc50(path, folds=folds, labels=labels)
+            if is_urbansound8k_root(path):
+                return read_urbansound8k(path, folds=folds, labels=labels)
+            raise DataError(
+                f"{path}: not a labelled-audio folder: no {ESC50_TABLE} (ESC-50), {US8K_TABLE} "
+                f"(UrbanSound8K) or {TINYSOL_METADATA} (TinySOL; or pass its metadata=)"
+            )
         return read_tinysol(path, metadata=metadata, folds=folds, labels=labels)
     if path.suffix.lower() == ".csv":
         return read_labelled_manifest(path, folds=folds, labels=labels)
     raise DataError(
-        f"{data}: not 'synthetic', a TinySOL audio directory or a .csv manifest"
+        f"{data}: not 'synthetic', a TinySOL, ESC-50 or UrbanSound8K folder or a .csv manifest"
         + ("" if path.exists() else " (no such file or directory)")
     )
