@@ -26,8 +26,7 @@ from humanclap.probes.zero_shot.figures import confusion_matrix
 from humanclap.probes.zero_shot.metrics import accuracy_and_macro_f1, confusion_counts
 from humanclap.probes.zero_shot.probe import _unit, check_templates, load_labelled_audio
 
-# The prompt of the transformers zero-shot audio pipeline; LAION-CLAP's scripts write
-# "This is a sound of <label>" (no full stop).
+# LAION-CLAP's zero-shot prompt (src/laion_clap/evaluate/eval_zeroshot_classification.py).
 DEFAULT_TEMPLATES = ("This is a sound of {label}.",)
 KS = (1, 5)
 FOLD_METRICS = ("top1", "top5", "f1_macro")
