@@ -24,6 +24,7 @@ from humanclap.backbones.pretrained import HubUnreachable
 from humanclap.backbones.resolve import key_holding
 from humanclap.cli import report_user_errors, user_error
 from humanclap.console import prepare_console
+from humanclap.data.pairs import RatedPairs
 from humanclap.data.readers.labelled_audio import LabelledAudio
 from humanclap.errors import HumanClapError
 from humanclap.features.disk import configured_root
@@ -112,13 +113,20 @@ def require_datamodule(data_cfg: DictConfig) -> None:
         returns = get_type_hints(made).get("return") if callable(made) else None
     except Exception:  # annotations that do not resolve
         returns = None
+    where = next((key for key in ("root", "path") if key in data_cfg), "root")
     if returns is LabelledAudio:
         raise DataConfigError(
             f"{given} is an evaluation set of labelled audio, not rated pairs to train on: "
-            f"evaluate it with python -m humanclap.evaluate {given} data.root=<folder> split=null "
+            f"evaluate it with python -m humanclap.evaluate {given} data.{where}=<folder> split=null "
             f"'probes=[zero_shot_classification]', or train on rated pairs and measure it after "
             f"every epoch with 'probes=[relevance,zero_shot_classification]' "
             f"probes.zero_shot_classification.data=<folder>"
+        )
+    if returns is RatedPairs:
+        raise DataConfigError(
+            f"{given} is an evaluation set, not training data: evaluate it with python -m "
+            f"humanclap.evaluate {given} data.{where}=<folder> (e.g. probes=retrieval). To train on "
+            "your own pairs use data=manifest, data=captions or data=hf (a datamodule of them)"
         )
     raise DataConfigError(
         f"{given} ({target}) is not a datamodule: humanclap.train needs a data config with "

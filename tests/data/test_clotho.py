@@ -98,3 +98,14 @@ def test_map_over_all_matches_counts_the_ones_missed():
     ranks = torch.tensor([[1.0, 12.0]])
     assert ranking_means(ranks, (1,), 10)["mAP@10"] == 1.0
     assert ranking_means(ranks, (1,), 10, relevant=torch.tensor([2]))["mAP@10"] == 0.5
+
+
+def test_training_on_clotho_says_it_is_an_evaluation_set(compose_train, tmp_path):
+    from humanclap.train import DataConfigError, train
+
+    with pytest.raises(
+        DataConfigError,
+        match=r"^data=clotho is an evaluation set, not training data: evaluate it with python -m "
+        r"humanclap.evaluate data=clotho data.root=<folder> .*data=hf",
+    ):
+        train(compose_train("data=clotho", f"data.root={tmp_path}"))

@@ -236,3 +236,15 @@ def test_labelled_clips_from_class_labels_and_splits(tmp_path, clips):
         )[1].label
         == "dog barking"
     )
+
+
+def test_a_saved_labelled_folder_is_probe_data(tmp_path, clips):
+    """probes.zero_shot_classification.data=<save_to_disk folder> reads columns audio, label[, fold]."""
+    from humanclap.probes.zero_shot.probe import load_labelled_audio
+
+    table = datasets.Dataset.from_dict(
+        {"audio": clips, "label": ["dog_bark", "rain", "siren"], "fold": [1, 1, 2]}
+    ).cast_column("audio", datasets.Audio())
+    table.save_to_disk(str(tmp_path / "labelled"))
+    data = load_labelled_audio(str(tmp_path / "labelled"), folds=[1])
+    assert [(c.label, c.fold) for c in data] == [("dog bark", "1"), ("rain", "1")]

@@ -25,7 +25,7 @@ from humanclap.data.pairs import SPLITS, DataError, RatedPair, RatedPairs, check
 from humanclap.data.readers.labelled_audio import LabelledAudio, LabelledClip, prompt_name
 
 PAIR_COLUMNS = {"audio": "audio", "text": "text", "score": "score", "split": "split", "group": None}
-LABEL_COLUMNS = {"audio": "audio", "label": "label", "fold": None}
+LABEL_COLUMNS = {"audio": "audio", "label": "label", "fold": "fold"}
 OPTIONAL = ("split", "group", "fold")
 """Roles whose default column may be absent (an explicitly mapped one must exist)."""
 

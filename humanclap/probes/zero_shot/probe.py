@@ -351,8 +351,9 @@ def load_labelled_audio(
 ) -> LabelledAudio:
     """The labelled set a config names: ``"synthetic"`` (generated, offline), a ``.csv`` manifest,
     a folder recognised by its layout -- ESC-50 (``meta/esc50.csv``), UrbanSound8K
-    (``metadata/UrbanSound8K.csv``) or TinySOL (``TinySOL_metadata.csv``, or any folder when
-    ``metadata`` is given) -- or a ready :class:`LabelledAudio`. ``folds`` selects folds;
+    (``metadata/UrbanSound8K.csv``), TinySOL (``TinySOL_metadata.csv``, or any folder when
+    ``metadata`` is given) or a Hugging Face ``save_to_disk`` folder with columns ``audio, label[,
+    fold]`` -- or a ready :class:`LabelledAudio`. ``folds`` selects folds;
     ``labels`` renames classes; ``synthetic`` holds the keyword arguments of
     :func:`humanclap.data.synthetic.instruments.synthetic_instruments`."""
     if isinstance(data, LabelledAudio):
@@ -366,9 +367,15 @@ def load_labelled_audio(
                 return read_esc50(path, folds=folds, labels=labels)
             if is_urbansound8k_root(path):
                 return read_urbansound8k(path, folds=folds, labels=labels)
+            if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+                from humanclap.data.readers.hf import read_hf_labelled
+
+                return read_hf_labelled(path, labels=labels, folds=folds)
             raise DataError(
                 f"{path}: not a labelled-audio folder: no {ESC50_TABLE} (ESC-50), {US8K_TABLE} "
-                f"(UrbanSound8K) or {TINYSOL_METADATA} (TinySOL; or pass its metadata=)"
+                f"(UrbanSound8K), {TINYSOL_METADATA} (TinySOL; or pass its metadata=) or "
+                "state.json / dataset_dict.json (a Hugging Face save_to_disk folder with columns "
+                "audio, label[, fold])"
             )
         return read_tinysol(path, metadata=metadata, folds=folds, labels=labels)
     if path.suffix.lower() == ".csv":
