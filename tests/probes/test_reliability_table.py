@@ -132,6 +132,23 @@ def missing_column(tmp):
     )
 
 
+def hf_missing_column(tmp):
+    import datasets
+
+    from humanclap.data.readers.hf import read_hf_pairs
+
+    wav = str(write_wav(_clips(tmp) / "a.wav"))
+    table = datasets.Dataset.from_dict({"audio": [wav], "text": ["a dog"], "rating": [7.0]})
+    table.cast_column("audio", datasets.Audio()).save_to_disk(str(tmp / "ratings"))
+    return _error(lambda: read_hf_pairs(tmp / "ratings"))
+
+
+def hf_hub_offline(tmp):
+    from humanclap.data.readers.hf import read_hf_pairs
+
+    return _error(lambda: read_hf_pairs("someone/rated-clips"))
+
+
 def missing_audio_file(tmp):
     return _error(lambda: _read(_manifest(tmp, [("gone.wav", "a dog", "3", "train")])))
 
@@ -536,6 +553,12 @@ CASES: dict[str, Case] = {
     ),
     "text-long": Case(
         "a 5,000-character text (the text tower reads 77 tokens)", "warning", long_text
+    ),
+    "hf-column-missing": Case(
+        "a Hugging Face dataset (`data=hf`) without a `score` column", "error", hf_missing_column
+    ),
+    "hf-hub-offline": Case(
+        "`data=hf` naming a hub dataset while the hub cannot be reached", "error", hf_hub_offline
     ),
     "score-prompt-no-audio": Case(
         "`humanclap.score`: a prompt naming no clip of the folder", "error", prompt_without_audio
