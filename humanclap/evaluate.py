@@ -170,29 +170,7 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     )  # model=<config name>
     reports: list[ModelReport] = []
     for spec, name in zip(specs, labels):
-        try:
-            resolved = resolve_model(
-                spec,
-                name=name,
-                seed=cfg.seed,
-                laion_tokenizer=cfg.laion_tokenizer,
-                processor=cfg.processor,
-                config_name=composed,
-            )
-        except HubUnreachable as error:
-            command = command_using_download(error, spec, cfg)
-            if command is None:
-                raise
-            raise error.instead(f"then evaluate with it:\n    {command}") from None
-        backbone = resolved.backbone.to(device, pick_dtype(cfg.get("dtype", "float32")))
-        log.info(
-            "[%s] %s (%s) on %s, %d process(es)",
-            resolved.name,
-            resolved.source,
-            resolved.kind,
-            device,
-            world,
-        )
+        resolved, backbone = load_model(spec, name, cfg, composed, device, "evaluate")
         start = time.perf_counter()
         results, cache = run_probes(
             probes,
@@ -205,11 +183,7 @@ def _evaluate(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         if rank == 0 and cache.clips is not None:
             log.info("[%s] %s", resolved.name, cache.clips.usage())
         seconds = time.perf_counter() - start
-        embedded = dict(cache.embedded)
-        if world > 1:  # each rank counted its own share; report the whole evaluation's
-            counts = torch.tensor([embedded["audio"], embedded["text"]], device=device)
-            dist.all_reduce(counts)
-            embedded = {"audio": int(counts[0]), "text": int(counts[1])}
+        embedded = embedded_counts(cache, device)
         reports.append(
             ModelReport(
                 resolved.name,
@@ -275,6 +249,49 @@ def check_model_arguments(argv: list[str]) -> None:
 def model_choice() -> str | None:
     """What ``model=`` names in this Hydra run (None outside one, or without model=)."""
     return HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
+
+
+def load_model(
+    spec: Any, name: str | None, cfg: DictConfig, composed: str | None, device, verb: str
+) -> tuple[Any, Any]:
+    """(the resolved model, its backbone on ``device`` in ``cfg.dtype``) for one entry of
+    :func:`model_specs`. A hub id that cannot be fetched ends with the command that uses a
+    downloaded copy instead (``verb``: ``evaluate`` or ``score``, the module run)."""
+    try:
+        resolved = resolve_model(
+            spec,
+            name=name,
+            seed=cfg.seed,
+            laion_tokenizer=cfg.laion_tokenizer,
+            processor=cfg.processor,
+            config_name=composed,
+        )
+    except HubUnreachable as error:
+        command = command_using_download(error, spec, cfg)
+        if command is None:
+            raise
+        command = command.replace("humanclap.evaluate", f"humanclap.{verb}", 1)
+        raise error.instead(f"then {verb} with it:\n    {command}") from None
+    backbone = resolved.backbone.to(device, pick_dtype(cfg.get("dtype", "float32")))
+    log.info(
+        "[%s] %s (%s) on %s, %d process(es)",
+        resolved.name,
+        resolved.source,
+        resolved.kind,
+        device,
+        rank_and_world()[1],
+    )
+    return resolved, backbone
+
+
+def embedded_counts(cache, device) -> dict[str, int]:
+    """How many clips and texts a model embedded in all: each DDP rank counted its own share."""
+    embedded = dict(cache.embedded)
+    if rank_and_world()[1] > 1:
+        counts = torch.tensor([embedded["audio"], embedded["text"]], device=device)
+        dist.all_reduce(counts)
+        embedded = {"audio": int(counts[0]), "text": int(counts[1])}
+    return embedded
 
 
 def command_using_download(error: HubUnreachable, spec: Any, cfg: DictConfig) -> str | None:

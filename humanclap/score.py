@@ -41,8 +41,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from humanclap.backbones.embedder import Embedder
-from humanclap.backbones.pretrained import HubUnreachable
-from humanclap.backbones.resolve import resolve_model
 from humanclap.cli import report_user_errors
 from humanclap.console import prepare_console
 from humanclap.data.audio import FileAudioStore, audio_fingerprint, missing_files
@@ -52,9 +50,10 @@ from humanclap.distributed import rank_and_world
 from humanclap.errors import HumanClapError
 from humanclap.evaluate import (
     check_model_arguments,
-    command_using_download,
+    embedded_counts,
     evaluation_pairs,
     init_distributed,
+    load_model,
     model_choice,
     model_specs,
     pick_device,
@@ -364,30 +363,7 @@ def _score(cfg: DictConfig, device: torch.device) -> dict[str, ModelScores]:
     log.info("%s: %d pairs, %d clips, %d texts", pairs.name, len(pairs), *map(len, _unique(pairs)))
     results: list[ModelScores] = []
     for spec, name in zip(specs, labels):
-        try:
-            resolved = resolve_model(
-                spec,
-                name=name,
-                seed=cfg.seed,
-                laion_tokenizer=cfg.laion_tokenizer,
-                processor=cfg.processor,
-                config_name=composed,
-            )
-        except HubUnreachable as error:
-            command = command_using_download(error, spec, cfg)
-            if command is None:
-                raise
-            command = command.replace("humanclap.evaluate", "humanclap.score", 1)
-            raise error.instead(f"then score with it:\n    {command}") from None
-        backbone = resolved.backbone.to(device, pick_dtype(cfg.get("dtype", "float32")))
-        log.info(
-            "[%s] %s (%s) on %s, %d process(es)",
-            resolved.name,
-            resolved.source,
-            resolved.kind,
-            device,
-            world,
-        )
+        resolved, backbone = load_model(spec, name, cfg, composed, device, "score")
         start = time.perf_counter()
         cache = EmbeddingCache(
             backbone,
@@ -401,11 +377,7 @@ def _score(cfg: DictConfig, device: torch.device) -> dict[str, ModelScores]:
         if rank == 0 and cache.clips is not None:
             log.info("[%s] %s", resolved.name, cache.clips.usage())
         seconds = time.perf_counter() - start
-        embedded = dict(cache.embedded)
-        if world > 1:  # each rank counted its own share; report the whole run's
-            counts = torch.tensor([embedded["audio"], embedded["text"]], device=device)
-            dist.all_reduce(counts)
-            embedded = {"audio": int(counts[0]), "text": int(counts[1])}
+        embedded = embedded_counts(cache, device)
         results.append(
             ModelScores(
                 resolved.name,

@@ -12,26 +12,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from humanclap.data.pairs import DataError
-from humanclap.data.readers.labelled_audio import (
-    IndexedClip,
-    LabelledAudio,
-    LabelledClip,
-    _resolve_audio,
-    class_indexed,
-    fold_number,
-    laion_label,
-)
-from humanclap.data.tables import read_csv_table, require_columns
+from humanclap.data.readers.fold_table import FoldTable, read_fold_table
+from humanclap.data.readers.labelled_audio import LabelledAudio
 
-ESC50_TABLE = Path("meta", "esc50.csv")
-ESC50_COLUMNS = ("filename", "fold", "target", "category")
-ESC50_FOLDS = 5
-ESC50_SOURCE = "the ESC-50-master folder of github.com/karolpiczak/ESC-50"
+ESC50 = FoldTable(
+    title="ESC-50",
+    table=Path("meta", "esc50.csv"),
+    file_column="filename",
+    fold_column="fold",
+    index_column="target",
+    class_column="category",
+    folds=5,
+    source="the ESC-50-master folder of github.com/karolpiczak/ESC-50",
+    audio_in_fold_folders=False,
+)
+ESC50_TABLE = ESC50.table
 
 
 def is_esc50_root(path: str | Path) -> bool:
-    return Path(path, ESC50_TABLE).is_file()
+    return ESC50.is_root(path)
 
 
 def read_esc50(
@@ -45,32 +44,6 @@ def read_esc50(
     Label: ``category`` with ``_`` as a space, as LAION-CLAP (``class_labels/
     ESC50_class_labels_indices_space.json``); ``labels`` renames classes (keyed by the CSV's
     category or the cleaned name). Fold: the ``fold`` column ("1" .. "5"); ``folds`` keeps some.
-    A folder without ``meta/esc50.csv``, a missing column, a bad fold or target and a missing
-    audio file are errors naming the folder, or the file and line.
+    Errors: :func:`humanclap.data.readers.fold_table.read_fold_table`.
     """
-    root = Path(root).expanduser()
-    table = root / ESC50_TABLE
-    if not table.is_file():
-        found = "no such directory" if not root.is_dir() else f"it has no {ESC50_TABLE}"
-        raise DataError(
-            f"{root}: not an ESC-50 folder ({found}); expected {root / ESC50_TABLE} and "
-            f"{root / 'audio'}/*.wav: pass {ESC50_SOURCE}"
-        )
-    header, records = read_csv_table(table)
-    require_columns(table, header, ESC50_COLUMNS)
-    if not records:
-        raise DataError(f"{table}: no clips")
-    labels = dict(labels or {})
-    rows = []
-    for line, row in records:
-        where = f"{table}, line {line}"
-        target = row["target"].strip()
-        if not target.isdigit():
-            raise DataError(f"{where}: target {row['target']!r} is not a class index (0, 1, ...)")
-        clip = LabelledClip(
-            audio=_resolve_audio(root / "audio", row["filename"].strip(), where),
-            label=laion_label(row["category"].strip(), labels, where),
-            fold=fold_number(row["fold"], ESC50_FOLDS, where),
-        )
-        rows.append(IndexedClip(int(target), clip, where))
-    return class_indexed(rows, name, folds)
+    return read_fold_table(ESC50, root, folds, labels, name)

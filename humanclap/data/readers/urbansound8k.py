@@ -13,26 +13,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from humanclap.data.pairs import DataError
-from humanclap.data.readers.labelled_audio import (
-    IndexedClip,
-    LabelledAudio,
-    LabelledClip,
-    _resolve_audio,
-    class_indexed,
-    fold_number,
-    laion_label,
-)
-from humanclap.data.tables import read_csv_table, require_columns
+from humanclap.data.readers.fold_table import FoldTable, read_fold_table
+from humanclap.data.readers.labelled_audio import LabelledAudio
 
-US8K_TABLE = Path("metadata", "UrbanSound8K.csv")
-US8K_COLUMNS = ("slice_file_name", "fold", "classID", "class")
-US8K_FOLDS = 10
-US8K_SOURCE = "the UrbanSound8K folder from urbansounddataset.weebly.com"
+URBANSOUND8K = FoldTable(
+    title="UrbanSound8K",
+    table=Path("metadata", "UrbanSound8K.csv"),
+    file_column="slice_file_name",
+    fold_column="fold",
+    index_column="classID",
+    class_column="class",
+    folds=10,
+    source="the UrbanSound8K folder from urbansounddataset.weebly.com",
+    audio_in_fold_folders=True,
+)
+US8K_TABLE = URBANSOUND8K.table
 
 
 def is_urbansound8k_root(path: str | Path) -> bool:
-    return Path(path, US8K_TABLE).is_file()
+    return URBANSOUND8K.is_root(path)
 
 
 def read_urbansound8k(
@@ -47,36 +46,7 @@ def read_urbansound8k(
     Label: ``class`` with ``_`` as a space, as LAION-CLAP (``class_labels/
     UrbanSound8K_class_labels_indices.json``); ``labels`` renames classes (keyed by the CSV's class
     or the cleaned name). Fold: the ``fold`` column ("1" .. "10"), which also names the clip's
-    folder ``audio/fold<N>``; ``folds`` keeps some. A folder without
-    ``metadata/UrbanSound8K.csv``, a missing column, a bad fold or classID and a missing audio file
-    are errors naming the folder, or the file and line.
+    folder ``audio/fold<N>``; ``folds`` keeps some. Errors:
+    :func:`humanclap.data.readers.fold_table.read_fold_table`.
     """
-    root = Path(root).expanduser()
-    table = root / US8K_TABLE
-    if not table.is_file():
-        found = "no such directory" if not root.is_dir() else f"it has no {US8K_TABLE}"
-        raise DataError(
-            f"{root}: not an UrbanSound8K folder ({found}); expected {root / US8K_TABLE} and "
-            f"{root / 'audio'}/fold<N>/<slice_file_name>: pass {US8K_SOURCE}"
-        )
-    header, records = read_csv_table(table)
-    require_columns(table, header, US8K_COLUMNS)
-    if not records:
-        raise DataError(f"{table}: no clips")
-    labels = dict(labels or {})
-    rows = []
-    for line, row in records:
-        where = f"{table}, line {line}"
-        index = row["classID"].strip()
-        if not index.isdigit():
-            raise DataError(f"{where}: classID {row['classID']!r} is not a class index (0, 1, ...)")
-        fold = fold_number(row["fold"], US8K_FOLDS, where)
-        clip = LabelledClip(
-            audio=_resolve_audio(
-                root / "audio" / f"fold{fold}", row["slice_file_name"].strip(), where
-            ),
-            label=laion_label(row["class"].strip(), labels, where),
-            fold=fold,
-        )
-        rows.append(IndexedClip(int(index), clip, where))
-    return class_indexed(rows, name, folds)
+    return read_fold_table(URBANSOUND8K, root, folds, labels, name)
