@@ -139,11 +139,17 @@ def pick_dtype(choice: str) -> torch.dtype:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run every probe on every model; returns {model name: {probe: metrics}} on every rank."""
+    return in_process_group(cfg, _evaluate)
+
+
+def in_process_group(cfg: DictConfig, body):
+    """``body(cfg, device)`` on the device ``cfg.device`` picks, in the process group torchrun
+    describes (joined here and left together once rank 0 has written)."""
     pick_dtype(cfg.get("dtype", "float32"))  # a typo fails before any process group or model exists
     device = pick_device(cfg.device)
     created_group = init_distributed(device)
     try:
-        results = _evaluate(cfg, device)
+        results = body(cfg, device)
         if created_group:
             dist.barrier()  # rank 0 may still be writing; leave together
         return results

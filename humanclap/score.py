@@ -36,7 +36,6 @@ from typing import Any
 import hydra
 import numpy as np
 import torch
-import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,12 +51,10 @@ from humanclap.evaluate import (
     check_model_arguments,
     embedded_counts,
     evaluation_pairs,
-    init_distributed,
+    in_process_group,
     load_model,
     model_choice,
     model_specs,
-    pick_device,
-    pick_dtype,
     unique_names,
 )
 from humanclap.features.disk import configured_root
@@ -314,18 +311,8 @@ class ModelScores:
 
 def score(cfg: DictConfig) -> dict[str, ModelScores]:
     """Score every pair with every model; returns {model name: ModelScores} on every rank."""
-    pick_dtype(cfg.get("dtype", "float32"))  # a typo fails before any process group or model exists
-    _bootstrap_settings(cfg)
-    device = pick_device(cfg.device)
-    created_group = init_distributed(device)
-    try:
-        results = _score(cfg, device)
-        if created_group:
-            dist.barrier()  # rank 0 may still be writing; leave together
-        return results
-    finally:
-        if created_group:
-            dist.destroy_process_group()
+    _bootstrap_settings(cfg)  # a bad setting fails before any process group or model exists
+    return in_process_group(cfg, _score)
 
 
 def _bootstrap_settings(cfg: DictConfig) -> tuple[int, str]:

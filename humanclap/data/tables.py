@@ -1,8 +1,10 @@
-"""CSV tables of the readers: records with their line numbers, and errors that name file, line and column."""
+"""CSV and JSONL tables of the readers: records with their line numbers, and errors that name file, line and column."""
 
 from __future__ import annotations
 
 import csv
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from humanclap.data.pairs import DataError
@@ -60,3 +62,28 @@ def require_file(path: str | Path) -> Path:
     if not path.is_file():
         raise DataError(f"{path}: no such file" + (" (it is a directory)" if path.is_dir() else ""))
     return path
+
+
+def read_jsonl_table(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
+    """The JSON objects of a JSONL file, each with its line; blank lines are skipped. A line that is
+    not a JSON object, or lacks a ``required`` key, is an error naming the file and line."""
+    path = require_file(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err})") from err
+    records: list[Record] = []
+    for line, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {line}: invalid JSON ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}"
+            )
+        require_columns(path, obj.keys(), required, f", line {line}")
+        records.append((line, obj))
+    return records

@@ -7,7 +7,6 @@ see docs/data.md#captions.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 from humanclap.data.audio import FileAudioStore
 from humanclap.data.pairs import DataError, RatedPair, RatedPairs, SkipReport
 from humanclap.data.readers.manifest import SKIP_MISSING_AUDIO
-from humanclap.data.tables import read_csv_table, require_columns
+from humanclap.data.tables import read_csv_table, read_jsonl_table, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -24,27 +23,6 @@ AUDIOCAPS_COLUMNS = ("youtube_id", "start_time")
 SKIP_DUPLICATE = "same caption repeated for the same clip (kept once)"
 
 Record = tuple[int, dict]
-
-
-def _read_jsonl(path: Path) -> list[Record]:
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err})") from err
-    records: list[Record] = []
-    for line, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}, line {line}: invalid JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise DataError(
-                f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}"
-            )
-        records.append((line, obj))
-    return records
 
 
 def _string(value, where: str, column: str) -> str:
@@ -76,7 +54,7 @@ def read_captions(
         header, records = read_csv_table(path)
         _check_columns(path, header, caption_column, audio_column)
     elif suffix == ".jsonl":
-        records = _read_jsonl(path)
+        records = read_jsonl_table(path)
     else:
         raise DataError(
             f"{path}: unsupported captions format {suffix or '(no extension)'!r}; use .csv or .jsonl"

@@ -7,7 +7,6 @@ helpers live in :mod:`humanclap.data.tables`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -23,35 +22,17 @@ from humanclap.data.pairs import (
     check_scale,
     rescale,
 )
-from humanclap.data.tables import Record, read_csv_table, require_columns, require_file
+from humanclap.data.tables import (
+    read_csv_table,
+    read_jsonl_table,
+    require_columns,
+)
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("audio", "text", "score")
 OPTIONAL_COLUMNS = ("split", "group", "listener")
 SKIP_MISSING_AUDIO = "audio file missing"
-
-
-def _read_jsonl(path: Path) -> list[Record]:
-    records: list[Record] = []
-    try:
-        lines = require_file(path).read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err})") from err
-    for line, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}, line {line}: invalid JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise DataError(
-                f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}"
-            )
-        require_columns(path, obj.keys(), REQUIRED_COLUMNS, f", line {line}")
-        records.append((line, obj))
-    return records
 
 
 def _string(value, where: str, column: str) -> str:
@@ -101,7 +82,7 @@ def read_manifest(
         header, records = read_csv_table(path)
         require_columns(path, header, REQUIRED_COLUMNS)
     elif suffix == ".jsonl":
-        records = _read_jsonl(path)
+        records = read_jsonl_table(path, REQUIRED_COLUMNS)
     else:
         raise DataError(
             f"{path}: unsupported manifest format {suffix or '(no extension)'!r}; use .csv or .jsonl"

@@ -21,7 +21,6 @@ few named.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,12 @@ from pathlib import Path
 
 from humanclap.data.audio import FileAudioStore
 from humanclap.data.pairs import AudioStore, DataError, RatedPairs
-from humanclap.data.tables import Record, read_csv_table, require_columns, require_file
+from humanclap.data.tables import (
+    read_csv_table,
+    read_jsonl_table,
+    require_columns,
+    require_file,
+)
 
 AUDIO_SUFFIXES = (
     ".wav",
@@ -315,7 +319,7 @@ def _rows(path: Path, audio_column: str, text_column: str, id_column: str | None
         header, records = read_csv_table(path)
         require_columns(path, header, required)
     elif suffix == ".jsonl":
-        records = _read_jsonl(path, required)
+        records = read_jsonl_table(path, required)
     else:
         raise DataError(
             f"{path}: unsupported table format {suffix or '(no extension)'!r}; use .csv or .jsonl"
@@ -338,28 +342,6 @@ def _rows(path: Path, audio_column: str, text_column: str, id_column: str | None
                 )
         rows.append(_Row(line, audio, text, id_))
     return rows
-
-
-def _read_jsonl(path: Path, required: list[str]) -> list[Record]:
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err})") from err
-    records: list[Record] = []
-    for line, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}, line {line}: invalid JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise DataError(
-                f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}"
-            )
-        require_columns(path, obj.keys(), required, f", line {line}")
-        records.append((line, obj))
-    return records
 
 
 def _value(value, where: str, column: str) -> str:
