@@ -87,3 +87,19 @@ def read_jsonl_table(path: str | Path, required: Sequence[str] = ()) -> list[Rec
         require_columns(path, obj.keys(), required, f", line {line}")
         records.append((line, obj))
     return records
+
+
+def read_table(path: str | Path, required: Sequence[str], what: str) -> list[Record]:
+    """The records of a ``.csv`` or ``.jsonl`` table with the ``required`` columns (keys); another
+    suffix is an error naming the file and ``what`` it should be (``"manifest"``, ...)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        header, records = read_csv_table(path)
+        require_columns(path, header, required)
+        return records
+    if suffix == ".jsonl":
+        return read_jsonl_table(path, required)
+    raise DataError(
+        f"{path}: unsupported {what} format {suffix or '(no extension)'!r}; use .csv or .jsonl"
+    )

@@ -23,9 +23,7 @@ from humanclap.data.pairs import (
     rescale,
 )
 from humanclap.data.tables import (
-    read_csv_table,
-    read_jsonl_table,
-    require_columns,
+    read_table,
 )
 
 log = logging.getLogger(__name__)
@@ -77,16 +75,7 @@ def read_manifest(
     if on_missing_audio not in ("error", "skip"):
         raise ValueError(f"on_missing_audio must be 'error' or 'skip', got {on_missing_audio!r}")
     low, high = score_range
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        header, records = read_csv_table(path)
-        require_columns(path, header, REQUIRED_COLUMNS)
-    elif suffix == ".jsonl":
-        records = read_jsonl_table(path, REQUIRED_COLUMNS)
-    else:
-        raise DataError(
-            f"{path}: unsupported manifest format {suffix or '(no extension)'!r}; use .csv or .jsonl"
-        )
+    records = read_table(path, REQUIRED_COLUMNS, "manifest")
     if not records:
         raise DataError(f"{path}: empty manifest (no ratings)")
 

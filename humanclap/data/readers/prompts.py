@@ -30,9 +30,7 @@ from pathlib import Path
 from humanclap.data.audio import FileAudioStore
 from humanclap.data.pairs import AudioStore, DataError, RatedPairs
 from humanclap.data.tables import (
-    read_csv_table,
-    read_jsonl_table,
-    require_columns,
+    read_table,
     require_file,
 )
 
@@ -314,16 +312,7 @@ def _default_ids(audio: list[str]) -> list[str]:
 def _rows(path: Path, audio_column: str, text_column: str, id_column: str | None) -> list[_Row]:
     """The rows of a CSV or JSONL table, each checked: the columns present, values non-empty strings."""
     required = [audio_column, text_column] + ([id_column] if id_column else [])
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        header, records = read_csv_table(path)
-        require_columns(path, header, required)
-    elif suffix == ".jsonl":
-        records = read_jsonl_table(path, required)
-    else:
-        raise DataError(
-            f"{path}: unsupported table format {suffix or '(no extension)'!r}; use .csv or .jsonl"
-        )
+    records = read_table(path, required, "table")
     if not records:
         raise DataError(f"{path}: no rows (nothing to score)")
     rows = []
