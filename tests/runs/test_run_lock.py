@@ -91,10 +91,13 @@ def test_children_forked_by_a_killed_run_do_not_keep_its_lock(tmp_path):
         import os, time
         from humanclap.runs.run_lock import claim_run_directories
         claim_run_directories({str(tmp_path / "out")!r}, {str(tmp_path / "export")!r}, False, False)
+        started, running = os.pipe()
         child = os.fork()
         if child == 0:
+            os.write(running, b"x")  # fork's after-in-child hooks have run by now
             time.sleep(60)  # a worker that has not noticed its parent is gone
             os._exit(0)
+        os.read(started, 1)  # on a busy machine the child may not have run at all yet
         print(child, flush=True)
         time.sleep(60)
     """),
