@@ -1,10 +1,12 @@
-"""Timbre trend probe (timbre-semantics §2.3): the classification rule at every boundary, Δ / slope /
+"""Timbre trend probe (timbre-semantics §2.3): the classification rule at every boundary, the two
+readings (three levels, the default, and with the origin) and their 69 / 125 disagreement, Δ / slope /
 Spearman against hand-computed values with a fake effect and a fake embedder whose cosines are
 chosen, aggregation over references, embedding once and rendering lazily, tables, figures,
 validation, the Hydra recipe and (if humanclap.dsp exists) one run of the real effects on the tiny model."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections import Counter
@@ -94,6 +96,52 @@ def test_classify_trend(deltas, tolerance, include_origin, expected):
     assert classify_trend(deltas, tolerance, include_origin) == expected
 
 
+@pytest.mark.parametrize(
+    "deltas, expected",
+    [
+        # the paper's reading, the default: Δ at the three levels as they stand
+        ([0.1, 0.2, 0.3], "up"),
+        ([-0.3, -0.2, -0.1], "up"),  # with the origin: falls to -0.3, then rises (a valley: flat)
+        ([0.3, 0.2, 0.1], "down"),  # with the origin: rises to 0.3, then falls (peak)
+        ([0.1, 0.3, 0.2], "peak"),
+        ([-0.1, 0.1, -0.2], "peak"),  # with the origin: fall, rise, fall (flat)
+        ([0.1, 0.1, 0.1], "flat"),  # a constant Δ: no change (with the origin: up)
+        ([-0.2, -0.2, -0.2], "flat"),  # (with the origin: down)
+        ([0.2, 0.1, 0.3], "flat"),  # a valley
+    ],
+)
+def test_default_classifies_the_three_levels_without_the_origin(deltas, expected):
+    assert classify_trend(deltas) == expected == classify_trend(deltas, 0.0, False)
+    assert trend_statistics(AMOUNTS, deltas)["trend"] == expected
+
+
+def test_the_two_readings_disagree_on_69_of_125_grid_triples():
+    """docs/probes.md#trend-rule: Δ at each of the three levels from the grid −0.2, −0.1, 0, 0.1, 0.2
+    (5³ = 125 triples; the count depends only on the order of the values and 0, so any grid of two
+    negative values, 0 and two positive ones symmetric about 0 gives the same), tolerance 0."""
+    grid = (-0.2, -0.1, 0.0, 0.1, 0.2)
+    triples = list(itertools.product(grid, repeat=3))
+    assert len(triples) == 125
+    changes = Counter(
+        (classify_trend(t, 0.0, True), classify_trend(t, 0.0, False))
+        for t in triples
+        if classify_trend(t, 0.0, True) != classify_trend(t, 0.0, False)
+    )
+    assert sum(changes.values()) == 69
+    # (with the origin, three levels only): how many triples move from one class to the other
+    assert changes == {
+        ("peak", "down"): 23,  # e.g. (0.1, 0.0, -0.1): with the origin it first rises
+        ("flat", "up"): 23,  # e.g. (-0.2, -0.1, 0.0): with the origin, a valley
+        ("flat", "peak"): 19,  # e.g. (-0.1, 0.1, 0.0): fall, rise, fall
+        ("up", "flat"): 2,  # (0.1, 0.1, 0.1), (0.2, 0.2, 0.2)
+        ("down", "flat"): 2,  # (-0.1, -0.1, -0.1), (-0.2, -0.2, -0.2)
+    }
+    agree = Counter(
+        classify_trend(t) for t in triples if classify_trend(t, 0.0, True) == classify_trend(t)
+    )
+    assert sum(agree.values()) == 56 and agree == {"flat": 31, "peak": 11, "up": 7, "down": 7}
+
+
 def test_non_finite_delta_is_flat_with_a_warning():
     with pytest.warns(RuntimeWarning, match="non-finite"):
         assert classify_trend([0.1, math.nan, 0.3]) == "flat"
@@ -117,18 +165,23 @@ def test_classify_trend_needs_values():
 
 
 def test_trend_statistics_against_hand_values():
-    # Points (0, 0), (0.3, 0.1), (0.6, 0.2), (1.0, 0.15): x̄ = 0.475, ȳ = 0.1125,
-    # Σ dx·dy = 0.08625, Σ dx² = 0.5475 -> slope 0.157534...; ranks of Δ 1, 2, 4, 3 -> ρ = 1 - 6·2/60 = 0.8.
+    # The default, the three levels: points (0.3, 0.1), (0.6, 0.2), (1.0, 0.15): x̄ = 0.6333…, ȳ = 0.15,
+    # dx = (-1/3, -1/30, 11/30), dy = (-0.05, 0.05, 0): Σ dx·dy = 0.015, Σ dx² = 222/900
+    # -> slope 13.5 / 222 = 0.060810…; ranks of Δ 1, 3, 2 -> ρ = 1 - 6·2/24 = 0.5;
     stats = trend_statistics(AMOUNTS, [0.1, 0.2, 0.15])
-    assert stats["slope"] == pytest.approx(0.08625 / 0.5475, abs=1e-12)
-    assert stats["spearman"] == pytest.approx(0.8, abs=1e-12)
+    assert stats["slope"] == pytest.approx(13.5 / 222, abs=1e-12)
+    assert stats["spearman"] == pytest.approx(0.5, abs=1e-12)
     assert stats["trend"] == "peak" and stats["deltas"] == [0.1, 0.2, 0.15]
-    # without the origin: the three levels only
-    stats = trend_statistics(AMOUNTS, [0.1, 0.2, 0.15], include_origin=False)
     assert stats["slope"] == pytest.approx(np.polyfit(AMOUNTS, [0.1, 0.2, 0.15], 1)[0], abs=1e-12)
     assert stats["spearman"] == pytest.approx(
         scipy.stats.spearmanr(AMOUNTS, [0.1, 0.2, 0.15]).statistic
     )
+    # With the origin: points (0, 0), (0.3, 0.1), (0.6, 0.2), (1.0, 0.15): x̄ = 0.475, ȳ = 0.1125,
+    # Σ dx·dy = 0.08625, Σ dx² = 0.5475 -> slope 0.157534...; ranks of Δ 1, 2, 4, 3 -> ρ = 1 - 6·2/60 = 0.8.
+    stats = trend_statistics(AMOUNTS, [0.1, 0.2, 0.15], include_origin=True)
+    assert stats["slope"] == pytest.approx(0.08625 / 0.5475, abs=1e-12)
+    assert stats["spearman"] == pytest.approx(0.8, abs=1e-12)
+    assert stats["trend"] == "peak" and stats["deltas"] == [0.1, 0.2, 0.15]
     # constant Δ: slope 0, ρ undefined (NaN, no warning)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -288,12 +341,13 @@ def test_delta_slope_spearman_class_with_chosen_cosines():
         "eq/warm/class",
         "eq/warm/sim_orig",
     }
-    # warm: points (0,0) (.3,.1) (.6,.2) (1,.15) -> slope 0.08625 / 0.5475, ρ = 0.8 (see above)
-    assert metrics["eq/warm/slope"] == pytest.approx(0.08625 / 0.5475, abs=1e-5)
-    assert metrics["eq/warm/spearman"] == pytest.approx(0.8)
+    # warm: (.3,.1) (.6,.2) (1,.15) -> slope 13.5 / 222, ρ = 0.5 (see above)
+    assert metrics["eq/warm/slope"] == pytest.approx(13.5 / 222, abs=1e-5)
+    assert metrics["eq/warm/spearman"] == pytest.approx(0.5)
     assert metrics["eq/warm/class"] == TREND_CODES["peak"] == 2
-    # bright: (0,0) (.3,-.1) (.6,-.2) (1,-.4): Σ dx·dy = -0.2175 -> slope -0.2175 / 0.5475, ρ = -1
-    assert metrics["eq/bright/slope"] == pytest.approx(-0.2175 / 0.5475, abs=1e-5)
+    # bright: (.3,-.1) (.6,-.2) (1,-.4): ȳ = -0.7/3, Σ dx·dy = -96/900, Σ dx² = 222/900 -> slope
+    # -96/222, ρ = -1
+    assert metrics["eq/bright/slope"] == pytest.approx(-96 / 222, abs=1e-5)
     assert metrics["eq/bright/spearman"] == pytest.approx(-1.0)
     assert metrics["eq/bright/class"] == -1
     assert metrics["reverb/echoey/class"] == 1
@@ -470,10 +524,15 @@ def test_figures_build_per_effect():
     assert set(result.figures) == {"eq_trends", "reverb_trends"}
     figure = result.figures["eq_trends"]()
     (axes,) = figure.axes
-    lines = [line for line in axes.get_lines() if len(line.get_xdata()) == 4]  # (0,0) + 3 levels
-    assert len(lines) == 2
+    lines = [line for line in axes.get_lines() if len(line.get_xdata()) == 3]  # the 3 levels
+    assert len(lines) == 2 and [list(line.get_xdata()) for line in lines] == [list(AMOUNTS)] * 2
     assert {t.get_text() for t in axes.texts} == {"warm", "bright"}
     assert [t.get_text() for t in axes.get_legend().get_texts()] == ["↓ down (1)", "∧ peak (1)"]
+    figure.clear()
+    probe, _, _ = make_probe(WORDS, include_origin=True)
+    figure = probe.run(ChosenCosines(WORDS, ORIG, DELTA)).figures["eq_trends"]()
+    lines = [line for line in figure.axes[0].get_lines() if len(line.get_xdata()) == 4]
+    assert len(lines) == 2 and list(lines[0].get_xdata()) == [0.0, *AMOUNTS]  # (0,0) + 3 levels
     figure.clear()
 
 
@@ -506,9 +565,9 @@ def test_reverb_amounts_are_wet_dry_at_most_one():
 
 
 def test_one_amount_needs_the_origin():
-    make_probe(WORDS, amounts=[1.0])
+    make_probe(WORDS, amounts=[1.0], include_origin=True)
     with pytest.raises(ValueError, match="two points"):
-        make_probe(WORDS, amounts=[1.0], include_origin=False)
+        make_probe(WORDS, amounts=[1.0])
 
 
 @pytest.mark.parametrize(
@@ -677,6 +736,7 @@ def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeyp
     assert probe.descriptors["eq"] == read_audealize_descriptors(DEMO_EQ_FILE)
     assert probe.descriptors["reverb"] == read_audealize_descriptors(DEMO_REVERB_FILE)
     assert probe.amounts == AMOUNTS and probe.template == "{descriptor}" and probe.tolerance == 0.0
+    assert probe.include_origin is False
     assert list(probe.references) == ["generated"]
 
     wav = tmp_path / "ref.wav"

@@ -152,7 +152,7 @@ class TimbreTrendProbe:
         template: the text of a descriptor, with ``{descriptor}`` exactly once.
         tolerance: changes of Δ of at most this much count as no change (:mod:`~humanclap.probes.timbre.trend_rule`).
         include_origin: the unmanipulated point (a = 0, Δ = 0) starts the sequence that is
-            classified and fitted.
+            classified and fitted. Default: no (the paper examines Δ "across intensity levels").
         batch_size: inputs per model call when ``run`` gets an ``Embedder``.
         reference_seconds, reference_seed: the generated reference (``references=None``): a
             length > 0 in seconds and an integer seed.
@@ -170,7 +170,7 @@ class TimbreTrendProbe:
         amounts: Sequence[float] = DEFAULT_AMOUNTS,
         template: str = "{descriptor}",
         tolerance: float = 0.0,
-        include_origin: bool = True,
+        include_origin: bool = False,
         batch_size: int = 32,
         reference_seconds: float = 4.0,
         reference_seed: int = 0,
@@ -215,7 +215,7 @@ class TimbreTrendProbe:
         amounts: Sequence[float] = DEFAULT_AMOUNTS,
         template: str = "{descriptor}",
         tolerance: float = 0.0,
-        include_origin: bool = True,
+        include_origin: bool = False,
         max_db: float = 5.0,
         sample_rate: int = 48_000,
         batch_size: int = 32,
@@ -446,7 +446,7 @@ class TimbreTrendProbe:
         rule = (
             f"Δ_d(a) = cos(audio_manip(d, a), text(d)) − cos(audio_orig, text(d)) at a = "
             f"{', '.join(f'{a:g}' for a in self.amounts)}"
-            + (" with (0, 0) prepended" if self.include_origin else "")
+            + (" with (0, 0) prepended" if self.include_origin else " (the levels only)")
             + f"; a change counts if larger than {self.tolerance:g}. ↑ only rises, ↓ only falls, "
             "∧ rises then falls, – flat or inconsistent."
         )

@@ -18,7 +18,7 @@ def trend_figure(
     amounts: Sequence[float],
     deltas: Mapping[str, Sequence[float]],
     trends: Mapping[str, str],
-    include_origin: bool = True,
+    include_origin: bool = False,
 ) -> Figure:
     """Δ_d(a) against the amount a, one line per descriptor coloured by its trend class.
 

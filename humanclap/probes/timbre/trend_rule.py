@@ -1,7 +1,9 @@
 """The trend of one descriptor's Δ sequence: up, down, peak or flat (timbre-semantics §2.3).
 
 The paper's "monotonic increase, monotonic decrease, or peaking at a specific intensity", made exact
-with a tolerance. See docs/probes.md#trend-rule.
+with a tolerance. By default the sequence is Δ at the levels only (the paper: "Δ_d(a) values were
+examined across intensity levels"); ``include_origin`` puts the point (0, 0) in front.
+See docs/probes.md#trend-rule.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def trend_points(
 
 
 def classify_trend(
-    deltas: Sequence[float], tolerance: float = 0.0, include_origin: bool = True
+    deltas: Sequence[float], tolerance: float = 0.0, include_origin: bool = False
 ) -> str:
     """``"up"``, ``"down"``, ``"peak"`` or ``"flat"`` for Δ at increasing amounts.
 
@@ -86,7 +88,7 @@ def trend_statistics(
     amounts: Sequence[float],
     deltas: Sequence[float],
     tolerance: float = 0.0,
-    include_origin: bool = True,
+    include_origin: bool = False,
 ) -> dict[str, Any]:
     """Δ at each amount, least-squares slope, Spearman ρ and trend class of one descriptor.
 
