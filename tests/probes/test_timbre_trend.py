@@ -1,7 +1,8 @@
 """Timbre trend probe (timbre-semantics §2.3): the classification rule at every boundary, the two
 readings (three levels, the default, and with the origin) and their 69 / 125 disagreement, Δ / slope /
 Spearman against hand-computed values with a fake effect and a fake embedder whose cosines are
-chosen, aggregation over references, embedding once and rendering lazily, tables, figures,
+chosen, the release protocol's statistics (lindseydeng/timbre-semantics-release) on hand-made Δ,
+aggregation over references, embedding once and rendering lazily, tables, figures,
 validation, the Hydra recipe and (if humanclap.dsp exists) one run of the real effects on the tiny model."""
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ from humanclap.errors import NonFiniteError
 from humanclap.probes.base import Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache
 from humanclap.probes.timbre.trend import (
+    RELEASE_AMOUNTS,
     TREND_CODES,
     TimbreTrendProbe,
     classify_trend,
     trend_statistics,
     trend_symbol,
+)
+from humanclap.probes.timbre.trend_release import (
+    release_metrics,
+    release_prompt,
+    trajectory_statistics,
 )
 
 AMOUNTS = (0.3, 0.6, 1.0)
@@ -151,6 +158,7 @@ def test_non_finite_delta_is_flat_with_a_warning():
     with pytest.warns(RuntimeWarning):
         stats = trend_statistics(AMOUNTS, [0.1, math.nan, 0.3])
     assert stats["trend"] == "flat" and math.isnan(stats["slope"]) and math.isnan(stats["spearman"])
+    assert math.isnan(stats["pearson"])
 
 
 @pytest.mark.parametrize("tolerance", [-0.1, math.nan, math.inf])
@@ -168,9 +176,11 @@ def test_trend_statistics_against_hand_values():
     # The default, the three levels: points (0.3, 0.1), (0.6, 0.2), (1.0, 0.15): x̄ = 0.6333…, ȳ = 0.15,
     # dx = (-1/3, -1/30, 11/30), dy = (-0.05, 0.05, 0): Σ dx·dy = 0.015, Σ dx² = 222/900
     # -> slope 13.5 / 222 = 0.060810…; ranks of Δ 1, 3, 2 -> ρ = 1 - 6·2/24 = 0.5;
+    # r = 0.015 / sqrt(222/900 · 0.005) = 0.603990…
     stats = trend_statistics(AMOUNTS, [0.1, 0.2, 0.15])
     assert stats["slope"] == pytest.approx(13.5 / 222, abs=1e-12)
     assert stats["spearman"] == pytest.approx(0.5, abs=1e-12)
+    assert stats["pearson"] == pytest.approx(0.015 / math.sqrt(222 / 900 * 0.005), abs=1e-12)
     assert stats["trend"] == "peak" and stats["deltas"] == [0.1, 0.2, 0.15]
     assert stats["slope"] == pytest.approx(np.polyfit(AMOUNTS, [0.1, 0.2, 0.15], 1)[0], abs=1e-12)
     assert stats["spearman"] == pytest.approx(
@@ -187,6 +197,112 @@ def test_trend_statistics_against_hand_values():
         warnings.simplefilter("error")
         stats = trend_statistics(AMOUNTS, [0.0, 0.0, 0.0])
     assert stats["slope"] == 0.0 and math.isnan(stats["spearman"]) and stats["trend"] == "flat"
+
+
+# -- the release protocol (lindseydeng/timbre-semantics-release, analysis.py) -----------------------
+
+# Δ at the release's strengths 0.2 … 1.0: x̄ = 0.6, dx = (-0.4, -0.2, 0, 0.2, 0.4), Σ dx² = 0.4.
+T_UP = [0.1, 0.2, 0.3, 0.4, 0.5]  # slope 0.5, final 0.5, r = ρ = 1
+# ȳ = 0.08, dy = (0.22, 0.02, -0.08, -0.18, 0.02): Σ dx·dy = -0.12 -> slope -0.3; Σ dy² = 0.088;
+# ranks of Δ 5, 3.5, 2, 1, 3.5: Σ drank_x·drank_y = -5.5, Σ drank_y² = 9.5, Σ drank_x² = 10
+T_FALL_POSITIVE_END = [0.3, 0.1, 0.0, -0.1, 0.1]
+# ȳ = -0.13, dy = (-0.17, -0.07, 0.03, 0.13, 0.08): Σ dx·dy = 0.14 -> slope 0.35; Σ dy² = 0.058;
+# ranks 1, 2, 3, 5, 4: Σ d² = 2 -> ρ = 1 - 6·2/120 = 0.9
+T_RISE_NEGATIVE_END = [-0.3, -0.2, -0.1, 0.0, -0.05]
+T_CONSTANT = [0.1] * 5  # slope 0 (not positive), final 0.1 > 0, r and ρ undefined (NaN)
+R_FALL = -0.12 / math.sqrt(0.4 * 0.088)
+RHO_FALL = -5.5 / math.sqrt(10 * 9.5)
+R_RISE = 0.14 / math.sqrt(0.4 * 0.058)
+
+
+@pytest.mark.parametrize(
+    "deltas, expected",
+    [
+        (T_UP, (0.5, 0.5, 1.0, 1.0, 1.0, 1.0)),
+        (T_FALL_POSITIVE_END, (-0.3, 0.1, R_FALL, RHO_FALL, 0.0, 1.0)),
+        (T_RISE_NEGATIVE_END, (0.35, -0.05, R_RISE, 0.9, 1.0, 0.0)),
+        (T_CONSTANT, (0.0, 0.1, math.nan, math.nan, 0.0, 1.0)),
+        ([0.0] * 5, (0.0, 0.0, math.nan, math.nan, 0.0, 0.0)),  # final Δ = 0 is not positive
+    ],
+)
+def test_release_trajectory_statistics(deltas, expected):
+    stats = trajectory_statistics(RELEASE_AMOUNTS, deltas)
+    keys = ("slope", "final_delta", "pearson_r", "spearman_rho", "positive_slope")
+    assert [stats[k] for k in (*keys, "positive_final_delta")] == pytest.approx(
+        expected, abs=1e-12, nan_ok=True
+    )
+    assert np.isclose(stats["slope"], np.polyfit(RELEASE_AMOUNTS, deltas, 1)[0], atol=1e-15)
+
+
+def test_release_constant_delta_has_slope_exactly_zero():
+    """The deliberate difference: np.polyfit (the release) gives a constant Δ a round-off slope."""
+    for value in (0.1, -0.3, 0.05, 0.1000000015):
+        stats = trajectory_statistics(RELEASE_AMOUNTS, [value] * 5)
+        assert stats["slope"] == 0.0 and stats["positive_slope"] == 0.0
+
+
+def test_release_non_finite_delta_is_not_positive_and_left_out_of_means():
+    stats = trajectory_statistics(RELEASE_AMOUNTS, [0.1, math.nan, 0.2, 0.3, 0.4])
+    assert math.isnan(stats["slope"]) and math.isnan(stats["pearson_r"])
+    assert stats["positive_slope"] == 0.0 and stats["positive_final_delta"] == 1.0
+    metrics = release_metrics(
+        RELEASE_AMOUNTS, {"eq": {"warm": [[0.1, math.nan, 0.2, 0.3, 0.4], T_UP]}}
+    )
+    assert metrics["eq/mean_slope"] == pytest.approx(0.5)
+    assert metrics["mean_pearson_r"] == pytest.approx(1.0)
+    assert metrics["eq/positive_slope_rate"] == 0.5 and metrics["eq/all_source_consistency"] == 0.0
+
+
+# Two sources (references) per descriptor; analysis.py pools trajectories and descriptors.
+RELEASE_DELTAS = {
+    "eq": {
+        "warm": [T_UP, T_RISE_NEGATIVE_END],  # both slopes positive: consistent
+        "bright": [T_FALL_POSITIVE_END, T_CONSTANT],  # neither
+    },
+    "reverb": {"echo": [T_CONSTANT, T_UP]},  # one of two: not consistent
+}
+RELEASE_EXPECTED = {
+    # eq: trajectories T_UP, T_RISE_NEGATIVE_END, T_FALL_POSITIVE_END, T_CONSTANT
+    "eq/positive_slope_rate": 2 / 4,
+    "eq/positive_final_delta_rate": 3 / 4,
+    "eq/mean_slope": (0.5 + 0.35 - 0.3 + 0.0) / 4,
+    "eq/mean_final_delta": (0.5 - 0.05 + 0.1 + 0.1) / 4,
+    "eq/mean_pearson_r": (1.0 + R_RISE + R_FALL) / 3,  # the constant's NaN left out
+    "eq/mean_spearman_rho": (1.0 + 0.9 + RHO_FALL) / 3,
+    "eq/all_source_consistency": 1 / 2,
+    "eq/warm/all_source_consistent": 1.0,
+    "eq/bright/all_source_consistent": 0.0,
+    # reverb: T_CONSTANT, T_UP
+    "reverb/positive_slope_rate": 1 / 2,
+    "reverb/positive_final_delta_rate": 2 / 2,
+    "reverb/mean_slope": 0.5 / 2,
+    "reverb/mean_final_delta": (0.1 + 0.5) / 2,
+    "reverb/mean_pearson_r": 1.0,
+    "reverb/mean_spearman_rho": 1.0,
+    "reverb/all_source_consistency": 0.0,
+    "reverb/echo/all_source_consistent": 0.0,
+    # over both effects: 6 trajectories, 3 (effect, descriptor) pairs
+    "positive_slope_rate": 3 / 6,
+    "positive_final_delta_rate": 5 / 6,
+    "all_source_consistency": 1 / 3,
+    "mean_pearson_r": (1.0 + R_RISE + R_FALL + 1.0) / 4,
+    "mean_spearman_rho": (1.0 + 0.9 + RHO_FALL + 1.0) / 4,
+}
+
+
+def test_release_metrics_against_hand_values():
+    metrics = release_metrics(RELEASE_AMOUNTS, RELEASE_DELTAS)
+    assert set(metrics) == set(RELEASE_EXPECTED)
+    assert metrics == pytest.approx(RELEASE_EXPECTED, abs=1e-12)
+    # one source: consistency is the positive-slope rate of the descriptors
+    one = release_metrics(RELEASE_AMOUNTS, {"eq": {"warm": [T_UP], "bright": [T_CONSTANT]}})
+    assert one["eq/all_source_consistency"] == one["eq/positive_slope_rate"] == 0.5
+
+
+def test_release_prompt_is_a_sound_with_an_for_echo_only():
+    assert release_prompt("warm") == "a warm sound"
+    assert release_prompt("echo") == "an echo sound"
+    assert release_prompt("airy") == "a airy sound"  # the release's rule names echo, not vowels
 
 
 # -- fakes ----------------------------------------------------------------------------------------
@@ -241,9 +357,11 @@ class ChosenCosines:
         words: dict[str, list[str]],
         orig: dict[int, dict[str, float]],
         delta: dict[tuple[int, str, str], list[float]],
+        prompt=lambda word: word,
     ):
         self.words = words
         self.texts = sorted({w for ws in words.values() for w in ws})
+        self.word_of = {prompt(w): w for w in self.texts}  # the probe's text -> its descriptor
         self.orig, self.delta = orig, delta
         self.dim = len(self.texts) + 2
         self.audio_items: Counter = Counter()
@@ -278,7 +396,7 @@ class ChosenCosines:
 
     def embed_text(self, texts, batch_size=64):
         self.text_items.update(texts)
-        return torch.stack([self._axis(t) for t in texts]).float()
+        return torch.stack([self._axis(self.word_of[t]) for t in texts]).float()
 
 
 def descriptor(word: str, effect: str, value: float = 0.5) -> AudealizeDescriptor:
@@ -354,6 +472,7 @@ def test_delta_slope_spearman_class_with_chosen_cosines():
     assert metrics["reverb/dry/class"] == 0 and metrics["reverb/dry/slope"] == 0.0
     assert math.isnan(metrics["reverb/dry/spearman"])
     assert not any(k.startswith("r1/") for k in metrics)  # one reference: no per-reference copies
+    assert "positive_slope_rate" not in metrics and "eq/mean_slope" not in metrics  # paper protocol
     # The effect saw every descriptor's settings and the amounts in one call per effect.
     ((settings, amounts, _),) = effects["eq"].calls
     assert amounts == list(AMOUNTS) and settings.shape == (2, 40)
@@ -400,6 +519,49 @@ def test_counts_are_summed_over_two_references_and_descriptors_use_the_mean_delt
         and metrics["reverb/echoey/class"] == 1
     )
     assert metrics["eq/warm/sim_orig"] == pytest.approx(0.225, abs=1e-6)
+
+
+def test_release_protocol_on_the_probe_with_chosen_cosines():
+    """protocol=release: five strengths, "a <word> sound" / "an echo sound", the release statistics
+    of every (reference, effect, descriptor) trajectory (the hand values of RELEASE_EXPECTED)."""
+    words = {"eq": ["warm", "bright"], "reverb": ["echo"]}
+    orig = {
+        1: {"warm": 0.2, "bright": 0.5, "echo": 0.1},
+        2: {"warm": 0.25, "bright": 0.4, "echo": 0.3},
+    }
+    delta = {
+        (r, effect, word): sequences[r - 1]
+        for effect, by_word in RELEASE_DELTAS.items()
+        for word, sequences in by_word.items()
+        for r in (1, 2)
+    }
+    probe, effects, _ = make_probe(words, references=("r1", "r2"), protocol="release")
+    assert probe.amounts == RELEASE_AMOUNTS == (0.2, 0.4, 0.6, 0.8, 1.0)
+    assert probe.inputs().texts == ["a warm sound", "a bright sound", "an echo sound"]
+    assert probe.include_origin is False
+    result = probe.run(ChosenCosines(words, orig, delta, prompt=release_prompt))
+    metrics = result.metrics
+    assert effects["eq"].calls[0][1] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert {k: metrics[k] for k in RELEASE_EXPECTED} == pytest.approx(RELEASE_EXPECTED, abs=1e-6)
+    # the per-descriptor metrics gain Pearson r; per reference too
+    assert metrics["r1/eq/warm/pearson"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["r2/eq/warm/pearson"] == pytest.approx(R_RISE, abs=1e-6)
+    assert metrics["r2/eq/warm/slope"] == pytest.approx(0.35, abs=1e-6)
+    assert metrics["r2/eq/warm/delta@1.0"] == pytest.approx(-0.05, abs=1e-6)
+    assert metrics["r1/reverb/echo/class"] == 0 and metrics["r2/reverb/echo/class"] == 1
+    # the release table: rates as percentages (as its paper.py prints them), r and ρ to 3 digits
+    table = result.tables[
+        "Timbre trends — release statistics (timbre-semantics-release Tables 1-2)"
+    ]
+    rendered = table.render({"m": metrics}).splitlines()
+    assert rendered[0].startswith("| model | all pos. slope | all pos. final Δ | ")
+    assert rendered[2] == (
+        "| m | 50.0% | 83.3% | 33.3% | 0.570 | 0.584 | 50.0% | 75.0% | 50.0% | 0.427 | 0.445 "
+        "| 50.0% | 100.0% | 0.0% | 1.000 | 1.000 |"
+    )
+    # an explicit template or amounts override the protocol's
+    probe, _, _ = make_probe(words, protocol="release", template="{descriptor}", amounts=[0.5, 1.0])
+    assert probe.prompt("echo") == "echo" and probe.amounts == (0.5, 1.0)
 
 
 def test_each_clip_is_embedded_once_and_rendered_lazily():
@@ -550,7 +712,7 @@ def test_figures_build_per_effect():
         [0.3, math.nan],
         [True, 2.0],
         "0.3",
-        None,
+        0.3,
     ],
 )
 def test_amounts_must_be_positive_and_increasing(amounts):
@@ -636,6 +798,8 @@ def test_generated_reference_arguments_are_validated():
         ("reference_seconds", "4"),
         ("reference_seed", 1.5),
         ("include_origin", "no"),
+        ("protocol", "Release"),
+        ("protocol", None),
     ]
     for name, value in bad:
         with pytest.raises(ValueError, match=name):
@@ -736,8 +900,16 @@ def test_recipe_builds_the_probe_without_the_run_pairs(compose_evaluate, monkeyp
     assert probe.descriptors["eq"] == read_audealize_descriptors(DEMO_EQ_FILE)
     assert probe.descriptors["reverb"] == read_audealize_descriptors(DEMO_REVERB_FILE)
     assert probe.amounts == AMOUNTS and probe.template == "{descriptor}" and probe.tolerance == 0.0
-    assert probe.include_origin is False
+    assert probe.protocol == "paper" and probe.include_origin is False
     assert list(probe.references) == ["generated"]
+
+    cfg = compose_evaluate("probes=timbre_trend", "probes.timbre_trend.protocol=release")
+    probe = build_probes(cfg.probes, default_data=None)["timbre_trend"]
+    assert probe.protocol == "release" and probe.amounts == RELEASE_AMOUNTS
+    assert probe.prompt("echo") == "an echo sound" and probe.prompt("warm") == "a warm sound"
+    cfg = compose_evaluate("probes=timbre_trend", "probes.timbre_trend.protocol=paper2")
+    with pytest.raises(ProbeConfigError, match="protocol must be one of"):
+        build_probes(cfg.probes, default_data=None)
 
     wav = tmp_path / "ref.wav"
     sf.write(wav, np.zeros(4800, dtype=np.float32), 48_000)

@@ -2,7 +2,9 @@
 (timbre-semantics §2.3, Experiment 2 "Audio Effect Timbre Semantics", Tables 1-2)
 
 Δ_d(a) = cos(audio_manip(d, a), text(d)) − cos(audio_orig, text(d)) for every EQ and reverb
-descriptor d and amount a, classified as up / down / peak / flat. See docs/probes.md#timbre-trend.
+descriptor d and amount a, classified as up / down / peak / flat over the levels. ``protocol=release``
+adds the statistics of the authors' code release (:mod:`~humanclap.probes.timbre.trend_release`).
+See docs/probes.md#timbre-trend.
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ from humanclap.probes.timbre.trend_effects import (
 )
 from humanclap.probes.timbre.trend_figures import TREND_COLOURS, trend_figure
 from humanclap.probes.timbre.trend_references import resolve_references
+from humanclap.probes.timbre.trend_release import (
+    PROTOCOLS,
+    RATES,
+    RELEASE_AMOUNTS,
+    RELEASE_TEMPLATE,
+    percent,
+    release_metrics,
+    release_prompt,
+)
 from humanclap.probes.timbre.trend_rule import (
     TREND_CODES,
     TREND_SYMBOLS,
@@ -48,6 +59,8 @@ from humanclap.probes.timbre.trend_rule import (
 
 __all__ = [  # the rule, figure and effects are re-exported: tests and configs import them from here
     "DEFAULT_AMOUNTS",
+    "PROTOCOLS",
+    "RELEASE_AMOUNTS",
     "TREND_CODES",
     "TREND_COLOURS",
     "TREND_SYMBOLS",
@@ -65,7 +78,11 @@ __all__ = [  # the rule, figure and effects are re-exported: tests and configs i
 EFFECT_LABELS = {"eq": "EQ", "reverb": "Reverb"}
 PAPER_TABLES = {"eq": "Table 1", "reverb": "Table 2"}
 DEFAULT_AMOUNTS = (0.3, 0.6, 1.0)
-"""Low / medium / high intensity (§2.3)."""
+"""Low / medium / high intensity (§2.3): the amounts of ``protocol=paper``."""
+PROTOCOL_AMOUNTS = {"paper": DEFAULT_AMOUNTS, "release": RELEASE_AMOUNTS}
+"""``amounts=None``: the amounts of the protocol."""
+PAPER_TEMPLATE = "{descriptor}"
+"""The paper's text of a descriptor: the bare word (§2.3, step 1)."""
 
 
 def amount_label(amount: float) -> str:
@@ -147,12 +164,21 @@ class TimbreTrendProbe:
             path, a list of paths (named by file stem) or a mapping name -> path or ``AudioRef``
             (:func:`~humanclap.probes.timbre.trend_references.resolve_references`). A missing file is a
             ``DataError`` naming it.
-        amounts: the intensities a, positive and strictly increasing (paper: 0.3, 0.6, 1.0); at
-            most 1 when a reverb is measured (its wet/dry mix).
-        template: the text of a descriptor, with ``{descriptor}`` exactly once.
+        amounts: the intensities a, positive and strictly increasing; at most 1 when a reverb is
+            measured (its wet/dry mix). ``None`` = the protocol's: paper 0.3, 0.6, 1.0; release
+            0.2, 0.4, 0.6, 0.8, 1.0.
+        template: the text of a descriptor, with ``{descriptor}`` exactly once. ``None`` = the
+            protocol's: paper ``"{descriptor}"`` (the bare word); release
+            :func:`~humanclap.probes.timbre.trend_release.release_prompt` (``"a warm sound"``,
+            ``"an echo sound"``). A template given is used as it is, in either protocol.
         tolerance: changes of Δ of at most this much count as no change (:mod:`~humanclap.probes.timbre.trend_rule`).
         include_origin: the unmanipulated point (a = 0, Δ = 0) starts the sequence that is
             classified and fitted. Default: no (the paper examines Δ "across intensity levels").
+            The release statistics never include it.
+        protocol: ``"paper"`` (the paper text: trend classes) or ``"release"``: in addition, the
+            statistics of the authors' code release (positive-slope and final-Δ rates, all-source
+            consistency; :func:`~humanclap.probes.timbre.trend_release.release_metrics`), with
+            its amounts and prompt unless ``amounts`` / ``template`` are given.
         batch_size: inputs per model call when ``run`` gets an ``Embedder``.
         reference_seconds, reference_seed: the generated reference (``references=None``): a
             length > 0 in seconds and an integer seed.
@@ -167,14 +193,18 @@ class TimbreTrendProbe:
         descriptors: Mapping[str, Sequence[AudealizeDescriptor]],
         effects: Mapping[str, Effect],
         references=None,
-        amounts: Sequence[float] = DEFAULT_AMOUNTS,
-        template: str = "{descriptor}",
+        amounts: Sequence[float] | None = None,
+        template: str | None = None,
         tolerance: float = 0.0,
         include_origin: bool = False,
         batch_size: int = 32,
         reference_seconds: float = 4.0,
         reference_seed: int = 0,
+        protocol: str = "paper",
     ) -> None:
+        if not isinstance(protocol, str) or protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+        self.protocol = protocol
         self.descriptors = _check_descriptors(descriptors)
         if set(effects) != set(self.descriptors):
             raise ValueError(
@@ -182,7 +212,7 @@ class TimbreTrendProbe:
                 f"{sorted(self.descriptors)}"
             )
         self.effects = {name: check_effect(name, effect) for name, effect in effects.items()}
-        self.amounts = _check_amounts(amounts)
+        self.amounts = _check_amounts(PROTOCOL_AMOUNTS[protocol] if amounts is None else amounts)
         if "reverb" in self.descriptors and self.amounts[-1] > 1:
             raise ValueError(
                 f"amounts {list(self.amounts)}: the reverb's amount is its wet/dry mix, at most 1"
@@ -194,6 +224,10 @@ class TimbreTrendProbe:
             raise ValueError(
                 "a trend needs at least two points: give two amounts or include_origin=True"
             )
+        # the release's prompt is a rule ("an" for echo), not a template: only when none is given
+        self._release_prompt = protocol == "release" and template is None
+        if template is None:
+            template = RELEASE_TEMPLATE if protocol == "release" else PAPER_TEMPLATE
         self.template = check_template(template, exactly_once=True)
         self.tolerance = check_tolerance(tolerance)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -212,8 +246,8 @@ class TimbreTrendProbe:
         reverb_words: Sequence[str] | None = None,
         effects: Sequence[str] = ("eq", "reverb"),
         references=None,
-        amounts: Sequence[float] = DEFAULT_AMOUNTS,
-        template: str = "{descriptor}",
+        amounts: Sequence[float] | None = None,
+        template: str | None = None,
         tolerance: float = 0.0,
         include_origin: bool = False,
         max_db: float = 5.0,
@@ -221,6 +255,7 @@ class TimbreTrendProbe:
         batch_size: int = 32,
         reference_seconds: float = 4.0,
         reference_seed: int = 0,
+        protocol: str = "paper",
     ) -> TimbreTrendProbe:
         """The probe on Audealize descriptor files with the Audealize EQ and reverb (``humanclap.dsp``).
 
@@ -271,11 +306,15 @@ class TimbreTrendProbe:
             batch_size=batch_size,
             reference_seconds=reference_seconds,
             reference_seed=reference_seed,
+            protocol=protocol,
         )
 
     # -- inputs ---------------------------------------------------------------------------------
     def prompt(self, word: str) -> str:
-        """text(d): the template filled with the descriptor."""
+        """text(d): the template filled with the descriptor (the release's prompt rule under
+        ``protocol=release`` without a template)."""
+        if self._release_prompt:
+            return release_prompt(word)
         return self.template.format(descriptor=word)
 
     def inputs(self) -> ProbeInputs:
@@ -364,7 +403,12 @@ class TimbreTrendProbe:
         metrics: dict[str, float] = {"n_references": float(len(references))}
         mean_deltas: dict[str, dict[str, np.ndarray]] = {}
         mean_trends: dict[str, dict[str, str]] = {}
+        trajectories: dict[str, dict[str, list[np.ndarray]]] = {}
         for effect, items in self.descriptors.items():
+            trajectories[effect] = {
+                d.word: [measured[(r, effect)]["delta"][i] for r in references]
+                for i, d in enumerate(items)
+            }
             metrics[f"{effect}/n_descriptors"] = float(len(items))
             counts = dict.fromkeys(TRENDS, 0)
             for reference in references:
@@ -392,6 +436,8 @@ class TimbreTrendProbe:
             metrics.update(self._flatten(effect, items, stats))
             mean_deltas[effect] = {d.word: delta[i] for i, d in enumerate(items)}
             mean_trends[effect] = {d.word: stats[d.word]["trend"] for d in items}
+        if self.protocol == "release":
+            metrics.update(release_metrics(self.amounts, trajectories))
         figures = {
             f"{effect}_trends": (
                 lambda e=effect: trend_figure(
@@ -435,6 +481,8 @@ class TimbreTrendProbe:
                 metrics[f"{prefix}/delta@{amount_label(amount)}"] = value
             metrics[f"{prefix}/slope"] = s["slope"]
             metrics[f"{prefix}/spearman"] = s["spearman"]
+            if self.protocol == "release":
+                metrics[f"{prefix}/pearson"] = s["pearson"]
             metrics[f"{prefix}/class"] = TREND_CODES[s["trend"]]
             metrics[f"{prefix}/sim_orig"] = s["sim_orig"]
         return metrics
@@ -473,4 +521,35 @@ class TimbreTrendProbe:
                 + "; slopes and Spearman ρ are the `/slope`, `/spearman` metrics.",
                 formats={"class": trend_symbol},
             )
+        if self.protocol == "release":
+            tables["Timbre trends — release statistics (timbre-semantics-release Tables 1-2)"] = (
+                self._release_table()
+            )
         return tables
+
+    def _release_table(self) -> Table:
+        """The release's summary (its Table 1) and per-effect rows (Table 2) as one row per model."""
+        headers = {
+            "positive_slope_rate": "pos. slope",
+            "positive_final_delta_rate": "pos. final Δ",
+            "all_source_consistency": "all-source consistency",
+            "mean_pearson_r": "mean r",
+            "mean_spearman_rho": "mean ρ",
+        }
+        columns = [(f"all {h}", key) for key, h in headers.items()]
+        for effect in self.descriptors:
+            columns += [
+                (f"{EFFECT_LABELS[effect]} {h}", f"{effect}/{k}") for k, h in headers.items()
+            ]
+        n_refs = len(self.references)
+        return Table(
+            columns,
+            note=(
+                f"The release protocol (lindseydeng/timbre-semantics-release, analysis.py): per "
+                f"(reference, effect, descriptor) the least-squares slope of Δ over a = "
+                f"{', '.join(f'{a:g}' for a in self.amounts)} and Δ at a = {self.amounts[-1]:g}; "
+                "shares with slope > 0 and final Δ > 0, share of descriptors with slope > 0 for "
+                f"every one of the {n_refs} reference(s), mean Pearson r and Spearman ρ of Δ with a."
+            ),
+            formats=dict.fromkeys(RATES, percent),
+        )

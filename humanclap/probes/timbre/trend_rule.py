@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from humanclap.probes.metrics import slope, srcc
+from humanclap.probes.metrics import lcc, slope, srcc
 
 TRENDS = ("up", "down", "peak", "flat")
 TREND_CODES: dict[str, float] = {"up": 1.0, "down": -1.0, "peak": 2.0, "flat": 0.0}
@@ -90,12 +90,13 @@ def trend_statistics(
     tolerance: float = 0.0,
     include_origin: bool = False,
 ) -> dict[str, Any]:
-    """Δ at each amount, least-squares slope, Spearman ρ and trend class of one descriptor.
+    """Δ at each amount, least-squares slope, Spearman ρ, Pearson r and trend class of one descriptor.
 
-    Returns ``{"deltas": [...], "slope": float, "spearman": float, "trend": str}``. Slope and ρ
-    come from :mod:`humanclap.probes.metrics`: NaN for fewer than 2 points or a non-finite Δ
-    (an infinite Δ used to get the ρ of scipy's ranks, inf as the largest), ρ also for a constant
-    Δ, whose slope is 0.
+    Returns ``{"deltas": [...], "slope": float, "spearman": float, "pearson": float, "trend": str}``,
+    all over the classified points (with (0, 0) when ``include_origin``). Slope, ρ and r come from
+    :mod:`humanclap.probes.metrics`: NaN for fewer than 2 points or a non-finite Δ (an infinite Δ
+    used to get the ρ of scipy's ranks, inf as the largest), ρ and r also for a constant Δ, whose
+    slope is 0 (up to round-off of its mean, about 1e-17).
     """
     if len(amounts) != len(deltas):
         raise ValueError(f"{len(amounts)} amounts but {len(deltas)} Δ values")
@@ -104,6 +105,7 @@ def trend_statistics(
         "deltas": [float(d) for d in deltas],
         "slope": slope(xs, ys),
         "spearman": srcc(xs, ys),
+        "pearson": lcc(xs, ys),
         "trend": classify_trend(deltas, tolerance, include_origin),
     }
 
