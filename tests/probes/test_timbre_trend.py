@@ -554,7 +554,10 @@ def test_release_protocol_on_the_probe_with_chosen_cosines():
         "Timbre trends — release statistics (timbre-semantics-release Tables 1-2)"
     ]
     rendered = table.render({"m": metrics}).splitlines()
-    assert rendered[0].startswith("| model | all pos. slope | all pos. final Δ | ")
+    assert rendered[0].startswith(
+        "| model | overall pos. slope | overall pos. final Δ | overall consistency | overall mean r "
+    )
+    assert "| EQ consistency | EQ mean r | EQ mean ρ | Reverb pos. slope |" in rendered[0]
     assert rendered[2] == (
         "| m | 50.0% | 83.3% | 33.3% | 0.570 | 0.584 | 50.0% | 75.0% | 50.0% | 0.427 | 0.445 "
         "| 50.0% | 100.0% | 0.0% | 1.000 | 1.000 |"

@@ -532,11 +532,11 @@ class TimbreTrendProbe:
         headers = {
             "positive_slope_rate": "pos. slope",
             "positive_final_delta_rate": "pos. final Δ",
-            "all_source_consistency": "all-source consistency",
+            "all_source_consistency": "consistency",
             "mean_pearson_r": "mean r",
             "mean_spearman_rho": "mean ρ",
         }
-        columns = [(f"all {h}", key) for key, h in headers.items()]
+        columns = [(f"overall {h}", key) for key, h in headers.items()]
         for effect in self.descriptors:
             columns += [
                 (f"{EFFECT_LABELS[effect]} {h}", f"{effect}/{k}") for k, h in headers.items()
@@ -548,8 +548,9 @@ class TimbreTrendProbe:
                 f"The release protocol (lindseydeng/timbre-semantics-release, analysis.py): per "
                 f"(reference, effect, descriptor) the least-squares slope of Δ over a = "
                 f"{', '.join(f'{a:g}' for a in self.amounts)} and Δ at a = {self.amounts[-1]:g}; "
-                "shares with slope > 0 and final Δ > 0, share of descriptors with slope > 0 for "
-                f"every one of the {n_refs} reference(s), mean Pearson r and Spearman ρ of Δ with a."
+                "shares with slope > 0 and final Δ > 0; consistency: share of descriptors with "
+                f"slope > 0 for every reference ({n_refs} here); mean Pearson r and Spearman ρ of "
+                "Δ with a. Overall: both effects pooled."
             ),
             formats=dict.fromkeys(RATES, percent),
         )
