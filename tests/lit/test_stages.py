@@ -321,6 +321,18 @@ def test_bad_stage_configs_are_refused_clearly(stages, max_epochs, message):
         parse_stages(stages, max_epochs)
 
 
+def test_stages_are_refused_under_ddp():
+    from types import SimpleNamespace
+
+    module, _ = _module()
+    module._trainer = SimpleNamespace(world_size=2)  # what setup() reads of a DDP trainer
+    with pytest.raises(StageConfigError, match=r"not supported with several processes yet"):
+        module.setup("fit")
+    plain, _ = _module(stages=None)
+    plain._trainer = SimpleNamespace(world_size=1)
+    plain.setup("fit")  # one process: nothing to refuse
+
+
 def test_stages_exclude_the_freeze_flags_and_a_mismatch_stops_the_fit():
     with pytest.raises(
         StageConfigError, match=r"so freeze_audio=true cannot be combined with them"
