@@ -56,7 +56,12 @@ DEFAULT_TEMPLATES = (
     "A no {x} track",
 )
 DEFAULT_FAMILY_TEMPLATES = ("A {x} track",)
-PAPER_TEMPLATES = DEFAULT_TEMPLATES[:4]
+PAPER_TEMPLATES = (
+    "A {x} track",
+    "This is a recording of {x}",
+    "Solo musical instrument sound of {x}",
+    "Sound of {x} musical instrument",
+)
 """The two-tower paper's label prompts (its code: ``embeddings_generation.py`` of
 github.com/YannisBilly/i_can_listen_but_cannot_read)."""
 OUR_TEMPLATES = {
