@@ -32,6 +32,7 @@ from humanclap.lit.callbacks import ProbeCallback, RandomState, SameHyperparamet
 from humanclap.lit.cpu_threads import apply_to_trainer
 from humanclap.lit.module import HumanClapModule
 from humanclap.lit.schedulers import early_stopping
+from humanclap.lit.stages import parse_stages
 from humanclap.probes.build import build_probes
 from humanclap.recipe_files import RECIPES
 from humanclap.runs import launch, resume
@@ -53,6 +54,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # Before the model loads: a bad scheduler.* value or a data config that is no datamodule fails at once.
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    stages = parse_stages(config.get("stages"), cfg.trainer.get("max_epochs"))
     require_datamodule(cfg.data)
     backbone = build_backbone(cfg)
     feature_cache = configured_root(cfg.get("cache", True), cfg.get("cache_dir"))
@@ -68,6 +70,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         freeze_text=cfg.freeze_text,
         train_temperature_only=cfg.get("train_temperature_only", False),
         config=config,
+        stages=stages,
     )
     probes = ProbeCallback(
         build_probes(cfg.get("probes"), datamodule.val_pairs),

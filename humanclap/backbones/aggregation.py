@@ -376,6 +376,21 @@ class TransformerHeadBackbone(ClapBackbone):
                 parameter.requires_grad_(not (frozen and self.freeze_heads_with_towers))
         self._freeze_replaced_layers()
 
+    def part_modules(self, part: str) -> list[nn.Module]:
+        """As ``ClapBackbone.part_modules``, with the heads as ``"projections"`` (they replace them)."""
+        if part == "projections":
+            return [
+                head
+                for head in (getattr(self, "audio_head", None), getattr(self, "text_head", None))
+                if head is not None
+            ]
+        return super().part_modules(part)
+
+    def train_parts(self, audio: bool, text: bool, projections: bool, temperature: bool) -> None:
+        """As ``ClapBackbone.train_parts``; the replaced layers stay frozen whatever the stage."""
+        super().train_parts(audio, text, projections, temperature)
+        self._freeze_replaced_layers()
+
     def frozen_modules(self) -> list[nn.Module]:
         """The frozen encoders, their heads if ``freeze_heads_with_towers``, and the replaced layers."""
         modules = super().frozen_modules() + self._replaced_layers()

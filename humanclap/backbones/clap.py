@@ -152,14 +152,65 @@ class ClapBackbone(nn.Module):
         """``{"audio": ..., "text": ...}`` as last set by ``freeze`` (nothing frozen at first)."""
         return dict(getattr(self, "_frozen_towers", {"audio": False, "text": False}))
 
-    def frozen_modules(self) -> list[nn.Module]:
-        """The submodules ``train`` keeps in eval mode: those of the frozen towers."""
+    # Training stages (humanclap.lit.stages): the parts a stage trains or freezes.
+    def part_modules(self, part: str) -> list[nn.Module]:
+        """The modules of a stage part: ``"audio"`` / ``"text"`` the tower's encoder,
+        ``"projections"`` both projections, ``"temperature"`` none (a bare parameter)."""
+        if part == "audio":
+            return [self.model.audio_model]
+        if part == "text":
+            return [self.model.text_model]
+        if part == "projections":
+            return [self.model.audio_projection, self.model.text_projection]
+        if part == "temperature":
+            return []
+        raise ValueError(
+            f"part must be 'audio', 'text', 'projections' or 'temperature', got {part!r}"
+        )
+
+    def part_parameters(self, part: str) -> list[nn.Parameter]:
+        """The parameters of a stage part (``"temperature"``: ``logit_scale``, the one the loss uses)."""
+        if part == "temperature":
+            return [self.logit_scale]
         return [
+            parameter for module in self.part_modules(part) for parameter in module.parameters()
+        ]
+
+    def train_parts(self, audio: bool, text: bool, projections: bool, temperature: bool) -> None:
+        """Set which parts train (a training stage): the others are frozen as ``freeze`` freezes a
+        tower: no gradients, and eval mode even while the backbone is in train mode."""
+        wanted = {
+            "audio": audio,
+            "text": text,
+            "projections": projections,
+            "temperature": temperature,
+        }
+        self._frozen_parts = tuple(part for part, trains in wanted.items() if not trains)
+        for part, trains in wanted.items():
+            for parameter in self.part_parameters(part):
+                parameter.requires_grad_(bool(trains))
+        self.train(self.training)
+
+    @property
+    def frozen_parts(self) -> tuple[str, ...]:
+        """The parts the last ``train_parts`` froze (none at first)."""
+        return tuple(getattr(self, "_frozen_parts", ()))
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The submodules ``train`` keeps in eval mode: those of the frozen towers and parts."""
+        modules = [
             module
             for tower, frozen in self.frozen_towers.items()
             if frozen
             for module in self.tower_modules(tower)
         ]
+        seen = {id(module) for module in modules}
+        for part in self.frozen_parts:
+            for module in self.part_modules(part):
+                if id(module) not in seen:
+                    seen.add(id(module))
+                    modules.append(module)
+        return modules
 
     def train(self, mode: bool = True) -> ClapBackbone:
         """``nn.Module.train``, except that frozen parts (``frozen_modules``) always stay in eval mode.

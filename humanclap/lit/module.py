@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -17,6 +17,13 @@ from humanclap.errors import HumanClapError
 from humanclap.lit.batchnorm import use_global_batchnorm
 from humanclap.lit.finite_guard import FiniteGuard
 from humanclap.lit.schedulers import Schedule
+from humanclap.lit.stages import (
+    Stage,
+    StageConfigError,
+    TrainingStages,
+    parse_stages,
+    trained_parameters,
+)
 from humanclap.losses import TERMS, HumanClapLoss
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,11 @@ class HumanClapModule(L.LightningModule):
             in turn requires that nothing but the temperature is trainable.
         config: the run's full configuration, stored in checkpoints as plain containers (a DictConfig
             is converted: in ``save_hyperparameters`` it would break ``weights_only`` loading).
+        stages: training stages (clamp3 §2.1; :mod:`humanclap.lit.stages`): which parts train in
+            which epochs, applied by a :class:`~humanclap.lit.stages.TrainingStages` callback
+            (``configure_callbacks``); the first stage's parts are set here. None or empty: every
+            part the freeze flags leave trainable trains throughout (no stages). Not with
+            ``freeze_audio`` / ``freeze_text`` / ``train_temperature_only``, nor under DDP.
     """
 
     def __init__(
@@ -64,18 +76,21 @@ class HumanClapModule(L.LightningModule):
         config: dict[str, Any] | DictConfig | None = None,
         train_temperature_only: bool = False,
         scheduler: SchedulerFactory | None = None,
+        stages: Sequence[Stage | Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(config, DictConfig):
             config = OmegaConf.to_container(config, resolve=True)
-        self.save_hyperparameters(
-            {
-                "freeze_audio": freeze_audio,
-                "freeze_text": freeze_text,
-                "train_temperature_only": train_temperature_only,
-                "config": config or {},
-            }
-        )
+        self.stages = parse_stages(stages or None)
+        hyperparameters = {
+            "freeze_audio": freeze_audio,
+            "freeze_text": freeze_text,
+            "train_temperature_only": train_temperature_only,
+            "config": config or {},
+        }
+        if self.stages:  # runs without stages store exactly what they stored before stages existed
+            hyperparameters["stages"] = [stage.config() for stage in self.stages]
+        self.save_hyperparameters(hyperparameters)
         self.backbone = backbone
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -85,18 +100,43 @@ class HumanClapModule(L.LightningModule):
         # reaches makes DDP stop with "parameters that were not used in producing the loss".
         backbone.model.logit_scale_t.requires_grad_(False)
         self.train_temperature_only = train_temperature_only
-        _check_freezing(backbone, freeze_audio, freeze_text, train_temperature_only)
+        if self.stages:
+            flags = [
+                f"{name}=true"
+                for name, value in (
+                    ("freeze_audio", freeze_audio),
+                    ("freeze_text", freeze_text),
+                    ("train_temperature_only", train_temperature_only),
+                )
+                if value
+            ]
+            if flags:
+                raise StageConfigError(
+                    f"stages decide which parts train in each epoch, so {' and '.join(flags)} cannot "
+                    "be combined with them: drop it and freeze the part in the stages instead (e.g. "
+                    "audio: false in every stage keeps the audio encoder frozen)"
+                )
+            backbone.train_parts(**self.stages[0].parts)
+        else:
+            _check_freezing(backbone, freeze_audio, freeze_text, train_temperature_only)
         # from_pretrained returns eval-mode modules and Lightning keeps whatever mode it is given:
         # without this, dropout and BatchNorm batch statistics would be off during training.
         self.train()
 
     def setup(self, stage: str) -> None:
         # After the process group exists, before DDP wraps the model and the optimizer is built.
+        if self.stages and self.trainer.world_size > 1:
+            raise StageConfigError(
+                f"stages are not supported with several processes yet (world size "
+                f"{self.trainer.world_size}): DDP registers the trainable parameters once, when it "
+                "wraps the model, so a part unfrozen in a later stage would not be synchronised. "
+                "Train with stages on one device (trainer=cpu or trainer=gpu trainer.devices=1)"
+            )
         if self.trainer.world_size > 1:
             use_global_batchnorm(self.backbone)
 
     def configure_callbacks(self) -> list[L.Callback]:
-        return [FiniteGuard()]
+        return [FiniteGuard()] + ([TrainingStages(self.stages)] if self.stages else [])
 
     def on_fit_start(self) -> None:
         frozen = {
@@ -168,7 +208,13 @@ class HumanClapModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         """The optimizer, with its learning-rate schedule if there is one (Lightning steps it and
         keeps its state in checkpoints)."""
-        parameters = list(self.backbone.trainable_parameters())
+        # With stages: every parameter some stage trains, frozen or not now (requires_grad set per
+        # epoch by TrainingStages); AdamW skips those without a gradient.
+        parameters = (
+            trained_parameters(self.backbone, self.stages)
+            if self.stages
+            else list(self.backbone.trainable_parameters())
+        )
         if not parameters:
             raise ValueError(
                 "nothing to train: both towers are frozen and no parameter requires grad"

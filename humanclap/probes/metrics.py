@@ -14,6 +14,7 @@ it. Every other input gets scipy's value (a nearly constant input included).
 **Retrieval** (:func:`retrieval_metrics`): each query's matches are ranked directly --
 rank = the match's place among the query's matches + the non-matches that score higher, or equal
 (ties count against the model) -- and R@k, MRR and mAP@k follow from those ranks.
+:func:`random_mrr` is the MRR a uniformly random ranking has in expectation (``MRR_random``).
 """
 
 from __future__ import annotations
@@ -189,6 +190,41 @@ def ranking_means(
     return values
 
 
+def random_mrr(n_gallery: int, n_matches: int = 1) -> float:
+    """E[1 / rank of the first match] of one query whose gallery of N = ``n_gallery`` items, m =
+    ``n_matches`` of them matches, is ranked uniformly at random (the chance level of MRR).
+
+    The matches take a uniformly random m-subset of the places 1..N; the first match is at place r
+    when r is in it and the other m − 1 are among the N − r places after r, so
+    ``P(r) = C(N − r, m − 1) / C(N, m)`` and ``E = Σ_{r=1}^{N−m+1} P(r) / r``. With one match
+    ``P(r) = 1/N`` and ``E = H_N / N`` (H_N the N-th harmonic number): N = 1000 gives 0.0074855,
+    the "random baseline of 0.0075" of clamp3 §4.4. The sum is exact; P(r) is computed by the ratio
+    ``P(r + 1) / P(r) = (N − r − m + 1) / (N − r)`` from ``P(1) = m / N`` (no big binomials).
+    """
+    if isinstance(n_gallery, bool) or isinstance(n_matches, bool):
+        raise TypeError("n_gallery and n_matches must be integers")
+    n, m = int(n_gallery), int(n_matches)
+    if n != n_gallery or m != n_matches or not 1 <= m <= n:
+        raise ValueError(f"need integers 1 <= n_matches <= n_gallery, got {n_matches}, {n_gallery}")
+    r = np.arange(1, n - m + 1, dtype=np.float64)  # the places r whose successor r + 1 can be first
+    p = (m / n) * np.concatenate(([1.0], np.cumprod((n - r - m + 1) / (n - r))))
+    return math.fsum(p / np.arange(1, n - m + 2, dtype=np.float64))
+
+
+def mean_random_mrr(matches: Tensor) -> float:
+    """:func:`random_mrr` averaged over the rows with a match of a queries x gallery ``matches``
+    (each query with its own number of matches m, the gallery size N = the number of columns)."""
+    counts = matches.detach().cpu().bool().sum(dim=1)
+    counts = counts[counts > 0]
+    if not len(counts):
+        raise ValueError("no query has a match")
+    values, times = torch.unique(counts, return_counts=True)
+    n = matches.shape[1]
+    return math.fsum(random_mrr(n, int(m)) * int(k) for m, k in zip(values, times)) / int(
+        times.sum()
+    )
+
+
 OPTIMISTIC = "_optimistic"
 
 
@@ -200,7 +236,9 @@ def retrieval_metrics(
     map_over_all_matches: bool = False,
 ) -> dict[str, float]:
     """R@k, MRR and mAP@map_k of one retrieval direction (:func:`ranking_means`), with ties
-    counted against the model, and the same with ties in its favour as ``<metric>_optimistic``.
+    counted against the model, and the same with ties in its favour as ``<metric>_optimistic``;
+    ``MRR_random``, the MRR a uniformly random ranking expects for these queries
+    (:func:`mean_random_mrr`), to read MRR against.
 
     ``scores`` (queries x gallery, compared in float64) and the boolean ``matches`` of the same
     shape; rows without a match are left out. Also ``n_queries`` and ``n_gallery``.
@@ -224,5 +262,6 @@ def retrieval_metrics(
     metrics = ranking_means(pessimistic, ks, map_k, relevant)
     lucky = ranking_means(optimistic, ks, map_k, relevant)
     metrics.update({f"{name}{OPTIMISTIC}": value for name, value in lucky.items()})
+    metrics["MRR_random"] = mean_random_mrr(matches)
     metrics.update(n_queries=float(queries.sum()), n_gallery=float(scores.shape[1]))
     return metrics

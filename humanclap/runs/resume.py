@@ -169,6 +169,7 @@ _ABSENT = object()
 ADDED_LATER: dict[str, Any] = {
     "scheduler": {"_target_": "humanclap.lit.schedulers.Constant"},
     "early_stopping": {"patience": None, "min_delta": 0.0},
+    "stages": None,
 }
 
 

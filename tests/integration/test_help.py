@@ -24,6 +24,7 @@ TRAIN_GROUPS = (
     "optimizer",
     "scheduler",
     "logger",
+    "stages",
     "sweep",
     "hydra/launcher",
 )

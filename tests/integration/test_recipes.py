@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from humanclap.backbones.resolve import model_config
+from humanclap.lit.stages import parse_stages
 from humanclap.losses import HumanClapLoss
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -179,6 +180,11 @@ def test_every_group_config_instantiates_one_thing(compose_train):
             assert list(spec) == [name] and "_target_" in spec[name], path
         elif group == "sweep":  # configures Hydra's sweeper (global package)
             assert "_target_" in spec["hydra"]["sweeper"], path
+        elif group == "stages":  # presets of the run's `stages` list (global package), nothing else
+            assert path.read_text().startswith("# @package _global_\n"), path
+            assert set(spec) == {"stages"}, path
+            cfg = compose_train(f"stages={name}")
+            assert parse_stages(OmegaConf.to_container(cfg.stages), cfg.trainer.max_epochs), path
         elif (
             group == "recipe"
         ):  # presets: they pick other groups' options (and optimized_metric), nothing else

@@ -2,12 +2,15 @@
 before (scipy, torchmetrics on average ranks, a hand-written least-squares slope) to 1e-12 on
 random data with ties; one undefined-value policy (NaN, no warning); retrieval ranks and metrics
 worked out by hand with ties and several matches per query, and against a float64 sort-based
-reference and torchmetrics' per-query retrieval metrics on random data."""
+reference and torchmetrics' per-query retrieval metrics on random data; the random-ranking MRR
+by hand, by enumerating every permutation, and against random scores."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -24,7 +27,9 @@ from humanclap.probes.metrics import (
     kendall_tau,
     lcc,
     match_ranks,
+    mean_random_mrr,
     mse,
+    random_mrr,
     retrieval_metrics,
     slope,
     srcc,
@@ -215,10 +220,13 @@ def test_retrieval_metrics_by_hand_with_ties_and_several_matches():
     #   R@1 = 2/3, R@3 = R@5 = 1, MRR = (1/2 + 1 + 1)/3 = 5/6
     #   AP@5: q0 (1/2 + 2/3)/2 = 7/12, q1 11/12, q3 1 -> mAP@5 = 5/6
     optimistic = {"R@1": 2 / 3, "R@3": 1.0, "R@5": 1.0, "MRR": 5 / 6, "mAP@5": 5 / 6}
+    # Random ranking: q0, q1 have 3 matches among 6 -> (10/1 + 6/2 + 3/3 + 1/4)/C(6,3) = 57/80;
+    # q3 one -> H_6/6 = 49/120. MRR_random = (2 * 57/80 + 49/120)/3 = 11/18.
     assert metrics == pytest.approx(
         {
             **expected,
             **{f"{k}_optimistic": v for k, v in optimistic.items()},
+            "MRR_random": 11 / 18,
             "n_queries": 3,
             "n_gallery": 6,
         },
@@ -289,3 +297,64 @@ def test_retrieval_metrics_equal_a_sorted_reference_and_torchmetrics_on_random_d
                 name,
             )  # float32 there
         assert got["n_queries"] == matches.any(axis=1).sum() and got["n_gallery"] == n_gallery
+
+
+# -- the MRR of a random ranking --------------------------------------------------------------------
+
+
+def test_random_mrr_by_hand():
+    # One match among N: E[1/rank] = H_N / N.
+    assert random_mrr(1) == 1.0
+    assert random_mrr(2) == pytest.approx(3 / 4, abs=1e-15)  # (1 + 1/2)/2
+    assert random_mrr(3) == pytest.approx(11 / 18, abs=1e-15)  # (1 + 1/2 + 1/3)/3
+    # m matches among N: P(first at r) = C(N-r, m-1)/C(N, m).
+    assert random_mrr(3, 2) == pytest.approx(5 / 6, abs=1e-15)  # (2/1 + 1/2)/3
+    assert random_mrr(4, 2) == pytest.approx(13 / 18, abs=1e-15)  # (3/1 + 2/2 + 1/3)/6
+    assert random_mrr(3, 3) == 1.0  # every place holds a match
+    # clamp3 §4.4: "the random baseline of 0.0075" for WikiMT-X's 1,000 pieces, one match each.
+    assert random_mrr(1000) == pytest.approx(
+        math.fsum(1 / r for r in range(1, 1001)) / 1000, rel=1e-13
+    )
+    assert round(random_mrr(1000), 4) == 0.0075
+
+
+def test_random_mrr_equals_the_mean_over_every_permutation():
+    """Exact: every ordering of N items, m of them matches, each equally likely (N! orderings)."""
+    for n in range(1, 7):
+        for m in range(1, n + 1):
+            orderings = list(itertools.permutations(range(n)))
+            total = sum(
+                Fraction(1, 1 + min(order.index(item) for item in range(m))) for order in orderings
+            )
+            assert random_mrr(n, m) == pytest.approx(float(total / len(orderings)), abs=1e-15), (
+                n,
+                m,
+            )
+
+
+def test_mrr_random_is_the_mrr_random_scores_get_on_average():
+    """Queries with 1 to 4 matches among 12 items: the MRR of i.i.d. random scores (no ties) over
+    many queries approaches the mean of each query's own random_mrr."""
+    rng = np.random.default_rng(0)
+    n_queries, n_gallery = 20_000, 12
+    counts = rng.integers(1, 5, n_queries)
+    matches = np.zeros((n_queries, n_gallery), dtype=bool)
+    for row, m in enumerate(counts):
+        matches[row, rng.choice(n_gallery, m, replace=False)] = True
+    scores = rng.standard_normal((n_queries, n_gallery))
+    metrics = retrieval_metrics(
+        torch.from_numpy(scores), torch.from_numpy(matches), ks=(1,), map_k=1
+    )
+    expected = np.mean([random_mrr(n_gallery, int(m)) for m in counts])
+    assert metrics["MRR_random"] == pytest.approx(expected, rel=1e-12)
+    # The standard deviation of 1/rank is below 0.5, so 5 standard errors are < 0.018.
+    assert abs(metrics["MRR"] - expected) < 5 * 0.5 / math.sqrt(n_queries)
+    assert mean_random_mrr(torch.from_numpy(matches)) == metrics["MRR_random"]
+
+
+def test_random_mrr_refuses_impossible_counts():
+    for n, m in ((3, 0), (2, 3), (0, 0)):
+        with pytest.raises(ValueError, match="1 <= n_matches <= n_gallery"):
+            random_mrr(n, m)
+    with pytest.raises(ValueError, match="no query has a match"):
+        mean_random_mrr(torch.zeros(2, 3, dtype=torch.bool))

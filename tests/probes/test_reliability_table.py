@@ -497,6 +497,29 @@ def frozen_tower_statistics(tmp):
     return ""
 
 
+def _stage(epochs, **parts):
+    return {
+        "epochs": epochs,
+        "audio": True,
+        "text": True,
+        "projections": True,
+        "temperature": True,
+    } | parts
+
+
+def stages_length(tmp):
+    """``stages=`` whose epochs do not fill ``trainer.max_epochs`` (as humanclap.train checks them)."""
+    from humanclap.lit.stages import parse_stages
+
+    return _error(lambda: parse_stages([_stage(4, text=False), _stage(2)], max_epochs=8))
+
+
+def stages_unknown_part(tmp):
+    from humanclap.lit.stages import parse_stages
+
+    return _error(lambda: parse_stages([_stage(2, projection=False)], max_epochs=2))
+
+
 def resume_with_workers(tmp):
     from torch.utils.data import DataLoader
 
@@ -641,6 +664,12 @@ CASES: dict[str, Case] = {
         "`freeze_audio=true`: BatchNorm statistics and dropout of the frozen tower",
         "handled",
         frozen_tower_statistics,
+    ),
+    "stages-length": Case(
+        "`stages=` of 4 + 2 epochs with `trainer.max_epochs=8`", "error", stages_length
+    ),
+    "stages-unknown-part": Case(
+        "a stage with a misspelt part (`projection`)", "error", stages_unknown_part
     ),
 }
 

@@ -89,9 +89,12 @@ def test_no_ties_by_hand():
             "n_gallery": 3,
         },
     )
+    # Random ranking, one match per query: H_N / N, N = 4 clips (t2a) or 3 texts (a2t).
+    assert metrics["t2a/MRR_random"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    assert metrics["a2t/MRR_random"] == pytest.approx(11 / 18)
     assert set(metrics) == {
         f"{d}/{m}{s}" for d in ("t2a", "a2t") for m in METRICS for s in ("", "_optimistic")
-    } | {f"{d}/{n}" for d in ("t2a", "a2t") for n in ("n_queries", "n_gallery")}
+    } | {f"{d}/{n}" for d in ("t2a", "a2t") for n in ("MRR_random", "n_queries", "n_gallery")}
 
 
 def test_queries_without_a_match_are_left_out_but_stay_in_the_gallery():
@@ -122,6 +125,9 @@ def test_match_threshold_is_inclusive():
     metrics = probe.run(embedder).metrics
     check(metrics, "t2a", {"R@1": 1 / 3, "MRR": 11 / 18, "mAP@10": 11 / 18, "n_queries": 3})
     assert metrics["a2t/n_queries"] == 4
+    # MRR_random with each query's own m: t0, t1 one match among 4 clips (H_4/4 = 25/48), t2 two
+    # ((3/1 + 2/2 + 1/3)/C(4,2) = 13/18).
+    assert metrics["t2a/MRR_random"] == pytest.approx((2 * 25 / 48 + 13 / 18) / 3)
     assert RetrievalProbe(probe.pairs, match_threshold=0.9).matches.sum() == 2  # 0.9 and 1.0
 
 
@@ -392,9 +398,10 @@ def test_table_shows_only_metrics_and_says_how_ties_count():
     result = probe.run(embedder)
     assert list(result.tables) == ["retrieval"] and result.figures == {}
     table = result.tables["retrieval"]
-    assert [h for h, _ in table.columns] == [
-        f"{d} {m}" for d in ("t2a", "a2t") for m in (*METRICS, "n_queries")
-    ]
+    names = ("R@1", "R@5", "R@10", "MRR", "MRR random", "mAP@10", "n_queries")
+    assert [h for h, _ in table.columns] == [f"{d} {m}" for d in ("t2a", "a2t") for m in names]
+    assert table.columns[4] == ("t2a MRR random", "t2a/MRR_random")  # beside MRR
+    assert "MRR random: the MRR a uniformly random ranking expects" in table.note
     assert all(key in result.metrics for _, key in table.columns)
     assert "ties count against the model: a tied wrong item ranks ahead" in table.note.lower()
     lines = table.render({"toy": result.metrics}).splitlines()
@@ -408,7 +415,8 @@ def test_table_shows_only_metrics_and_says_how_ties_count():
             for _, key in table.columns
         ),
     ]
-    assert cells[1] == "0.333" and cells[6] == "3"  # t2a R@1 = 1/3, t2a n_queries = 3
+    # t2a R@1 = 1/3, MRR random = 25/48, n_queries = 3
+    assert cells[1] == "0.333" and cells[5] == "0.521" and cells[7] == "3"
 
 
 # -- 6. errors ------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Zero-shot instrument probe (two-tower paper): metrics equal hand-computed values on a fake
-embedder (a tie included), prompt sensitivity with a negated template, family level, ontology
-triplets on text vs class-mean audio, diagnostics, bad input; end to end through a 1-epoch train
-(the epoch callback) and humanclap.evaluate on the offline default."""
+embedder (a tie included), prompt sensitivity with a negated template, the paper's definition
+prompts (label removal on hand-made definitions, their metrics by hand, the shipped definitions),
+the report's marking of the paper's and our templates, family level, ontology triplets on text vs
+class-mean audio, diagnostics, bad input; end to end through a 1-epoch train (the epoch callback)
+and humanclap.evaluate on the offline default."""
 
 from __future__ import annotations
 
@@ -18,12 +20,19 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from humanclap.data.pairs import DataError
 from humanclap.data.readers.instrument_ontology import OntologyError
-from humanclap.data.readers.labelled_audio import LabelledAudio, LabelledClip
+from humanclap.data.readers.labelled_audio import TINYSOL_INSTRUMENTS, LabelledAudio, LabelledClip
+from humanclap.data.synthetic.instruments import INSTRUMENTS
 from humanclap.evaluate import evaluate
 from humanclap.probes.build import ProbeConfigError
 from humanclap.probes.cache import EmbeddingCache
+from humanclap.probes.zero_shot.definitions import (
+    DEFAULT_DEFINITIONS,
+    contains_label,
+    load_definitions,
+    remove_label,
+)
 from humanclap.probes.zero_shot.metrics import classification_metrics, pessimistic_ranks
-from humanclap.probes.zero_shot.probe import ZeroShotInstrumentProbe
+from humanclap.probes.zero_shot.probe import ZeroShotInstrumentProbe, template_source
 from humanclap.train import train
 
 S = 1 / math.sqrt(2)
@@ -271,6 +280,190 @@ def test_a_cache_embeds_each_input_once_across_runs():
     assert probe.run(cache).metrics == first and embedder.embedded == {"audio": 6, "text": 8}
 
 
+# -- definition prompts (two-tower paper) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "definition, label, expected",
+    [
+        # the name, its plural and possessive, any case; not a derived word or another name
+        (
+            "The violin is bowed; Violins sing, and a violin's neck is short.",
+            "violin",
+            "The is bowed; sing, and a neck is short.",
+        ),
+        ("A violinist tunes the viola.", "violin", "A violinist tunes the viola."),
+        ("The VIOLIN-like tone of violins’ strings.", "violin", "The -like tone of strings."),
+        # each word of a multi-word name, wherever it stands
+        (
+            "The French horn, or horn, is coiled; horns sound mellow.",
+            "french horn",
+            "The, or, is coiled; sound mellow.",
+        ),
+        # function words of the name stay; a one-letter word of it goes
+        (
+            "A trumpet in C sounds in C; the trumpet's bell flares.",
+            "trumpet in c",
+            "A in sounds in; the bell flares.",
+        ),
+        ("Basses and the bass's strings.", "bass", "and the strings."),  # -es
+        ("Bodies, a body and the body's curve.", "body", ", a and the curve."),  # -y -> -ies
+    ],
+)
+def test_remove_label_on_hand_made_definitions(definition, label, expected):
+    assert remove_label(definition, label) == expected
+    assert contains_label(definition, label) == (definition != expected)
+    assert not contains_label(remove_label(definition, label), label)
+
+
+def test_the_shipped_definitions_cover_the_tinysol_classes_and_lose_their_labels():
+    definitions = load_definitions("default")
+    names = {name for _, name in TINYSOL_INSTRUMENTS.values()}
+    assert set(definitions) == names == set(INSTRUMENTS)  # TinySOL's and the synthetic default's
+    for label, text in definitions.items():
+        assert contains_label(text, label), label  # each names its class ...
+        bare = remove_label(text, label)
+        assert not contains_label(bare, label) and len(bare.split()) >= 40, (
+            label
+        )  # ... and not after
+        others = [other for other in definitions if other != label and contains_label(text, other)]
+        assert others == [], (label, others)  # no other class is named
+    assert load_definitions(DEFAULT_DEFINITIONS) == definitions
+
+
+DEFINITIONS = {  # hand-made, one per toy class; the label-removed texts are the keys of NO_LABEL
+    "violin": "The violin is small and bright.",
+    "Viola": "The viola is a little larger.",  # class names match case-insensitively
+    "flute": "A flute is blown across an edge.",
+    "kazoo": "A kazoo buzzes.",  # a class the data does not have: ignored
+}
+NO_LABEL = {  # label removed -> vector: violin's and viola's swapped
+    "The is small and bright.": TEXT["viola"],
+    "The is a little larger.": TEXT["violin"],
+    "A is blown across an edge.": TEXT["flute"],
+}
+
+
+def definition_embedder(store: MemoryStore) -> VectorEmbedder:
+    """The toy embedder, each definition as its class's "A {x} track" vector, NO_LABEL as above."""
+    embedder = toy_embedder(store)
+    embedder.text_vectors.update(
+        {text: TEXT[label.lower()] for label, text in DEFINITIONS.items() if label != "kazoo"}
+    )
+    embedder.text_vectors.update(NO_LABEL)
+    return embedder
+
+
+def test_definition_prompts_are_measured_like_templates_by_hand():
+    data = toy_data()
+    embedder = definition_embedder(data.audio_store)
+    probe = ZeroShotInstrumentProbe(data, templates=TEMPLATES, definitions=DEFINITIONS)
+    assert probe.definitions["definition_no_label"] == {
+        "violin": "The is small and bright.",
+        "viola": "The is a little larger.",
+        "flute": "A is blown across an edge.",
+    }
+    metrics = probe.run(embedder).metrics
+    # Definitions embed as the "A {x} track" texts: the same values (hand-computed above).
+    for key in ("top1", "top2", "f1_weighted", "roc_auc", "pr_auc", "n_tied", "triplet_accuracy"):
+        assert metrics[f"prompt/definition/{key}"] == pytest.approx(
+            metrics[f"prompt/a_x_track/{key}"]
+        ), key
+    assert metrics["prompt/definition/top1"] == pytest.approx(4 / 6)
+    # Without labels violin's and viola's texts swap: cos(clip, violin text) = clip[1] / N,
+    # cos(clip, viola text) = clip[0] / N, flute clip[2] / N.
+    #   c1 (.6, .8, 0) -> viola, c2 (.707, .707, 0) tie -> viola, c3 (.8, .6, 0) -> violin,
+    #   c4 (0, .8, .6) -> viola (right), c5, c6 -> flute (right): Top-1 3/6, every true class
+    #   second at worst: Top-2 1; c2 ties.
+    bare = {k.removeprefix("prompt/definition_no_label/"): v for k, v in metrics.items()}
+    assert bare["top1"] == pytest.approx(0.5) and bare["top2"] == 1.0 and bare["n_tied"] == 1
+    # F1: violin 0 (no TP), viola P 1/3 R 1/2 -> 0.4, flute 1; support 2 each -> 1.4/3.
+    assert bare["f1_weighted"] == pytest.approx(1.4 / 3)
+    # ROC-AUC: violin (c1 .6, c2 .707 vs .8, 0, .6, 0) (2.5 + 3)/8; viola (c3 .6, c4 .8 vs .8,
+    # .707, 0, .6) (1.5 + 3.5)/8; flute 1.
+    assert bare["roc_auc"] == pytest.approx((5.5 / 8 + 5 / 8 + 1) / 3)
+    # AP: violin P 1/2 at R 1/2 (.707), P 2/4 at R 1 (.6 tie) -> .5; viola .8 tie P 1/2 at R 1/2,
+    # .6 tie P 2/5 at R 1 -> .45; flute 1.
+    assert bare["pr_auc"] == pytest.approx((0.5 + 0.45 + 1) / 3, abs=1e-6)
+    # Triplets on the swapped texts: cos(violin, viola) = .1875 < cos(violin, flute) = .25 fails,
+    # cos(viola, violin) = .1875 > cos(viola, flute) = 0 holds -> 1/2.
+    assert bare["triplet_accuracy"] == 0.5
+    # Headline and spread stay those of the templates.
+    assert metrics["top1"] == pytest.approx(4 / 6)
+    assert metrics["spread/top1/range"] == pytest.approx(4 / 6 - 1 / 6)
+    # 3 classes x (2 templates + 2 definition prompts) + 2 family texts.
+    assert embedder.embedded == {"audio": 6, "text": 14}
+
+
+def test_the_report_marks_the_papers_templates_and_ours():
+    data = toy_data()
+    embedder = definition_embedder(data.audio_store)
+    embedder.text_vectors.update({f"Hear {c}": TEXT[c] for c in TEXT})
+    templates = ["A {x} track", "A no {x} track", "Hear {x}"]
+    assert [template_source(t) for t in templates] == ["paper", "ours", "config"]
+    out = ZeroShotInstrumentProbe(data, templates=templates, definitions=DEFINITIONS).run(embedder)
+    notes = {title: table.note for title, table in out.tables.items()}
+    assert notes["Zero-shot instruments — «A {x} track»"].startswith(
+        "Prompt: the two-tower paper's. two-tower zero-shot classification"
+    )
+    assert notes["Zero-shot instruments — «A no {x} track»"].startswith(
+        "Prompt: ours, not the paper's (a negation check: a text tower that reads ranks the named "
+        "class last)."
+    )
+    assert notes["Zero-shot instruments — «Hear {x}»"].startswith(
+        "Prompt: from the config, not the paper's."
+    )
+    sensitivity = out.tables["Zero-shot instruments — prompt sensitivity"]
+    assert [h for h, _ in sensitivity.columns[:3]] == [
+        "«A {x} track» Top-1",
+        "«A no {x} track» (ours) Top-1",
+        "«Hear {x}» (config) Top-1",
+    ]
+    assert sensitivity.note.endswith(
+        "Templates: the two-tower paper's: «A {x} track»; ours, not the paper's: «A no {x} track» "
+        "(a negation check: a text tower that reads ranks the named class last); from the config, "
+        "not the paper's: «Hear {x}»."
+    )
+    definition = out.tables["Zero-shot instruments — definition"]
+    bare = out.tables["Zero-shot instruments — definition without its label"]
+    assert [key for _, key in bare.columns][:2] == [
+        "prompt/definition_no_label/top1",
+        "prompt/definition_no_label/top2",
+    ]
+    assert definition.note.startswith("Prompt: the two-tower paper's definition prompt")
+    assert "definitions: given in the config" in definition.note
+    assert "E.g. violin: «The is small and bright.»" in bare.note
+    assert "| fake | 0.500 | 1.000 | 1.000 | 0.467 |" in bare.render({"fake": out.metrics})
+    for table in out.tables.values():
+        assert all(key in out.metrics for _, key in table.columns)
+
+
+def test_bad_definitions_are_refused_with_clear_errors(tmp_path):
+    data = toy_data()
+    with pytest.raises(
+        ValueError,
+        match=r"zero-shot probe on toy: definitions: no definition for 1 class\(es\): 'flute'; "
+        r"give a definitions file",
+    ):
+        ZeroShotInstrumentProbe(data, definitions={"violin": "v", "viola": "v"})
+    with pytest.raises(ValueError, match=r"the definition of 'viola' is nothing but its label"):
+        ZeroShotInstrumentProbe(data, definitions={**DEFINITIONS, "Viola": "Violas."})
+    with pytest.raises(ValueError, match=r"'Violin' is defined twice"):
+        load_definitions({"violin": "a", "Violin": "b"})
+    with pytest.raises(ValueError, match=r"definitions: no file .*nope\.json"):
+        load_definitions(tmp_path / "nope.json")
+    (tmp_path / "list.json").write_text('["a violin"]')
+    with pytest.raises(ValueError, match=r"list\.json: must be a non-empty JSON object"):
+        load_definitions(tmp_path / "list.json")
+    (tmp_path / "empty.json").write_text('{"violin": " "}')
+    with pytest.raises(ValueError, match=r"the definition of 'violin' must be a non-empty string"):
+        load_definitions(tmp_path / "empty.json")
+    (tmp_path / "ok.json").write_text(json.dumps(DEFINITIONS))
+    assert ZeroShotInstrumentProbe(data, definitions=tmp_path / "ok.json").definitions[
+        "definition"
+    ]["viola"] == ("The viola is a little larger.")
+
+
 # -- end to end -------------------------------------------------------------------------------------
 SMALL = [
     "probes.zero_shot_instruments.synthetic.clips_per_class=2",
@@ -323,10 +516,13 @@ def test_evaluate_writes_the_tables_and_the_histogram(compose_evaluate, tiny_bac
         "zero_shot_instruments"
     ]
     expected = (
-        ZeroShotInstrumentProbe(synthetic={"clips_per_class": 2, "duration_s": 0.5})
+        ZeroShotInstrumentProbe(
+            synthetic={"clips_per_class": 2, "duration_s": 0.5}, definitions="default"
+        )
         .run(tiny_backbone)
         .metrics
     )
+    assert "prompt/definition_no_label/top1" in stored  # the recipe's default: the shipped file
     assert set(stored) == set(expected)
     for key, value in expected.items():
         assert stored[key] == pytest.approx(value, abs=1e-6), key
@@ -337,8 +533,11 @@ def test_evaluate_writes_the_tables_and_the_histogram(compose_evaluate, tiny_bac
         "Zero-shot instruments — prompt sensitivity",
         "Zero-shot instruments — family level",
         "Zero-shot instruments — ontology triplets",
+        "Zero-shot instruments — definition",
+        "Zero-shot instruments — definition without its label",
     ):
         assert title in report, title
+    assert "Prompt: ours, not the paper's (a negation check" in report
     assert (
         f"| tiny | {stored['triplets/text/accuracy']:.3f} | {stored['triplets/audio/accuracy']:.3f} | 584 | 14 |"
         in report

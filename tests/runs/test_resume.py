@@ -97,13 +97,15 @@ def test_auto_refuses_the_checkpoint_of_a_different_run(tmp_path):
 def test_a_checkpoint_from_before_schedules_and_the_feature_cache_resumes_with_their_defaults(
     tmp_path,
 ):
-    """Runs stored before ``scheduler``/``early_stopping`` existed did what their defaults do; the cache
-    and loader settings may change on resume (they change how clips are read, not the results)."""
+    """Runs stored before ``scheduler``/``early_stopping``/``stages`` existed did what their defaults
+    do; the cache and loader settings may change on resume (they change how clips are read, not the
+    results)."""
     _save(tmp_path / "checkpoints" / "last.ckpt")
     now = {
         **CONFIG,
         "scheduler": {"_target_": "humanclap.lit.schedulers.Constant"},
         "early_stopping": {"patience": None, "min_delta": 0.0},
+        "stages": None,
         "cache": False,
         "cache_dir": "/elsewhere",
         "probe_workers": 3,
@@ -113,6 +115,9 @@ def test_a_checkpoint_from_before_schedules_and_the_feature_cache_resumes_with_t
     cosine = {**now, "scheduler": {"_target_": "humanclap.lit.schedulers.CosineWithWarmup"}}
     with pytest.raises(ResumeMismatch, match=r"scheduler: None -> .*CosineWithWarmup"):
         checkpoint_to_resume("auto", tmp_path, cosine)
+    staged = {**now, "stages": [{"epochs": None, "audio": True}]}
+    with pytest.raises(ResumeMismatch, match=r"stages: None -> \[\{'epochs': None"):
+        checkpoint_to_resume("auto", tmp_path, staged)
 
 
 def test_explicit_path_must_exist_and_is_named_in_the_error(tmp_path):

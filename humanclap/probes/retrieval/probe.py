@@ -1,6 +1,7 @@
 """Retrieval probe: does the model rank the matching clips (texts) first for a text (clip)?
 
-Text -> audio and audio -> text R@k, MRR (clamp3 §4.2) and mAP@k, the pairs rated
+Text -> audio and audio -> text R@k, MRR (clamp3 §4.2) with its random-ranking expectation
+``MRR_random`` (clamp3 §4.4 compares MRR with "the random baseline") and mAP@k, the pairs rated
 ``>= match_threshold`` being the matches; ties count against the model (``*_optimistic``: the
 other rule). Matches, metric definitions and ties: see docs/probes.md#retrieval.
 """
@@ -116,12 +117,25 @@ class RetrievalProbe:
 
     def table(self) -> Table:
         """Both directions side by side, as the CLAP papers lay them out."""
-        names = [*(f"R@{k}" for k in self.ks), "MRR", f"mAP@{self.map_k}", "n_queries"]
+        names = [
+            *(f"R@{k}" for k in self.ks),
+            "MRR",
+            "MRR_random",
+            f"mAP@{self.map_k}",
+            "n_queries",
+        ]
+        headers = {"MRR_random": "MRR random"}
         return Table(
-            [(f"{prefix} {name}", f"{prefix}/{name}") for prefix in DIRECTIONS for name in names],
+            [
+                (f"{prefix} {headers.get(name, name)}", f"{prefix}/{name}")
+                for prefix in DIRECTIONS
+                for name in names
+            ],
             note=(
                 f"t2a = text → audio, a2t = audio → text. A pair with score ≥ {self.match_threshold:g} is a "
-                "match; R@k: any match in the top k; MRR: 1 / rank of the first match; "
+                "match; R@k: any match in the top k; MRR: 1 / rank of the first match; MRR random: the "
+                "MRR a uniformly random ranking expects for the same queries and gallery "
+                "(Σ_r C(N−r, m−1) / (r·C(N, m)) per query with m matches among N items: H_N / N for one); "
                 f"mAP@{self.map_k}: precision at each match in the top {self.map_k}, averaged over the matches "
                 + (
                     "found there (torchmetrics' definition). "

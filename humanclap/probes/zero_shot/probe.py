@@ -2,8 +2,10 @@
 cannot read").
 
 Classification by the cosine with one text per class (two-tower §"Method Summary") for every prompt
-template and per family, ontology-triplet accuracy (§"Key Results") and similarity diagnostics.
-See docs/probes.md#zero-shot-probe.
+template, for the paper's definition prompts (a definition of each class, and the same without the
+class name: :mod:`humanclap.probes.zero_shot.definitions`) and per family, ontology-triplet
+accuracy (§"Key Results") and similarity diagnostics. The report says which prompts are the
+paper's (:func:`template_source`). See docs/probes.md#zero-shot-probe.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from humanclap.data.readers.urbansound8k import US8K_TABLE, is_urbansound8k_root
 from humanclap.data.synthetic.instruments import synthetic_instruments
 from humanclap.probes.base import ProbeResult, Table
 from humanclap.probes.cache import AudioRef, EmbeddingCache, ProbeInputs, as_cache
+from humanclap.probes.zero_shot.definitions import class_definitions, load_definitions
 from humanclap.probes.zero_shot.figures import similarity_histograms
 from humanclap.probes.zero_shot.metrics import (
     class_means,
@@ -53,6 +56,29 @@ DEFAULT_TEMPLATES = (
     "A no {x} track",
 )
 DEFAULT_FAMILY_TEMPLATES = ("A {x} track",)
+PAPER_TEMPLATES = (
+    "A {x} track",
+    "This is a recording of {x}",
+    "Solo musical instrument sound of {x}",
+    "Sound of {x} musical instrument",
+)
+"""The two-tower paper's label prompts (its code: ``embeddings_generation.py`` of
+github.com/YannisBilly/i_can_listen_but_cannot_read)."""
+OUR_TEMPLATES = {
+    "A no {x} track": "a negation check: a text tower that reads ranks the named class last",
+}
+"""Templates humanclap adds (not the paper's), with what each checks."""
+SOURCES = {
+    "paper": "the two-tower paper's",
+    "ours": "ours, not the paper's",
+    "config": "from the config, not the paper's",
+}
+"""How the report names where a template comes from (:func:`template_source`)."""
+DEFINITION_PROMPTS = {
+    "definition": "definition",
+    "definition_no_label": "definition without its label",
+}
+"""Metric slug -> name of the two definition prompts (two-tower paper)."""
 CLASS_KS = (1, 2, 3, 4, 5)
 FAMILY_KS = (1,)
 CLASS_METRICS = ("top1", "top2", "top3", "top4", "top5", "f1_weighted", "roc_auc", "pr_auc")
@@ -68,6 +94,27 @@ HEADERS = {
     "n_tied": "n tied",
     "triplet_accuracy": "triplet acc.",
 }
+
+
+def template_source(template: str) -> str:
+    """Where a class template comes from: ``"paper"`` (:data:`PAPER_TEMPLATES`), ``"ours"``
+    (:data:`OUR_TEMPLATES`) or ``"config"`` (any other)."""
+    if template in PAPER_TEMPLATES:
+        return "paper"
+    return "ours" if template in OUR_TEMPLATES else "config"
+
+
+def describe_source(template: str) -> str:
+    """The report's words for where ``template`` comes from (and, for ours, what it checks)."""
+    source = template_source(template)
+    checks = f" ({OUR_TEMPLATES[template]})" if source == "ours" else ""
+    return f"{SOURCES[source]}{checks}"
+
+
+def _marked(template: str) -> str:
+    """«template», with "(ours)" or "(config)" after it unless it is the paper's."""
+    source = template_source(template)
+    return f"«{template}»" + ("" if source == "paper" else f" ({source})")
 
 
 def check_templates(templates: Sequence[str] | str, what: str, field: str = "x") -> dict[str, str]:
@@ -108,6 +155,10 @@ class ZeroShotInstrumentProbe:
         labels: raw label (TinySOL abbreviation) -> prompt name, overriding the built-in table.
         synthetic: keyword arguments of the synthetic set (``clips_per_class``, ``duration_s``, ``seed``).
         templates: class prompt templates with ``{x}``; the first one gives the headline metrics.
+        definitions: the paper's definition prompts: a JSON file ``{class: definition}``,
+            ``"default"`` (``humanclap/resources/instrument_definitions.json``, the 14 TinySOL
+            classes) or a mapping; each class is prompted with its definition and with the
+            definition without its class name (``remove_label``). None: no definition prompts.
         family_templates: family prompt templates; empty to skip the family level.
         ontology: the ontology JSON (None: the shipped one); used for triplets, and for families
             when the data has none.
@@ -126,6 +177,7 @@ class ZeroShotInstrumentProbe:
         labels: Mapping[str, str] | None = None,
         synthetic: Mapping[str, Any] | None = None,
         templates: Sequence[str] = DEFAULT_TEMPLATES,
+        definitions: str | Path | Mapping[str, str] | None = None,
         family_templates: Sequence[str] = DEFAULT_FAMILY_TEMPLATES,
         ontology: str | Path | None = None,
         use_ontology: bool = True,
@@ -150,6 +202,13 @@ class ZeroShotInstrumentProbe:
             raise ValueError(f"{where}: needs at least 2 classes, got {self.classes}")
         index = {label: i for i, label in enumerate(self.classes)}
         self.target = torch.tensor([index[c.label] for c in self.data])
+        self.definitions: dict[str, dict[str, str]] = {}
+        """Definition prompt slug -> class -> text (empty without ``definitions``)."""
+        self.definitions_source = _definitions_source(definitions)
+        if definitions is not None:
+            texts = load_definitions(definitions)
+            full, bare = class_definitions(texts, self.classes, f"{where}: definitions")
+            self.definitions = {"definition": full, "definition_no_label": bare}
         self.ontology = Ontology.load(ontology) if use_ontology else None
         self.triplets: list[tuple[int, int, int]] = []
         if self.ontology is not None:
@@ -178,10 +237,12 @@ class ZeroShotInstrumentProbe:
         return [template.format(x=name) for name in names]
 
     def inputs(self) -> ProbeInputs:
-        """Every clip once, and one text per (template, class) and (family template, family)."""
+        """Every clip once, and one text per (template, class), (definition prompt, class) and
+        (family template, family)."""
         texts = [
             t for template in self.templates.values() for t in self.prompts(template, self.classes)
         ]
+        texts += [text for prompts in self.definitions.values() for text in prompts.values()]
         texts += [
             t
             for template in self.family_templates.values()
@@ -201,14 +262,16 @@ class ZeroShotInstrumentProbe:
         for slug, template in self.templates.items():
             text = _unit(cache.text(self.prompts(template, self.classes)))
             scores = audio @ text.T
-            values, per_class = classification_metrics(scores, self.target, CLASS_KS)
-            if self.ontology is not None:
-                values["triplet_accuracy"] = triplet_accuracy(text, self.triplets)
+            values, per_class = self._class_metrics(scores, text)
             metrics.update({f"prompt/{slug}/{key}": value for key, value in values.items()})
             if first is None:
                 first = template, scores
                 metrics.update(values)
                 metrics.update(named(per_class, self.classes))
+        for slug, prompts in self.definitions.items():  # measured as the templates are
+            text = _unit(cache.text([prompts[c] for c in self.classes]))
+            values, _ = self._class_metrics(audio @ text.T, text)
+            metrics.update({f"prompt/{slug}/{key}": value for key, value in values.items()})
         first_slug = next(iter(self.templates))
         keys = [
             k for k in (*CLASS_METRICS, "triplet_accuracy") if f"prompt/{first_slug}/{k}" in metrics
@@ -246,6 +309,15 @@ class ZeroShotInstrumentProbe:
         }
         return ProbeResult(metrics, tables=self.tables(), figures=figures)
 
+    def _class_metrics(
+        self, scores: torch.Tensor, text: torch.Tensor
+    ) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """Classification metrics of one text per class (and triplet accuracy on those texts)."""
+        values, per_class = classification_metrics(scores, self.target, CLASS_KS)
+        if self.ontology is not None:
+            values["triplet_accuracy"] = triplet_accuracy(text, self.triplets)
+        return values, per_class
+
     def _families(self, cache: EmbeddingCache, audio: torch.Tensor) -> dict[str, float]:
         out: dict[str, float] = {}
         if self.family_target is None:
@@ -259,6 +331,36 @@ class ZeroShotInstrumentProbe:
         return out
 
     # -- layout ---------------------------------------------------------------------------------
+    def _sources(self) -> str:
+        """The templates grouped by where they come from, for the report."""
+        groups: dict[str, list[str]] = {}
+        for template in self.templates.values():
+            mark = f"«{template}»"
+            if template_source(template) == "ours":
+                mark += f" ({OUR_TEMPLATES[template]})"
+            groups.setdefault(template_source(template), []).append(mark)
+        return "; ".join(
+            f"{SOURCES[source]}: {', '.join(groups[source])}"
+            for source in SOURCES
+            if source in groups
+        )
+
+    def _definition_note(self, slug: str) -> str:
+        what = (
+            "the two-tower paper's definition prompt: each class is described by its definition"
+            if slug == "definition"
+            else "the two-tower paper's definition prompt without the label: each class's "
+            "definition with the class name (and its plural and possessive forms) removed, "
+            "so the text tower must infer the instrument from the description"
+        )
+        label, text = next(iter(self.definitions[slug].items()))
+        text = text if len(text) <= 120 else text[:119].rstrip() + "…"
+        return (
+            f"Prompt: {what}; definitions: {self.definitions_source} "
+            f"(docs/probes.md#definition-prompts). E.g. {label}: «{text}». Otherwise as the first "
+            "prompt's table."
+        )
+
     def tables(self) -> dict[str, Table]:
         """Per prompt (the paper's rows: Top-k, ROC-AUC, PR-AUC), prompt spread, families, triplets,
         per class, similarities."""
@@ -269,22 +371,25 @@ class ZeroShotInstrumentProbe:
             "against the model (`n tied` clips have their class tied with another); ROC-AUC and PR-AUC (average "
             "precision): one-vs-rest on the cosine, macro over classes."
         )
+        columns = [*ks, "f1_weighted", "roc_auc", "pr_auc", "n_tied"]
         for slug, template in self.templates.items():
             tables[f"Zero-shot instruments — «{template}»"] = Table(
-                [
-                    (HEADERS[k], f"prompt/{slug}/{k}")
-                    for k in (*ks, "f1_weighted", "roc_auc", "pr_auc", "n_tied")
-                ]
-                + [("clips", "n_clips")],
-                note=note,
+                [(HEADERS[k], f"prompt/{slug}/{k}") for k in columns] + [("clips", "n_clips")],
+                note=f"Prompt: {describe_source(template)}. {note}",
             )
-            note = "As the first prompt's table."
+            note = "Otherwise as the first prompt's table."
+        for slug, name in DEFINITION_PROMPTS.items():
+            if slug in self.definitions:
+                tables[f"Zero-shot instruments — {name}"] = Table(
+                    [(HEADERS[k], f"prompt/{slug}/{k}") for k in columns] + [("clips", "n_clips")],
+                    note=self._definition_note(slug),
+                )
         spread_keys = ["top1", "roc_auc"] + (
             ["triplet_accuracy"] if self.ontology is not None else []
         )
         tables["Zero-shot instruments — prompt sensitivity"] = Table(
             [
-                (f"«{template}» Top-1", f"prompt/{slug}/top1")
+                (f"{_marked(template)} Top-1", f"prompt/{slug}/top1")
                 for slug, template in self.templates.items()
             ]
             + [
@@ -292,7 +397,8 @@ class ZeroShotInstrumentProbe:
                 for k in spread_keys
                 for name in ("range", "std")
             ],
-            note="range = max − min over the templates, std = population standard deviation over them.",
+            note="range = max − min over the templates (not the definition prompts), std = population "
+            f"standard deviation over them. Templates: {self._sources()}.",
         )
         if self.families:
             family_keys = ("top1", "f1_weighted", "roc_auc", "pr_auc")
@@ -335,6 +441,17 @@ class ZeroShotInstrumentProbe:
             "second-best class cosine.",
         )
         return tables
+
+
+def _definitions_source(definitions: str | Path | Mapping[str, str] | None) -> str:
+    """How the report names where the definitions come from."""
+    if definitions is None:
+        return "none"
+    if isinstance(definitions, Mapping):
+        return "given in the config"
+    if str(definitions) == "default":
+        return "humanclap's own (humanclap/resources/instrument_definitions.json), not the paper's"
+    return str(definitions)
 
 
 def _unit(rows: torch.Tensor) -> torch.Tensor:
