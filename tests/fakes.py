@@ -249,3 +249,25 @@ def run_threaded_ranks(monkeypatch, world: int, work, timeout: float = 60):
     assert not errors, errors
     assert sorted(results) == list(range(world))
     return results, shared
+
+
+def tiny_training(backbone=None, **module_kwargs):
+    """(HumanClapModule, RatedPairDataModule) on the tiny model and 10 synthetic sounds x 2 texts,
+    batch 4, wSCE 0.1 + MAE 1, AdamW lr 1e-3; ``module_kwargs`` go to the module (freezing, stages)."""
+    from humanclap.backbones import tiny_clap
+    from humanclap.data.synthetic.sounds import synthetic_pairs
+    from humanclap.lit.datamodule import RatedPairDataModule
+    from humanclap.lit.module import HumanClapModule
+    from humanclap.losses import HumanClapLoss
+
+    backbone = backbone or tiny_clap()
+    data = RatedPairDataModule(
+        synthetic_pairs(n_sounds=10, texts_per_sound=2), backbone.featurizer, batch_size=4
+    )
+    module = HumanClapModule(
+        backbone,
+        HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
+        lambda p: torch.optim.AdamW(p, lr=1e-3),
+        **module_kwargs,
+    )
+    return module, data

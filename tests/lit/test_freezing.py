@@ -9,29 +9,18 @@ import logging
 import lightning as L
 import pytest
 import torch
+from fakes import tiny_training
 
 from humanclap.backbones import tiny_clap
 from humanclap.backbones.aggregation import with_transformer_heads
-from humanclap.data.synthetic.sounds import synthetic_pairs
 from humanclap.lit.datamodule import RatedPairDataModule
 from humanclap.lit.module import FreezeConfigError, HumanClapModule
-from humanclap.losses import HumanClapLoss
 
 EPOCHS = 2
 
 
 def _module(backbone=None, **kwargs) -> tuple[HumanClapModule, RatedPairDataModule]:
-    backbone = backbone or tiny_clap()
-    data = RatedPairDataModule(
-        synthetic_pairs(n_sounds=10, texts_per_sound=2), backbone.featurizer, batch_size=4
-    )
-    module = HumanClapModule(
-        backbone,
-        HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
-        lambda p: torch.optim.AdamW(p, lr=1e-3),
-        **kwargs,
-    )
-    return module, data
+    return tiny_training(backbone, **kwargs)
 
 
 class ModeRecorder(L.Callback):

@@ -12,14 +12,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from fakes import tiny_training
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from humanclap.backbones import tiny_clap
 from humanclap.backbones.aggregation import with_transformer_heads
-from humanclap.data.synthetic.sounds import synthetic_pairs
 from humanclap.lit.callbacks import RandomState
-from humanclap.lit.datamodule import RatedPairDataModule
-from humanclap.lit.module import HumanClapModule
 from humanclap.lit.stages import (
     PARTS,
     StageConfigError,
@@ -27,7 +25,6 @@ from humanclap.lit.stages import (
     parse_stages,
     stage_index,
 )
-from humanclap.losses import HumanClapLoss
 
 STEPS = 4  # per epoch: 16 training pairs (10 sounds x 2 texts, 20% held out), batches of 4
 
@@ -58,18 +55,7 @@ TRAINS = {  # epoch -> the parts that train in it
 
 def _module(stages=STAGES, backbone=None, **kwargs):
     torch.manual_seed(0)
-    backbone = backbone or tiny_clap()
-    data = RatedPairDataModule(
-        synthetic_pairs(n_sounds=10, texts_per_sound=2), backbone.featurizer, batch_size=4
-    )
-    module = HumanClapModule(
-        backbone,
-        HumanClapLoss({"wsce": 0.1, "mae": 1.0}),
-        lambda p: torch.optim.AdamW(p, lr=1e-3),
-        stages=stages,
-        **kwargs,
-    )
-    return module, data
+    return tiny_training(backbone, stages=stages, **kwargs)
 
 
 def _trainer(max_epochs: int, *callbacks, checkpoints: Path | None = None) -> L.Trainer:
