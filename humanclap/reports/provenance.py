@@ -43,49 +43,41 @@ def pairs_fingerprint(pairs: RatedPairs) -> dict[str, object]:
     ``data.pairs.check_audio=false``); if any is missing the audio hash is ``None`` and
     ``audio_missing_first`` names the first.
     """
-    rows = [[p.audio, p.text, repr(p.score), p.group, p.split] for p in pairs]
-    table = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
     keys = unique_in_order(p.audio for p in pairs)
-    missing = missing_files(pairs.audio_store, keys)
+    counts = {"pairs": len(pairs), "clips": len(keys), "texts": len(set(p.text for p in pairs))}
+    rows = [[p.audio, p.text, repr(p.score), p.group, p.split] for p in pairs]
+    return _fingerprint(pairs.name, counts, rows, pairs.audio_store, keys)
+
+
+def labelled_fingerprint(data: LabelledAudio) -> dict[str, object]:
+    """As :func:`pairs_fingerprint` for labelled audio: sha256 of the table (audio key, label,
+    family, fold per clip) and of the audio, with the numbers of clips, classes and folds."""
+    keys = unique_in_order(c.audio for c in data)
+    counts = {"clips": len(keys), "classes": len(data.classes), "folds": data.folds()}
+    rows = [[c.audio, c.label, c.family, c.fold] for c in data]
+    return _fingerprint(data.name, counts, rows, data.audio_store, keys)
+
+
+def _fingerprint(name: str, counts: dict, rows: list, store, keys: list[str]) -> dict[str, object]:
+    """``name``, ``counts``, the table's sha256 and the audio's (None when a clip file is missing)."""
+    table = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+    missing = missing_files(store, keys)
     found: dict[str, object] = {
-        "name": pairs.name,
-        "pairs": len(pairs),
-        "clips": len(keys),
-        "texts": len(set(p.text for p in pairs)),
+        "name": name,
+        **counts,
         "table_sha256": table,
-        "audio_sha256": None if missing else audio_fingerprint(pairs.audio_store, keys),
+        "audio_sha256": None if missing else audio_fingerprint(store, keys),
         "audio_missing": len(missing),
     }
     if missing:
         found["audio_missing_first"] = missing[0]
         log.info(
             "%s: %d of %d audio files missing (first: %s); metrics.json records no audio sha256",
-            pairs.name,
+            name,
             len(missing),
             len(keys),
             missing[0],
         )
-    return found
-
-
-def labelled_fingerprint(data: LabelledAudio) -> dict[str, object]:
-    """As :func:`pairs_fingerprint` for labelled audio: sha256 of the table (audio key, label,
-    family, fold per clip) and of the audio, with the numbers of clips, classes and folds."""
-    rows = [[c.audio, c.label, c.family, c.fold] for c in data]
-    table = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
-    keys = unique_in_order(c.audio for c in data)
-    missing = missing_files(data.audio_store, keys)
-    found: dict[str, object] = {
-        "name": data.name,
-        "clips": len(keys),
-        "classes": len(data.classes),
-        "folds": data.folds(),
-        "table_sha256": table,
-        "audio_sha256": None if missing else audio_fingerprint(data.audio_store, keys),
-        "audio_missing": len(missing),
-    }
-    if missing:
-        found["audio_missing_first"] = missing[0]
     return found
 
 
