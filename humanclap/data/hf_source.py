@@ -84,9 +84,9 @@ def open_source(path: str | os.PathLike, option: str = "data.pairs.path") -> Sou
     if reason:
         folder = f"data/{text.split('/')[-1]}"
         raise DataError(
-            f"dataset '{path}' is not a local folder or file, and {reason}. Where the hub is "
-            f"reachable, save it once:\n    {SAVE_COMMAND.format(id=text, folder=folder)}\n"
-            f"then pass {option}={folder}"
+            f"{missing_path('dataset', str(path))} As a hub id it cannot be fetched: {reason}. If it "
+            f"is a hub dataset, save it once where the hub is reachable:\n"
+            f"    {SAVE_COMMAND.format(id=text, folder=folder)}\nthen pass {option}={folder}"
         )
     return Source(_parts(_load(text, str(path)), str(path)), str(path), None)
 
