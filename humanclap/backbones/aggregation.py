@@ -450,6 +450,7 @@ def with_transformer_heads(
     text_cls_token: bool = False,
     freeze_heads_with_towers: bool = False,
     seed: int | None = 0,
+    audio_cls_token: bool = True,
 ) -> TransformerHeadBackbone:
     """Wrap a loaded ``ClapBackbone`` (any checkpoint) with fresh Transformer heads.
 
@@ -457,6 +458,9 @@ def with_transformer_heads(
     ``seed`` makes the heads' initialisation reproducible without touching the global RNG (None:
     draw from the global RNG). The result shares ``backbone.model`` (no copy) and marks its
     projections and text pooler ``requires_grad=False``; use the returned object from then on.
+    ``audio_cls_token``: the audio head prepends a learned [CLS] (True) or reads the first chunk's
+    position (False), as the text head reads the first token unless ``text_cls_token``; why a fresh
+    head learns order only with False: docs/models.md#transformer-aggregation-heads.
     """
     if isinstance(backbone, TransformerHeadBackbone):
         raise TypeError("backbone already has Transformer heads")
@@ -473,7 +477,10 @@ def with_transformer_heads(
         if seed is not None:
             torch.manual_seed(seed)
         audio_head = TransformerAggregator(
-            config.audio_config.hidden_size, max_positions=max_chunks + 1, cls_token=True, **common
+            config.audio_config.hidden_size,
+            max_positions=max_chunks + int(audio_cls_token),
+            cls_token=audio_cls_token,
+            **common,
         )
         text_head = TransformerAggregator(
             config.text_config.hidden_size,

@@ -180,6 +180,7 @@ _HEADS = ModelBuilder(
         "max_chunks": WHOLE,
         "min_last_chunk_seconds": NUMBER,
         "text_cls_token": FLAG,
+        "audio_cls_token": FLAG,
         "freeze_heads_with_towers": FLAG,
         "seed": WHOLE.or_null(),
     },

@@ -13,7 +13,7 @@ and the training sampler is set to the epoch it serves before Lightning first it
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sized
+from collections.abc import Hashable, Iterator, Sequence, Sized
 
 import torch
 from torch.utils.data import DistributedSampler, RandomSampler, Sampler
@@ -44,8 +44,54 @@ class EpochShuffle(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
+class GroupedShuffle(DistributedSampler):
+    """Whole groups in a fresh order every epoch, a function of ``(seed, epoch)``; a group's members
+    stay adjacent, so they share a batch (up to batch boundaries). ``groups[i]`` names index i's group.
+
+    Used with ``group_by_audio`` so that a clip's true-order caption and its clause-swapped negative
+    meet in one wSCE softmax (docs/data.md#order-pairs). It is a ``DistributedSampler`` (Lightning
+    leaves it in place); under DDP rank r takes positions r, r + W, ... of the padded order, so every
+    global batch holds the same pairs as the single-process batch of W times the size.
+    """
+
+    def __init__(
+        self,
+        dataset: Sized,
+        groups: Sequence[Hashable],
+        seed: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if len(groups) != len(dataset):
+            raise ValueError(f"GroupedShuffle: {len(groups)} group names for {len(dataset)} items")
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        members: dict[Hashable, list[int]] = {}
+        for index, group in enumerate(groups):
+            members.setdefault(group, []).append(index)
+        self.members = list(members.values())
+
+    def order(self) -> list[int]:
+        """This epoch's order of all indices (one process's view before the rank split)."""
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return [
+            index
+            for group in torch.randperm(len(self.members), generator=generator).tolist()
+            for index in self.members[group]
+        ]
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order()
+        while len(order) < self.total_size:  # DistributedSampler's padding: repeat from the start
+            order += order[: self.total_size - len(order)]
+        return iter(order[self.rank : self.total_size : self.num_replicas])
+
+
 def training_sampler(
-    dataset: Sized, seed: int, epoch: int, distributed: dict | None = None
+    dataset: Sized,
+    seed: int,
+    epoch: int,
+    distributed: dict | None = None,
+    groups: Sequence[Hashable] | None = None,
 ) -> Sampler:
     """The shuffling sampler of the training loader, already set to ``epoch``.
 
@@ -53,10 +99,13 @@ def training_sampler(
     that iterator draws its order at once: a run resumed in epoch k would replay epoch 0's order.
     ``epoch`` is the epoch the loader is made for (Lightning's ``epoch_progress.current.processed``).
     ``distributed`` (``num_replicas``, ``rank``): the ``DistributedSampler`` Lightning would inject,
-    with the same arguments, made here so that it can be set to ``epoch`` as well.
+    with the same arguments, made here so that it can be set to ``epoch`` as well. ``groups``: shuffle
+    whole groups instead (:class:`GroupedShuffle`).
     """
-    if distributed:
-        sampler: Sampler = DistributedSampler(dataset, shuffle=True, seed=seed, **distributed)
+    if groups is not None:
+        sampler: Sampler = GroupedShuffle(dataset, groups, seed, **(distributed or {}))
+    elif distributed:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, **distributed)
     else:
         sampler = EpochShuffle(dataset, seed)
     sampler.set_epoch(epoch)

@@ -39,6 +39,7 @@ class RatedPairDataModule(L.LightningDataModule):
         skip_bad_audio: bool = False,
         decode_audio: bool = False,
         feature_cache: str | Path | None = None,
+        group_by_audio: bool = False,
     ) -> None:
         """Every clip of the training and validation pairs is checked here, before any model work
         (``humanclap.data.audio_check``): a bad one is an error naming its data line and file, or with
@@ -47,13 +48,16 @@ class RatedPairDataModule(L.LightningDataModule):
 
         ``feature_cache``: root of the on-disk feature cache (``humanclap.train`` passes it unless
         ``cache=false``): each clip is featurised once, later epochs read it. ``num_workers``: loader
-        processes, or ``auto`` (:func:`humanclap.features.resolve_num_workers`)."""
+        processes, or ``auto`` (:func:`humanclap.features.resolve_num_workers`). ``group_by_audio``: the
+        training pairs of one clip are kept in one batch (:class:`humanclap.data.sampling.GroupedShuffle`),
+        e.g. an order clip's true caption and its clause-swapped negative."""
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.featurizer = featurizer
         self.features = ClipFeatures(featurizer, feature_cache)
         self.batch_size = batch_size
+        self.group_by_audio = bool(group_by_audio)
         self.num_workers_setting = num_workers
         resolve_num_workers(num_workers, option="data.num_workers")  # a bad value fails here
         if any(p.split is None for p in pairs):
@@ -86,7 +90,8 @@ class RatedPairDataModule(L.LightningDataModule):
                 if trainer is not None and trainer.world_size > 1
                 else None
             )
-            sampler = training_sampler(dataset, run_seed(), epoch, distributed)
+            groups = [pair.audio for pair in pairs] if self.group_by_audio else None
+            sampler = training_sampler(dataset, run_seed(), epoch, distributed, groups)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

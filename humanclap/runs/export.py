@@ -52,7 +52,8 @@ def export_run(
                 indent=2,
             )
         )
-        selected_by = f"lowest {cfg.monitor}" if best_epoch is not None else "last epoch"
+        extreme = "highest" if cfg.get("monitor_mode", "min") == "max" else "lowest"
+        selected_by = f"{extreme} {cfg.monitor}" if best_epoch is not None else "last epoch"
         write_model_card(
             export_dir,
             cfg,

@@ -400,7 +400,11 @@ def test_config_composes_and_trains_one_epoch(compose_train, compose_evaluate):
     # One epoch = one checkpoint: the export holds the Lightning checkpoint's weights, heads included.
     state = last.state_dict()
     assert all(torch.equal(value, state[key]) for key, value in exported.state_dict().items())
-    assert not torch.equal(exported.audio_head.cls, head_backbone().audio_head.cls)  # it trained
+    fresh = head_backbone(audio_cls_token=False)  # the config's heads read the first chunk
+    assert exported.audio_head.cls is None
+    assert not torch.equal(  # it trained
+        exported.audio_head.output_projection.weight, fresh.audio_head.output_projection.weight
+    )
     assert exported.embed_audio([noise(2.0, 0)]).shape == (1, DIM)
     card = (export / "README.md").read_text()  # the model card says what it is and how to load it
     assert (
@@ -435,8 +439,8 @@ def test_tiny_head_config_is_a_model_name_for_evaluate():
     assert resolved.kind == "config" and isinstance(resolved.backbone, TransformerHeadBackbone)
     # Same seed, same heads.
     assert torch.equal(
-        resolved.backbone.audio_head.cls,
-        resolve_model("tiny_transformer_head").backbone.audio_head.cls,
+        resolved.backbone.audio_head.output_projection.weight,
+        resolve_model("tiny_transformer_head").backbone.audio_head.output_projection.weight,
     )
 
 
@@ -458,3 +462,44 @@ def test_any_backbone_can_be_wrapped_from_config(compose_train):
         "_target_": "humanclap.backbones.from_pretrained",
         "source": "laion/clap-htsat-fused",
     }
+
+
+def _order_sensitivity(heads: TransformerHeadBackbone, clips) -> float:
+    """mean (1 − cos(AB, BA)) / mean (1 − cos between different clips), on the audio embeddings."""
+    ab = heads.embed_audio([np.concatenate([a, b]) for a, b in clips])
+    ba = heads.embed_audio([np.concatenate([b, a]) for a, b in clips])
+    reversal = float((1 - (ab * ba).sum(-1)).mean())
+    cosines = ab @ ab.T
+    n = len(clips)
+    between = float(1 - (cosines.sum() - cosines.diag().sum()) / (n * n - n))
+    return reversal / between
+
+
+def test_a_head_reading_the_first_chunk_starts_order_sensitive_where_a_cls_head_does_not():
+    """Why recipe=ordering reads the first chunk (docs/models.md#transformer-aggregation-heads): at
+    initialisation a learned [CLS] averages the chunks and barely tells A-then-B from B-then-A."""
+    clips = [
+        (noise(1.0, seed, level=0.05 + 0.05 * seed), tone(1.0, 300.0 * (seed + 1)))
+        for seed in range(6)
+    ]
+    with_cls = head_backbone(dropout=0.0).eval()
+    first_chunk = head_backbone(dropout=0.0, audio_cls_token=False).eval()
+    assert with_cls.audio_head.cls is not None and first_chunk.audio_head.cls is None
+    assert first_chunk.audio_head.config()["max_positions"] == 10  # max_chunks, no [CLS] slot
+    with torch.no_grad():
+        assert (
+            _order_sensitivity(first_chunk, clips)
+            > 0.3
+            > 0.15
+            > _order_sensitivity(with_cls, clips)
+        )
+
+
+def test_a_first_chunk_head_round_trips(tmp_path):
+    backbone = head_backbone(audio_cls_token=False).eval()
+    waves = [noise(1.5, 1), tone(2.0, 300.0)]
+    audio = backbone.embed_audio(waves)
+    out = backbone.save_pretrained(tmp_path / "export")
+    assert json.loads((out / HEADS_CONFIG).read_text())["audio_head"]["cls_token"] is False
+    reloaded = from_pretrained(str(out))
+    assert reloaded.audio_head.cls is None and torch.equal(reloaded.embed_audio(waves), audio)

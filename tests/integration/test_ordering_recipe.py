@@ -1,6 +1,7 @@
-"""recipe=ordering end to end: synthesized before/after pairs mixed into the embedded data, the
-Transformer aggregation heads, and every ordering probe logged before training and after each
-epoch; the exported model (ClapModel + heads) is evaluated on the synthesized order set."""
+"""recipe=ordering end to end: synthesized before/after pairs, the Transformer aggregation heads,
+and every ordering probe logged before training and after each epoch; the exported model
+(ClapModel + heads) is evaluated on the synthesized order set. That the default run learns order
+(test BAT >= 0.75) is checked by the README's run (tests/integration/test_readme.py)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,23 @@ from humanclap.evaluate import evaluate
 from humanclap.train import train
 
 ORDER_PROBES = ("bat", "clause_swap", "as_then_swap", "text_sensitivity")
-SMALL = ["data.pairs.base.n_sounds=20", "data.pairs.n_pairs=40", "data.pairs.n_events=30"]
+SMALL = ["data.pairs.n_pairs=40", "data.pairs.n_events=30"]
 
 
-def test_recipe_ordering_composes_the_mixed_data_heads_and_order_probes(compose_train):
+def test_recipe_ordering_composes_the_order_data_heads_and_order_probes(compose_train):
     cfg = compose_train("recipe=ordering")
-    assert cfg.data.pairs._target_.endswith("with_order_pairs")
+    assert cfg.data.pairs._target_.endswith("order_pairs_from_events")
+    assert (cfg.data.pairs.duration_s, cfg.data.pairs.crossfade_s) == (1.0, 0.1)
+    assert cfg.data.group_by_audio is True
     assert cfg.model._target_.endswith("with_transformer_heads")
-    assert {"relevance", "bat", "clause_swap", "text_sensitivity"} == set(cfg.probes)
-    assert cfg.optimized_metric == "bat/accuracy"
-    assert dict(cfg.loss.lambdas) == {"wsce": 0.1, "mse": 0, "mae": 1}
+    assert cfg.model.audio_cls_token is False and cfg.model.dropout == 0.0
+    assert cfg.trainer.max_epochs == 25 and cfg.optimizer.lr == pytest.approx(1e-3)
+    assert {"bat", "clause_swap", "text_sensitivity"} == set(cfg.probes)
+    assert cfg.optimized_metric == cfg.monitor == "bat/accuracy" and cfg.monitor_mode == "max"
+    assert dict(cfg.loss.lambdas) == {"wsce": 1.0, "mse": 0, "mae": 1}
+    # The +ACBA mix is one data choice away and keeps the design of the order clips.
+    mixed = compose_train("recipe=ordering", "data=synthetic_with_order")
+    assert mixed.data.pairs._target_.endswith("with_order_pairs") and mixed.data.group_by_audio
     # A backbone chosen on the command line wins over the recipe's default model.
     assert compose_train("recipe=ordering", "model=tiny").model._target_.endswith("tiny_clap")
 
@@ -36,7 +44,7 @@ def test_recipe_ordering_trains_logs_bat_each_epoch_and_exports_the_heads(
         *SMALL,
         "trainer.max_epochs=2",
         "logger=csv",
-        f"probes=[relevance,{','.join(ORDER_PROBES)}]",
+        f"probes=[{','.join(ORDER_PROBES)}]",
     )
     summary = train(cfg)
     assert summary["metric"] == "bat/accuracy"
@@ -49,7 +57,7 @@ def test_recipe_ordering_trains_logs_bat_each_epoch_and_exports_the_heads(
         assert n_bat == metrics["bat/n"] > 0
         assert 0.0 <= metrics["bat/accuracy"] <= 1.0
         assert metrics["clause_swap/n_queries"] > 0 and metrics["as_then_swap/then/n_queries"] > 0
-        assert metrics["text_sensitivity/clause_swap/n"] > 0 and "relevance/srcc" in metrics
+        assert metrics["text_sensitivity/clause_swap/n"] > 0
     header = (
         next((Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
     )

@@ -70,11 +70,20 @@ def test_lambda_override_from_command_line(compose_train):
     assert "recipe" not in cfg  # the loss is `loss`, whatever recipe chose it
 
 
-@pytest.mark.parametrize("recipe", ["timbre", "ordering"])
-def test_presets_pick_a_loss_without_repeating_it(compose_train, recipe):
+@pytest.mark.parametrize(
+    "recipe, loss, lambdas",
+    [
+        ("timbre", "wsce_mae", LOSS_OF["wsce_mae"]["lambdas"]),
+        ("ordering", "wsce1_mae", {"wsce": 1, "mse": 0, "mae": 1}),
+    ],
+)
+def test_presets_pick_a_loss_without_repeating_it(compose_train, recipe, loss, lambdas):
     text = yaml.safe_load((RECIPES / "recipe" / f"{recipe}.yaml").read_text())
-    assert {"override /loss": "wsce_mae"} in text["defaults"] and "loss" not in text
-    assert OmegaConf.to_container(compose_train(f"recipe={recipe}").loss) == LOSS_OF["wsce_mae"]
+    assert {"override /loss": loss} in text["defaults"] and "loss" not in text
+    assert OmegaConf.to_container(compose_train(f"recipe={recipe}").loss) == {
+        **LOSS_OF["wsce_mae"],
+        "lambdas": lambdas,
+    }
     # Another loss with the same preset, in either order.
     for overrides in ([f"recipe={recipe}", "loss=mse"], ["loss=mse", f"recipe={recipe}"]):
         cfg = compose_train(*overrides)
@@ -95,7 +104,7 @@ def test_defaults_are_tiny_and_synthetic_with_their_own_schedule(compose_train):
 
 SCHEDULE = {
     "tiny": (1e-3, 8),
-    "tiny_transformer_head": (1e-3, 8),
+    "tiny_transformer_head": (1e-3, 25),
     "laion_htsat_fused": (1e-5, 50),
     "human_clap_wsce_mae": (1e-5, 50),
 }
@@ -112,8 +121,9 @@ SCHEDULE = {
     ],
 )
 def test_each_model_gets_its_schedule_whatever_the_order_of_overrides(compose_train, model, others):
-    """The tiny models' lr 1e-3 / 8 epochs (recipes/*/for_model/), every other model the paper's lr 1e-5 /
-    50 epochs; no matter where model= stands among the overrides, or which recipe or trainer is chosen."""
+    """The tiny models' lr 1e-3 / 8 epochs (25 with the Transformer heads; recipes/*/for_model/), every
+    other model the paper's lr 1e-5 / 50 epochs; no matter where model= stands among the overrides, or
+    which recipe or trainer is chosen."""
     lr, epochs = SCHEDULE[model]
     for overrides in ([f"model={model}", *others], [*others, f"model={model}"]):
         cfg = compose_train(*overrides)
@@ -127,7 +137,7 @@ def test_each_model_gets_its_schedule_whatever_the_order_of_overrides(compose_tr
 def test_the_ordering_preset_schedules_its_own_tiny_model(compose_train):
     cfg = compose_train("recipe=ordering")
     assert cfg.model._target_.endswith("with_transformer_heads")
-    assert (cfg.optimizer.lr, cfg.trainer.max_epochs) == (pytest.approx(1e-3), 8)
+    assert (cfg.optimizer.lr, cfg.trainer.max_epochs) == (pytest.approx(1e-3), 25)
 
 
 def test_real_backbones_keep_the_paper_schedule(compose_train):
@@ -187,9 +197,9 @@ def test_every_group_config_instantiates_one_thing(compose_train):
             assert parse_stages(OmegaConf.to_container(cfg.stages), cfg.trainer.max_epochs), path
         elif (
             group == "recipe"
-        ):  # presets: they pick other groups' options (and optimized_metric), nothing else
+        ):  # presets: they pick other groups' options (and the metrics that select), nothing else
             assert path.read_text().startswith("# @package _global_\n"), path
-            assert set(spec) <= {"defaults", "optimized_metric"} and {
+            assert set(spec) <= {"defaults", "optimized_metric", "monitor", "monitor_mode"} and {
                 "override /loss"
             } <= set().union(*(entry for entry in spec["defaults"] if isinstance(entry, dict))), (
                 path
