@@ -19,7 +19,7 @@ from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from humanclap.backbones.clap import ClapBackbone
+from humanclap.backbones.base import Backbone
 from humanclap.backbones.pretrained import HubUnreachable
 from humanclap.backbones.resolve import key_holding
 from humanclap.cli import report_user_errors, user_error
@@ -138,7 +138,7 @@ def require_datamodule(data_cfg: DictConfig) -> None:
     )
 
 
-def build_backbone(cfg: DictConfig) -> ClapBackbone:
+def build_backbone(cfg: DictConfig) -> Backbone:
     """``cfg.model`` instantiated; a hub id it names that cannot be fetched ends with the command that
     trains on a downloaded copy instead (the model key that held the hub id, set to the copy)."""
     try:
@@ -156,7 +156,7 @@ def build_backbone(cfg: DictConfig) -> ClapBackbone:
         raise hub.instead(f"then train with it:\n    {command}") from None
 
 
-def build_trainer(cfg: DictConfig, probes: ProbeCallback, backbone: ClapBackbone) -> L.Trainer:
+def build_trainer(cfg: DictConfig, probes: ProbeCallback, backbone: Backbone) -> L.Trainer:
     """``cfg.trainer`` with the run's callbacks, checked for a safe launch, with its CPU threads chosen.
 
     The monitored checkpoint comes first, so ``trainer.checkpoint_callback`` is the one export uses.

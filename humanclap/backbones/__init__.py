@@ -1,6 +1,7 @@
 """CLAP backbones: one interface (``Embedder``) over every checkpoint format."""
 
-from humanclap.backbones.clap import MAX_LOGIT_SCALE, ClapBackbone
+from humanclap.backbones.base import MAX_LOGIT_SCALE, Backbone
+from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.embedder import Embedder
 from humanclap.backbones.featurizer import ClapFeaturizer
 from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
@@ -10,6 +11,7 @@ from humanclap.backbones.tiny import build_tiny_clap, tiny_clap
 
 __all__ = [
     "MAX_LOGIT_SCALE",
+    "Backbone",
     "CheckpointNotAvailable",
     "ClapBackbone",
     "ClapFeaturizer",

@@ -15,6 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from humanclap.backbones.base import Backbone
 from humanclap.backbones.checkpoint_safety import (
     LIGHTNING_CHECKPOINT,
     STORED_MODEL,
@@ -23,7 +24,6 @@ from humanclap.backbones.checkpoint_safety import (
     plain_reason,
     read_torch_checkpoint,
 )
-from humanclap.backbones.clap import ClapBackbone
 from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
 from humanclap.backbones.pretrained import (
     default_processor,
@@ -52,7 +52,7 @@ class ResolvedModel:
     name: str
     kind: str
     source: str
-    backbone: ClapBackbone
+    backbone: Backbone
 
 
 def model_config_names() -> list[str]:
@@ -163,7 +163,7 @@ def resolve_model(
     )
 
 
-def from_lightning_checkpoint(path: str | Path) -> ClapBackbone:
+def from_lightning_checkpoint(path: str | Path) -> Backbone:
     """The backbone of a ``humanclap.train`` Lightning checkpoint.
 
     The file is read weights-only, the model config stored in its hyper-parameters must pass
@@ -229,7 +229,7 @@ def _entry(document: Any, *keys: str) -> Any:
     return document
 
 
-def _instantiate(config: DictConfig, seed: int, name: str) -> ClapBackbone:
+def _instantiate(config: DictConfig, seed: int, name: str) -> Backbone:
     """A model config of the user's (never one read from a checkpoint) built with Hydra."""
     # Model configs may interpolate ${seed} (tiny.yaml); outside a composed run, give them one.
     root = OmegaConf.create({"seed": seed, "model": config})

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 
-from humanclap.backbones.clap import ClapBackbone
+from humanclap.backbones.base import Backbone
 from humanclap.errors import HumanClapError
 from humanclap.lit.batchnorm import use_global_batchnorm
 from humanclap.lit.finite_guard import FiniteGuard
@@ -40,7 +40,7 @@ class HumanClapModule(L.LightningModule):
     """One step = embed the batch's audio and texts, L = λ1·wSCE + λ2·MSE + λ3·MAE, step.
 
     After every optimiser step both logit scales are clamped to [0, ln 100]
-    (``ClapBackbone.clamp_logit_scale``); transformers' ClapModel never clamps them. Under DDP the
+    (``Backbone.clamp_logit_scale``); transformers' ClapModel never clamps them. Under DDP the
     backbone's BatchNorm layers become :class:`~humanclap.lit.batchnorm.GlobalBatchNorm` (in
     ``setup``), which normalise with the statistics of the global batch. Every fit gets a
     :class:`~humanclap.lit.finite_guard.FiniteGuard` (``configure_callbacks``): a non-finite loss,
@@ -53,7 +53,7 @@ class HumanClapModule(L.LightningModule):
         scheduler: ``(optimizer, trainer) -> Schedule | None`` (``recipes/scheduler/``,
             :mod:`humanclap.lit.schedulers`); ``None``: the learning rate stays ``optimizer.lr``.
         freeze_audio / freeze_text: keep a tower (encoder + projection) fixed: no gradients, and eval
-            mode throughout (BatchNorm statistics and dropout fixed; ``ClapBackbone.freeze``).
+            mode throughout (BatchNorm statistics and dropout fixed; ``Backbone.freeze``).
         train_temperature_only: freezing both towers leaves only the temperature (logit scale) to
             train, which is refused as a likely mistake unless this flag says it is meant; the flag
             in turn requires that nothing but the temperature is trainable.
@@ -68,7 +68,7 @@ class HumanClapModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: ClapBackbone,
+        backbone: Backbone,
         loss: HumanClapLoss,
         optimizer: OptimizerFactory,
         freeze_audio: bool = False,
@@ -96,9 +96,11 @@ class HumanClapModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         backbone.freeze(audio=freeze_audio, text=freeze_text)
-        # The loss uses logit_scale_a for both directions (eq. 5); a trainable parameter that no loss
-        # reaches makes DDP stop with "parameters that were not used in producing the loss".
-        backbone.model.logit_scale_t.requires_grad_(False)
+        # A trainable parameter that no loss reaches (ClapModel's logit_scale_t: the loss uses
+        # logit_scale_a for both directions, eq. 5) makes DDP stop with "parameters that were not
+        # used in producing the loss".
+        for parameter in backbone.unused_parameters():
+            parameter.requires_grad_(False)
         self.train_temperature_only = train_temperature_only
         if self.stages:
             flags = [
@@ -231,7 +233,7 @@ class HumanClapModule(L.LightningModule):
 
 
 def _check_freezing(
-    backbone: ClapBackbone, freeze_audio: bool, freeze_text: bool, train_temperature_only: bool
+    backbone: Backbone, freeze_audio: bool, freeze_text: bool, train_temperature_only: bool
 ) -> None:
     """Refuse a run that trains only the temperature by accident, or claims to and trains more."""
     others = [
