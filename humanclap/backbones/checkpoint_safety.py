@@ -187,6 +187,27 @@ _HEADS = ModelBuilder(
     required=("backbone",),
 )
 
+RELEASE = Kind(  # model.version=2023 on a command line is an integer
+    "a string or an integer",
+    lambda value: (
+        isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    ),
+)
+_MSCLAP = ModelBuilder(
+    "humanclap.backbones.msclap",
+    "from_msclap",
+    {
+        "path": TEXT,
+        "version": RELEASE.or_null(),
+        "tokenizer": TEXT.or_null(),
+        "name": TEXT.or_null(),
+    },
+    required=("path",),
+)
+_MSCLAP_RANDOM = ModelBuilder(
+    "humanclap.backbones.msclap", "msclap_random", {"version": RELEASE, "size": TEXT, "seed": WHOLE}
+)
+
 MODEL_BUILDERS: dict[str, ModelBuilder] = {
     # the names recipes/model/*.yaml use, then the same functions under their defining modules
     "humanclap.backbones.tiny_clap": _TINY,
@@ -198,6 +219,10 @@ MODEL_BUILDERS: dict[str, ModelBuilder] = {
     "humanclap.backbones.random_full_size.clap_htsat_random": _RANDOM_FULL_SIZE,
     "humanclap.backbones.pretrained.from_pretrained": _PRETRAINED,
     "humanclap.backbones.laion_checkpoint.from_laion_checkpoint": _LAION,
+    "humanclap.backbones.msclap.from_msclap": _MSCLAP,
+    "humanclap.backbones.msclap.msclap_random": _MSCLAP_RANDOM,
+    "humanclap.backbones.msclap.backbone.from_msclap": _MSCLAP,
+    "humanclap.backbones.msclap.backbone.msclap_random": _MSCLAP_RANDOM,
 }
 """``_target_`` -> builder: every model a stored config may build."""
 

@@ -25,6 +25,7 @@ from humanclap.backbones.checkpoint_safety import (
     read_torch_checkpoint,
 )
 from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
+from humanclap.backbones.msclap import from_msclap, is_msclap_directory, is_msclap_file
 from humanclap.backbones.pretrained import (
     default_processor,
     from_pretrained,
@@ -113,6 +114,8 @@ def resolve_model(
         backbone = _instantiate(model_config(spec), seed, spec)
         return ResolvedModel(label, "config", f"recipes/model/{spec}.yaml", backbone)
     path = Path(spec).expanduser()
+    if path.is_dir() and is_msclap_directory(path):
+        return ResolvedModel(label, "msclap_dir", str(path), from_msclap(str(path)))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UnknownModel(
@@ -134,6 +137,8 @@ def resolve_model(
             from_pretrained(str(path), processor=None if has_processor else processor),
         )
     if path.is_file():
+        if path.suffix in LAION_SUFFIXES and is_msclap_file(path):
+            return ResolvedModel(label, "msclap_pth", str(path), from_msclap(str(path)))
         if path.suffix in LAION_SUFFIXES:
             return ResolvedModel(
                 label,
@@ -253,5 +258,6 @@ def _accepted() -> str:
         "A model is one of: a config name in recipes/model/ ("
         + ", ".join(model_config_names())
         + "); a transformers ClapModel directory (with config.json); a LAION-CLAP .pt/.pth file; a "
-        "Lightning .ckpt from humanclap.train; or a Hugging Face hub id 'org/name'."
+        "Lightning .ckpt from humanclap.train; an MS-CLAP release .pth or export directory; or a "
+        "Hugging Face hub id 'org/name'."
     )

@@ -141,13 +141,13 @@ def recipe_directory(prefix: str, recipe: dict) -> Path:
     return cache_root() / f"{prefix}-{digest}"
 
 
-def build_once(path: Path, build: Callable[[Path], object]) -> bool:
+def build_once(path: Path, build: Callable[[Path], object], marker: str = "config.json") -> bool:
     """``build(scratch)`` into a scratch directory next to ``path``, renamed to ``path``, unless
-    ``path/config.json`` exists already; True if this call built it.
+    ``path/<marker>`` exists already; True if this call built it.
 
     The rename is atomic, so concurrent processes (DDP ranks) never load a half-written directory.
     """
-    if (path / "config.json").exists():
+    if (path / marker).exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))

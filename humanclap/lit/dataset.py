@@ -67,24 +67,25 @@ def warn_long_texts(
     Returns the warning, or None if every text fits."""
     unique = unique_in_order(texts)
     tokenizer = featurizer.tokenizer
+    limit = getattr(featurizer, "max_text_tokens", TEXT_MAX_TOKENS)
     # A token covers at least one byte of text (SentencePiece may add one leading token), so only
     # texts longer than the budget in bytes need tokenising: most captions are far shorter.
-    budget = TEXT_MAX_TOKENS - tokenizer.num_special_tokens_to_add() - 1
+    budget = limit - tokenizer.num_special_tokens_to_add() - 1
     candidates = [text for text in unique if len(text.encode("utf-8")) > budget]
     if not candidates:
         return None
     counts = [
         len(ids) for ids in tokenizer(candidates, truncation=False, verbose=False)["input_ids"]
     ]
-    long = [(count, text) for count, text in zip(counts, candidates) if count > TEXT_MAX_TOKENS]
+    long = [(count, text) for count, text in zip(counts, candidates) if count > limit]
     if not long:
         return None
     count, text = max(long, key=lambda item: item[0])
     words = text.split()
     first_words = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
     message = (
-        f"{len(long)} of {len(unique)} {what} are longer than the text tower's {TEXT_MAX_TOKENS} tokens and "
-        f"are cut to {TEXT_MAX_TOKENS}; the longest has {count} tokens: {first_words!r}"
+        f"{len(long)} of {len(unique)} {what} are longer than the text tower's {limit} tokens and "
+        f"are cut to {limit}; the longest has {count} tokens: {first_words!r}"
     )
     log.warning(message)
     return message
