@@ -222,7 +222,7 @@ def load_tokenizer(directory: str | Path, config: MsClapConfig) -> Any:
 
 
 def from_msclap(
-    path: str = f"{DEFAULT_DIR}/CLAP_weights_2023.pth",
+    path: str,
     version: str | None = None,
     tokenizer: str | None = None,
     name: str | None = None,
