@@ -88,10 +88,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_collection_modifyitems(config, items):
-    """An explicit ``@pytest.mark.timeout(s)`` (a DDP test that must not hang for the default 15
+    """``slow`` tests first: pytest-xdist hands tests out in collection order, and a minutes-long
+    end-to-end run handed out last keeps one worker busy after the others have finished (longest
+    first is the classic remedy). The order is the same in every worker, as xdist requires.
+
+    An explicit ``@pytest.mark.timeout(s)`` (a DDP test that must not hang for the default 15
     minutes) is sized for one test at a time on an idle machine; under pytest-xdist each of the n
     workers gets 1/n of the CPUs, so it allows n times as long. HUMANCLAP_TIMEOUT_SCALE=<x>
     multiplies it further on a loaded machine."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
     scale = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) * float(
         os.environ.get("HUMANCLAP_TIMEOUT_SCALE", 1)
     )

@@ -1,4 +1,5 @@
-"""A 2-process (gloo) evaluation gives the same metrics as a 1-process one, and only rank 0 writes."""
+"""A 2-process (gloo) evaluation gives the same metrics as a 1-process one, and only rank 0 writes;
+for each model family (the tiny ClapModel and the tiny MS-CLAP)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 OVERRIDES = [
-    "models=[tiny]",
+    "models=[tiny,msclap_tiny]",
     "data.pairs.n_sounds=25",
     "data.pairs.texts_per_sound=3",
     "batch_size=2",
@@ -61,16 +62,16 @@ def test_two_process_evaluation_equals_one_process(compose_evaluate, tmp_path):
     assert document["world_size"] == 2
     for rank in (0, 1):
         results = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert results.keys() == single.keys() == {"tiny"}
-        for probe, metrics in single["tiny"].items():
-            assert results["tiny"][probe].keys() == metrics.keys()
-            for key, value in metrics.items():
-                assert results["tiny"][probe][key] == pytest.approx(value, abs=1e-6, nan_ok=True), (
-                    rank,
-                    probe,
-                    key,
-                )
+        assert results.keys() == single.keys() == {"tiny", "msclap_tiny"}
+        for model, probes in single.items():
+            for probe, metrics in probes.items():
+                assert results[model][probe].keys() == metrics.keys()
+                for key, value in metrics.items():
+                    assert results[model][probe][key] == pytest.approx(
+                        value, abs=1e-6, nan_ok=True
+                    ), (rank, model, probe, key)
     # Every unique input was embedded once across both ranks together, as in one process.
-    assert document["models"]["tiny"]["embedded"] == single_doc["models"]["tiny"]["embedded"]
-    assert single_doc["models"]["tiny"]["embedded"]["audio"] == 5
+    for model in single:
+        assert document["models"][model]["embedded"] == single_doc["models"][model]["embedded"]
+        assert single_doc["models"][model]["embedded"]["audio"] == 5
     assert document["data"] == single_doc["data"]
