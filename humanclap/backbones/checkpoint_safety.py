@@ -207,6 +207,15 @@ _MSCLAP = ModelBuilder(
 _MSCLAP_RANDOM = ModelBuilder(
     "humanclap.backbones.msclap", "msclap_random", {"version": RELEASE, "size": TEXT, "seed": WHOLE}
 )
+_MUQ_MULAN = ModelBuilder(
+    "humanclap.backbones.muq",
+    "from_muq_mulan",
+    {"path": TEXT, "tokenizer": TEXT.or_null(), "name": TEXT.or_null()},
+    required=(),  # path defaults to checkpoints/muq_mulan
+)
+_MUQ_MULAN_RANDOM = ModelBuilder(
+    "humanclap.backbones.muq", "muq_mulan_random", {"size": TEXT, "seed": WHOLE}
+)
 
 MODEL_BUILDERS: dict[str, ModelBuilder] = {
     # the names recipes/model/*.yaml use, then the same functions under their defining modules
@@ -223,6 +232,10 @@ MODEL_BUILDERS: dict[str, ModelBuilder] = {
     "humanclap.backbones.msclap.msclap_random": _MSCLAP_RANDOM,
     "humanclap.backbones.msclap.backbone.from_msclap": _MSCLAP,
     "humanclap.backbones.msclap.backbone.msclap_random": _MSCLAP_RANDOM,
+    "humanclap.backbones.muq.from_muq_mulan": _MUQ_MULAN,
+    "humanclap.backbones.muq.muq_mulan_random": _MUQ_MULAN_RANDOM,
+    "humanclap.backbones.muq.backbone.from_muq_mulan": _MUQ_MULAN,
+    "humanclap.backbones.muq.backbone.muq_mulan_random": _MUQ_MULAN_RANDOM,
 }
 """``_target_`` -> builder: every model a stored config may build."""
 

@@ -26,6 +26,7 @@ from humanclap.backbones.checkpoint_safety import (
 )
 from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
 from humanclap.backbones.msclap import from_msclap, is_msclap_directory, is_msclap_file
+from humanclap.backbones.muq import from_muq_mulan, is_muq_mulan_directory
 from humanclap.backbones.pretrained import (
     default_processor,
     from_pretrained,
@@ -116,6 +117,8 @@ def resolve_model(
     path = Path(spec).expanduser()
     if path.is_dir() and is_msclap_directory(path):
         return ResolvedModel(label, "msclap_dir", str(path), from_msclap(str(path)))
+    if path.is_dir() and is_muq_mulan_directory(path):  # an export, or a release's config.json
+        return ResolvedModel(label, "muq_mulan_dir", str(path), from_muq_mulan(str(path)))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UnknownModel(
@@ -258,6 +261,7 @@ def _accepted() -> str:
         "A model is one of: a config name in recipes/model/ ("
         + ", ".join(model_config_names())
         + "); a transformers ClapModel directory (with config.json); a LAION-CLAP .pt/.pth file; a "
-        "Lightning .ckpt from humanclap.train; an MS-CLAP release .pth or export directory; or a "
+        "Lightning .ckpt from humanclap.train; an MS-CLAP release .pth or export directory; a MuQ-MuLan "
+        "release or export directory; or a "
         "Hugging Face hub id 'org/name'."
     )
