@@ -211,7 +211,7 @@ _MUQ_MULAN = ModelBuilder(
     "humanclap.backbones.muq",
     "from_muq_mulan",
     {"path": TEXT, "tokenizer": TEXT.or_null(), "name": TEXT.or_null()},
-    required=(),  # path defaults to checkpoints/muq_mulan
+    required=("path",),
 )
 _MUQ_MULAN_RANDOM = ModelBuilder(
     "humanclap.backbones.muq", "muq_mulan_random", {"size": TEXT, "seed": WHOLE}

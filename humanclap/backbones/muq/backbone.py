@@ -310,7 +310,7 @@ def release_config(folder: Path, tokenizer_dir: Path) -> MuqMulanConfig:
 
 
 def from_muq_mulan(
-    path: str = DEFAULT_DIR, tokenizer: str | None = None, name: str | None = None
+    path: str, tokenizer: str | None = None, name: str | None = None
 ) -> MuqMulanBackbone:
     """Load MuQ-MuLan from a release folder (``config.json`` + ``pytorch_model.bin``, tokenizer
     folder) or a ``save_pretrained`` directory. ``tokenizer``: XLM-R's tokenizer folder; default
