@@ -207,6 +207,15 @@ _MSCLAP = ModelBuilder(
 _MSCLAP_RANDOM = ModelBuilder(
     "humanclap.backbones.msclap", "msclap_random", {"version": RELEASE, "size": TEXT, "seed": WHOLE}
 )
+_CLAMP3 = ModelBuilder(
+    "humanclap.backbones.clamp3",
+    "from_clamp3",
+    {"path": TEXT, "mert": TEXT.or_null(), "tokenizer": TEXT.or_null(), "name": TEXT.or_null()},
+    required=("path",),
+)
+_CLAMP3_RANDOM = ModelBuilder(
+    "humanclap.backbones.clamp3", "clamp3_random", {"size": TEXT, "seed": WHOLE}
+)
 
 MODEL_BUILDERS: dict[str, ModelBuilder] = {
     # the names recipes/model/*.yaml use, then the same functions under their defining modules
@@ -223,6 +232,10 @@ MODEL_BUILDERS: dict[str, ModelBuilder] = {
     "humanclap.backbones.msclap.msclap_random": _MSCLAP_RANDOM,
     "humanclap.backbones.msclap.backbone.from_msclap": _MSCLAP,
     "humanclap.backbones.msclap.backbone.msclap_random": _MSCLAP_RANDOM,
+    "humanclap.backbones.clamp3.from_clamp3": _CLAMP3,
+    "humanclap.backbones.clamp3.clamp3_random": _CLAMP3_RANDOM,
+    "humanclap.backbones.clamp3.backbone.from_clamp3": _CLAMP3,
+    "humanclap.backbones.clamp3.backbone.clamp3_random": _CLAMP3_RANDOM,
 }
 """``_target_`` -> builder: every model a stored config may build."""
 
