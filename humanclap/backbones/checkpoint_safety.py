@@ -211,7 +211,6 @@ _CLAMP3 = ModelBuilder(
     "humanclap.backbones.clamp3",
     "from_clamp3",
     {"path": TEXT, "mert": TEXT.or_null(), "tokenizer": TEXT.or_null(), "name": TEXT.or_null()},
-    required=("path",),
 )
 _CLAMP3_RANDOM = ModelBuilder(
     "humanclap.backbones.clamp3", "clamp3_random", {"size": TEXT, "seed": WHOLE}
