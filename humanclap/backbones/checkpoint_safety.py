@@ -216,6 +216,15 @@ _MUQ_MULAN = ModelBuilder(
 _MUQ_MULAN_RANDOM = ModelBuilder(
     "humanclap.backbones.muq", "muq_mulan_random", {"size": TEXT, "seed": WHOLE}
 )
+_CLAMP3 = ModelBuilder(
+    "humanclap.backbones.clamp3",
+    "from_clamp3",
+    {"path": TEXT, "mert": TEXT.or_null(), "tokenizer": TEXT.or_null(), "name": TEXT.or_null()},
+    required=("path",),
+)
+_CLAMP3_RANDOM = ModelBuilder(
+    "humanclap.backbones.clamp3", "clamp3_random", {"size": TEXT, "seed": WHOLE}
+)
 
 MODEL_BUILDERS: dict[str, ModelBuilder] = {
     # the names recipes/model/*.yaml use, then the same functions under their defining modules
@@ -236,6 +245,10 @@ MODEL_BUILDERS: dict[str, ModelBuilder] = {
     "humanclap.backbones.muq.muq_mulan_random": _MUQ_MULAN_RANDOM,
     "humanclap.backbones.muq.backbone.from_muq_mulan": _MUQ_MULAN,
     "humanclap.backbones.muq.backbone.muq_mulan_random": _MUQ_MULAN_RANDOM,
+    "humanclap.backbones.clamp3.from_clamp3": _CLAMP3,
+    "humanclap.backbones.clamp3.clamp3_random": _CLAMP3_RANDOM,
+    "humanclap.backbones.clamp3.backbone.from_clamp3": _CLAMP3,
+    "humanclap.backbones.clamp3.backbone.clamp3_random": _CLAMP3_RANDOM,
 }
 """``_target_`` -> builder: every model a stored config may build."""
 

@@ -24,6 +24,7 @@ from humanclap.backbones.checkpoint_safety import (
     plain_reason,
     read_torch_checkpoint,
 )
+from humanclap.backbones.clamp3 import from_clamp3, is_clamp3_directory, is_clamp3_file
 from humanclap.backbones.laion_checkpoint import from_laion_checkpoint
 from humanclap.backbones.msclap import from_msclap, is_msclap_directory, is_msclap_file
 from humanclap.backbones.muq import from_muq_mulan, is_muq_mulan_directory
@@ -119,6 +120,8 @@ def resolve_model(
         return ResolvedModel(label, "msclap_dir", str(path), from_msclap(str(path)))
     if path.is_dir() and is_muq_mulan_directory(path):  # an export, or a release's config.json
         return ResolvedModel(label, "muq_mulan_dir", str(path), from_muq_mulan(str(path)))
+    if path.is_dir() and is_clamp3_directory(path):
+        return ResolvedModel(label, "clamp3_dir", str(path), from_clamp3(str(path)))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UnknownModel(
@@ -142,6 +145,8 @@ def resolve_model(
     if path.is_file():
         if path.suffix in LAION_SUFFIXES and is_msclap_file(path):
             return ResolvedModel(label, "msclap_pth", str(path), from_msclap(str(path)))
+        if path.suffix in LAION_SUFFIXES and is_clamp3_file(path):
+            return ResolvedModel(label, "clamp3_pth", str(path), from_clamp3(str(path)))
         if path.suffix in LAION_SUFFIXES:
             return ResolvedModel(
                 label,

@@ -375,6 +375,6 @@ def test_model_keys_without_a_model_config_are_refused():
     assert str(error.value).startswith(
         "'model.source=checkpoints/run' sets a key of a model config, so name the "
         "config too: model=<name> model.source=checkpoints/run, with <name> one of "
-        "clap_htsat_random, clap_htsat_unfused_random, hf_dir, human_clap, "
+        "clamp3, clamp3_tiny, clap_htsat_random, clap_htsat_unfused_random, hf_dir, human_clap, "
     )
     check_model_arguments(["prog", "model=hf_dir", "model.source=checkpoints/run"])
