@@ -36,7 +36,7 @@ from humanclap.backbones.resolve import resolve_model
 
 FIXTURES = REPO / "tests" / "fixtures" / "clamp3"
 sys.path.insert(0, str(FIXTURES))
-import upstream_embeddings as upstream  # noqa: E402
+import clamp3_upstream as upstream  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +247,7 @@ def test_missing_files_name_the_commands_that_fetch_them(export, tmp_path):
         f"hf download m-a-p/MERT-v1-95M config.json pytorch_model.bin --local-dir {path.parent}/MERT-v1-95M"
         in text
     )
-    tokenizer = "config.json sentencepiece.bpe.model tokenizer.json"
+    tokenizer = '--include "*.json" --include sentencepiece.bpe.model'
     assert (
         f"hf download FacebookAI/xlm-roberta-base {tokenizer} --local-dir {path.parent}/xlm-roberta-base"
         in text

@@ -28,7 +28,7 @@ from humanclap.backbones.msclap.model import MsClapModel, small_config
 from humanclap.backbones.resolve import resolve_model
 
 sys.path.insert(0, str(REPO / "tests" / "fixtures" / "msclap"))
-import upstream_embeddings as upstream  # noqa: E402
+import msclap_upstream as upstream  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["2023", "2022"])

@@ -70,7 +70,8 @@ MERT_REPO, MERT_FOLDER, MERT_FILES = (
     "config.json pytorch_model.bin",
 )
 TEXT_REPO, TEXT_FOLDER = "FacebookAI/xlm-roberta-base", "xlm-roberta-base"
-TEXT_FILES = "config.json sentencepiece.bpe.model tokenizer.json"
+TEXT_FILES = '--include "*.json" --include sentencepiece.bpe.model'
+"""XLM-R's tokenizer and config files (globs: which JSON files the repository holds varies)."""
 CLAMP3_CHECKPOINT = "a CLaMP 3 checkpoint (.pth, {'model': state_dict, ...})"
 MERT_WEIGHTS = "MERT's pytorch_model.bin (a state dict)"
 SYMBOLIC = ("symbolic_model.", "symbolic_proj.")

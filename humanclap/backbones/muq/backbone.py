@@ -56,7 +56,8 @@ TOKENIZER_DIR = "tokenizer"
 HUB_REPO = "OpenMuQ/MuQ-MuLan-large"
 AUDIO_REPO = "OpenMuQ/MuQ-large-msd-iter"
 TEXT_REPO = "FacebookAI/xlm-roberta-base"
-TOKENIZER_FILES = "config.json sentencepiece.bpe.model tokenizer.json tokenizer_config.json"
+TOKENIZER_FILES = '--include "*.json" --include sentencepiece.bpe.model'
+"""XLM-R's tokenizer and config files (globs: which JSON files the repository holds varies)."""
 DEFAULT_DIR = "checkpoints/muq_mulan"
 MUQ_MULAN_CHECKPOINT = "a MuQ-MuLan checkpoint (pytorch_model.bin, a state dict of mulan.* tensors)"
 

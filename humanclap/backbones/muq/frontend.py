@@ -24,15 +24,16 @@ def _hz_to_mel(freq: float) -> float:
 def melscale_fbanks(
     n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int
 ) -> torch.Tensor:
-    """torchaudio.functional.melscale_fbanks(norm=None, mel_scale="htk"): (n_freqs, n_mels)."""
-    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
-    m_pts = torch.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2)
+    """torchaudio.functional.melscale_fbanks(norm=None, mel_scale="htk"): (n_freqs, n_mels). Computed
+    on the CPU whatever the default device (a model built on the meta device still gets values)."""
+    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs, device="cpu")
+    m_pts = torch.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2, device="cpu")
     f_pts = 700.0 * (10.0 ** (m_pts / 2595.0) - 1.0)
     f_diff = f_pts[1:] - f_pts[:-1]
     slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)
     down = (-1.0 * slopes[:, :-2]) / f_diff[:-1]
     up = slopes[:, 2:] / f_diff[1:]
-    return torch.max(torch.zeros(1), torch.min(down, up))
+    return torch.max(torch.zeros(1, device="cpu"), torch.min(down, up))
 
 
 class MelSTFT(nn.Module):
