@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from cli import REPO, run_module
+from cli import REPO
 
 from humanclap.backbones.checkpoint_safety import check_model_config
 from humanclap.backbones.msclap import (
@@ -21,7 +21,6 @@ from humanclap.backbones.msclap import (
     MsClapError,
     build_random_msclap,
     from_msclap,
-    msclap_random,
 )
 from humanclap.backbones.msclap.backbone import TOKENIZER_DIR, random_state_dict
 from humanclap.backbones.msclap.model import MsClapModel, small_config
@@ -292,35 +291,3 @@ def test_every_trainable_weight_gets_a_gradient_from_the_loss(small):
     assert silent == []
     frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
     assert any("fc_audioset" in n or "tscam_conv" in n for n in frozen)
-
-
-# -- the commands ----------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_train_exports_a_folder_that_evaluate_loads_beside_tiny(tmp_path):
-    """``train model=msclap_tiny`` exports an MS-CLAP folder; ``evaluate 'models=[tiny,msclap_tiny,<export>]'``
-    runs every default probe on all three in one report, and the export embeds as the trained run."""
-    run_module(tmp_path, "humanclap.train", "model=msclap_tiny", "trainer.max_epochs=1",
-               "data.pairs.n_sounds=16", "data.pairs.texts_per_sound=2", "data.batch_size=4",
-               "probes=relevance", "logger=csv")  # fmt: skip
-    (export,) = (tmp_path / "checkpoints").iterdir()
-    assert (export / "msclap_config.json").is_file()
-    models = f"models=[tiny,msclap_tiny,checkpoints/{export.name}]"
-    probes = "probes=[relevance,retrieval,timbre_trend,zero_shot_instruments]"
-    run_module(tmp_path, "humanclap.evaluate", models, probes, "hydra.run.dir=suite")
-    ordering = "probes=[bat,clause_swap,as_then_swap,text_sensitivity]"
-    run_module(tmp_path, "humanclap.evaluate", models, "data=order_synthetic", ordering,
-               "hydra.run.dir=ordering")  # fmt: skip
-    for folder, groups in (("suite", probes), ("ordering", ordering)):
-        metrics = json.loads((tmp_path / folder / "metrics.json").read_text())["models"]
-        assert list(metrics) == ["tiny", "msclap_tiny", export.name]
-        expected = groups.removeprefix("probes=[").removesuffix("]").split(",")
-        for name in metrics:
-            assert sorted(metrics[name]["metrics"]) == sorted(expected), (folder, name)
-    # The export is the trained model, not the untrained one it started from.
-    trained = resolve_model(str(export)).backbone
-    untrained = msclap_random("2023", "small", seed=0)
-    assert trained.config == untrained.config
-    waves = _waves()
-    assert not torch.allclose(trained.embed_audio(waves), untrained.embed_audio(waves))

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from cli import REPO, run_module
+from cli import REPO
 
 from humanclap.backbones.checkpoint_safety import check_model_config
 from humanclap.backbones.muq import (
@@ -22,7 +22,6 @@ from humanclap.backbones.muq import (
     MuQMuLan,
     MuqMulanError,
     from_muq_mulan,
-    muq_mulan_random,
     small_config,
 )
 from humanclap.backbones.muq.backbone import (
@@ -323,30 +322,3 @@ def test_every_trainable_weight_gets_a_gradient_from_the_loss(small):
     assert silent == []
     frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
     assert any("pos_conv_embed" in n for n in frozen) and any("aggregator" in n for n in frozen)
-
-
-# -- the commands ----------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_train_exports_a_folder_that_evaluate_loads_beside_tiny(tmp_path):
-    """``train model=muq_mulan_tiny`` exports a MuQ-MuLan folder; ``evaluate 'models=[tiny,muq_mulan_tiny,<export>]'``
-    runs the default probes on all three in one report, and the export embeds as the trained run."""
-    run_module(tmp_path, "humanclap.train", "model=muq_mulan_tiny", "trainer.max_epochs=1",
-               "data.pairs.n_sounds=16", "data.pairs.texts_per_sound=2", "data.batch_size=4",
-               "probes=relevance", "logger=csv")  # fmt: skip
-    (export,) = (tmp_path / "checkpoints").iterdir()
-    assert (export / "muq_mulan_config.json").is_file()
-    models = f"models=[tiny,muq_mulan_tiny,checkpoints/{export.name}]"
-    probes = "probes=[relevance,retrieval,timbre_trend,zero_shot_instruments]"
-    run_module(tmp_path, "humanclap.evaluate", models, probes, "hydra.run.dir=suite")
-    metrics = json.loads((tmp_path / "suite" / "metrics.json").read_text())["models"]
-    assert list(metrics) == ["tiny", "muq_mulan_tiny", export.name]
-    expected = probes.removeprefix("probes=[").removesuffix("]").split(",")
-    for name in metrics:
-        assert sorted(metrics[name]["metrics"]) == sorted(expected), name
-    trained = resolve_model(str(export)).backbone
-    untrained = muq_mulan_random("small", seed=0)
-    assert trained.config == untrained.config
-    waves = _waves()
-    assert not torch.allclose(trained.embed_audio(waves), untrained.embed_audio(waves))
