@@ -101,6 +101,34 @@ def read_torch_checkpoint(
         ) from None
 
 
+def load_strictly(
+    module: torch.nn.Module,
+    state: Mapping[str, Any],
+    source: str | Path,
+    what: str,
+    error: type[HumanClapError] = CheckpointError,
+) -> None:
+    """``module.load_state_dict(state)`` where every weight of the module must come from the file and
+    every tensor of the file must be used (torch's strict mode, with errors for people): a misfit
+    raises ``error`` naming the file, ``what`` it should be, and the first keys on each side."""
+    try:
+        result = module.load_state_dict(dict(state), strict=False)
+    except (RuntimeError, TypeError) as failure:  # a shape, or a value that is no tensor
+        raise error(
+            f"'{source}' does not fit {what} ({plain_reason(failure, sentences=2)})"
+        ) from None
+    parts = []
+    for keys, one, many in (
+        (result.missing_keys, "weight of the model is not in the file", "weights of the model are not in the file"),
+        (result.unexpected_keys, "tensor of the file is not in the model", "tensors of the file are not in the model"),
+    ):  # fmt: skip
+        if keys:
+            shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+            parts.append(f"{len(keys)} {one if len(keys) == 1 else many} ({shown})")
+    if parts:
+        raise error(f"'{source}' does not fit {what}: {'; '.join(parts)}.")
+
+
 # -- stored model configs ------------------------------------------------------------------------
 
 

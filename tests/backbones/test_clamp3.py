@@ -212,8 +212,8 @@ def test_model_argument_takes_an_export_folder_and_a_release_file(export, tmp_pa
 @pytest.mark.parametrize(
     "change,message",
     [
-        (lambda s: s.pop("audio_model.pooler.dense.bias"), "1 weights of the model are not in the file"),
-        (lambda s: s.update({"text_model.extra": torch.zeros(1)}), "1 tensors of the file are not in the model"),
+        (lambda s: s.pop("audio_model.pooler.dense.bias"), "1 weight of the model is not in the file"),
+        (lambda s: s.update({"text_model.extra": torch.zeros(1)}), "1 tensor of the file is not in the model"),
         (lambda s: s.update({"text_proj.bias": torch.zeros(3)}), "does not fit CLaMP 3"),
     ],
 )  # fmt: skip
@@ -289,7 +289,7 @@ def test_a_mert_that_is_not_mert_v1_95m_is_refused(export, tmp_path):
     torch.save(state, mert / "pytorch_model.bin")
     (mert / "config.json").write_text(json.dumps(config))
     with pytest.raises(
-        Clamp3Error, match=r"1 tensors of the file are not in the model \['label_embs_concat'\]"
+        Clamp3Error, match=r"1 tensor of the file is not in the model \(label_embs_concat\)"
     ):
         from_clamp3(str(release), mert=str(mert))
 

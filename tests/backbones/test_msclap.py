@@ -205,8 +205,8 @@ def test_old_transformers_buffers_in_a_release_are_accepted(tmp_path):
 @pytest.mark.parametrize(
     "change,message",
     [
-        (lambda s: s.pop("audio_encoder.projection.linear1.weight"), "1 weights of the model are not in the file"),
-        (lambda s: s.update(extra=torch.zeros(1)), "1 tensors of the file are not in the model"),
+        (lambda s: s.pop("audio_encoder.projection.linear1.weight"), "1 weight of the model is not in the file"),
+        (lambda s: s.update(extra=torch.zeros(1)), "1 tensor of the file is not in the model"),
         (lambda s: s.update({"logit_scale": torch.zeros(3)}), "does not fit MS-CLAP 2023"),
     ],
 )  # fmt: skip

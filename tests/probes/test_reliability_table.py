@@ -229,6 +229,42 @@ def audio_without_prompt(tmp):
     return _error(lambda: _score_folder(tmp, [("a.wav", "a dog"), ("b.wav", "rain")]))
 
 
+def msclap_missing(tmp):
+    from humanclap.backbones.msclap import from_msclap
+
+    return _error(
+        lambda: from_msclap(str(tmp / "msclap" / "CLAP_weights_2023.pth"), version="2023")
+    )
+
+
+def msclap_extra_tensor(tmp):
+    from humanclap.backbones.msclap import build_random_msclap, from_msclap
+
+    export = build_random_msclap(tmp / "export", "2023", "small")
+    weights = export / "CLAP_weights_2023.pth"
+    state = torch.load(weights, weights_only=True)["model"]
+    state["audio_encoder.base.htsat.extra.weight"] = torch.zeros(2)
+    torch.save({"model": state}, weights)
+    return _error(lambda: from_msclap(str(export)))
+
+
+def muq_mulan_missing(tmp):
+    from humanclap.backbones.muq import from_muq_mulan
+
+    return _error(lambda: from_muq_mulan(str(tmp / "muq_mulan")))
+
+
+def clamp3_mert_cqt(tmp):
+    import json
+
+    from humanclap.backbones.clamp3 import build_random_clamp3, from_clamp3
+
+    export = build_random_clamp3(tmp / "export", "small")
+    config = export / "mert" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "feature_extractor_cqt": True}))
+    return _error(lambda: from_clamp3(str(export)))
+
+
 def ckpt_target_torch_load(tmp):
     from humanclap.backbones.resolve import resolve_model
 
@@ -630,6 +666,20 @@ CASES: dict[str, Case] = {
     ),
     "model-config-unset": Case(
         "`model=hf_dir` without `model.source`", "error", model_config_unset
+    ),
+    "msclap-missing": Case(
+        "`model=msclap_2023` before its release file is fetched", "error", msclap_missing
+    ),
+    "msclap-extra-tensor": Case(
+        "an MS-CLAP release file with a tensor the model does not have",
+        "error",
+        msclap_extra_tensor,
+    ),
+    "muq-mulan-missing": Case(
+        "`model=muq_mulan` before its release folder is fetched", "error", muq_mulan_missing
+    ),
+    "clamp3-mert-cqt": Case(
+        "a MERT `config.json` asking for the CQT branch HubertModel lacks", "error", clamp3_mert_cqt
     ),
     # runs
     "resume-pickle": Case(

@@ -40,6 +40,7 @@ from torch import nn
 from humanclap.backbones.base import Backbone, part_error, tower_error
 from humanclap.backbones.checkpoint_safety import (
     CheckpointError,
+    load_strictly,
     plain_reason,
     read_torch_checkpoint,
 )
@@ -255,18 +256,7 @@ def without_symbolic(state: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 def _strict_load(module: nn.Module, state: dict[str, Any], source: Path, what: str) -> None:
-    try:
-        result = module.load_state_dict(state, strict=False)
-    except (RuntimeError, TypeError) as error:  # a shape, or a value that is no tensor
-        raise Clamp3Error(
-            f"'{source}' does not fit {what} ({plain_reason(error, sentences=2)})"
-        ) from None
-    if result.missing_keys or result.unexpected_keys:
-        raise Clamp3Error(
-            f"'{source}' does not fit {what}: {len(result.missing_keys)} weights of the model are "
-            f"not in the file {result.missing_keys[:3]}, {len(result.unexpected_keys)} tensors of "
-            f"the file are not in the model {result.unexpected_keys[:3]}."
-        )
+    load_strictly(module, state, source, what, Clamp3Error)
 
 
 def load_towers(config: Clamp3Config, state: dict[str, Any], source: Path) -> Clamp3Model:

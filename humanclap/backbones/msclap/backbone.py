@@ -31,6 +31,7 @@ from torch import nn
 from humanclap.backbones.base import Backbone, part_error, tower_error
 from humanclap.backbones.checkpoint_safety import (
     CheckpointError,
+    load_strictly,
     plain_reason,
     read_torch_checkpoint,
 )
@@ -194,18 +195,7 @@ def release_state(checkpoint: Any, path: str | Path) -> dict[str, torch.Tensor] 
 def load_weights(model: MsClapModel, state: dict[str, Any], source: str | Path) -> None:
     """Strict load (see the module docstring), errors naming the file and the first offending keys."""
     state = {key: value for key, value in state.items() if not _OLD_BUFFERS.search(str(key))}
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except (RuntimeError, TypeError) as error:  # a shape, or a value that is no tensor
-        raise MsClapError(
-            f"'{source}' does not fit MS-CLAP {model.config.version} ({plain_reason(error, sentences=2)})"
-        ) from None
-    if result.missing_keys or result.unexpected_keys:
-        raise MsClapError(
-            f"'{source}' does not fit MS-CLAP {model.config.version}: {len(result.missing_keys)} weights "
-            f"of the model are not in the file {result.missing_keys[:3]}, {len(result.unexpected_keys)} "
-            f"tensors of the file are not in the model {result.unexpected_keys[:3]}."
-        )
+    load_strictly(model, state, source, f"MS-CLAP {model.config.version}", MsClapError)
 
 
 def load_tokenizer(directory: str | Path, config: MsClapConfig) -> Any:

@@ -34,6 +34,7 @@ from torch import nn
 from humanclap.backbones.base import Backbone, part_error, tower_error
 from humanclap.backbones.checkpoint_safety import (
     CheckpointError,
+    load_strictly,
     plain_reason,
     read_torch_checkpoint,
 )
@@ -242,18 +243,7 @@ def load_weights(model: MuQMuLan, state: Any, source: str | Path) -> None:
             f"'{source}' is not {MUQ_MULAN_CHECKPOINT}: it holds no mulan.* tensors."
         )
     state = {key: value for key, value in state.items() if not LEGACY_KEYS.search(str(key))}
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except (RuntimeError, TypeError) as error:  # a shape, or a value that is no tensor
-        raise MuqMulanError(
-            f"'{source}' does not fit this MuQ-MuLan configuration ({plain_reason(error, sentences=2)})"
-        ) from None
-    if result.missing_keys or result.unexpected_keys:
-        raise MuqMulanError(
-            f"'{source}' does not fit this MuQ-MuLan configuration: {len(result.missing_keys)} weights "
-            f"of the model are not in the file {result.missing_keys[:3]}, {len(result.unexpected_keys)} "
-            f"tensors of the file are not in the model {result.unexpected_keys[:3]}."
-        )
+    load_strictly(model, state, source, "this MuQ-MuLan configuration", MuqMulanError)
 
 
 def load_tokenizer(directory: str | Path) -> Any:
