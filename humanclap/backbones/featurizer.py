@@ -97,6 +97,45 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def check_texts(texts: Sequence[str], first_index: int = 0) -> None:
+    """Refuse an empty batch and texts that are not non-empty strings, naming the item
+    (``first_index``: position of ``texts[0]`` in the caller's list)."""
+    if len(texts) == 0:
+        raise ValueError("tokenize: no texts given")
+    for index, text in enumerate(texts, start=first_index):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"text {index}: expected a non-empty string, got {text!r}")
+
+
+class WaveformFeaturizer:
+    """Base of the featurizers whose models compute their own spectrograms (MS-CLAP, MuQ-MuLan,
+    CLaMP 3): ``clip`` cuts, crops or normalises one waveform at ``sample_rate``, ``collate`` stacks
+    clips, ``audio`` does both for a batch of waveforms. Picklable; holds the tokenizer, no weights."""
+
+    def __init__(self, tokenizer: Any, sample_rate: int, max_text_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self._sample_rate = int(sample_rate)
+        self.max_text_tokens = int(max_text_tokens)
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    def clip(self, wave: Waveform, what: str = "waveform") -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def collate(self, clips: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
+        """``first_index``: position of ``waves[0]`` in the caller's list, so errors name the real item."""
+        if len(waves) == 0:
+            raise ValueError("featurize: no waveforms given")
+        return self.collate(
+            [self.clip(w, what=f"waveform {i}") for i, w in enumerate(waves, start=first_index)]
+        )
+
+
 class ClapFeaturizer:
     """Turns waveforms and texts into the tensors a transformers ``ClapModel`` consumes."""
 
@@ -185,11 +224,7 @@ class ClapFeaturizer:
         )
 
     def text(self, texts: Sequence[str], first_index: int = 0) -> dict[str, torch.Tensor]:
-        if len(texts) == 0:
-            raise ValueError("tokenize: no texts given")
-        for index, text in enumerate(texts, start=first_index):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {index}: expected a non-empty string, got {text!r}")
+        check_texts(texts, first_index)
         if getattr(self.tokenizer, "padding_side", "right") != "right":
             tokens = self.tokenizer(
                 list(texts),

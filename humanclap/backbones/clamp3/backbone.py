@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import tempfile
 from pathlib import Path
@@ -57,6 +56,7 @@ from humanclap.backbones.clamp3.model import (
     mert_features,
     small_config,
 )
+from humanclap.backbones.random_weights import seeded_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -465,28 +465,11 @@ SIZES = ("full", "small")
 
 
 def random_state_dict(module: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weights for every tensor of ``module`` from one seeded generator, in sorted key order and by
-    shape alone (not the modules' own initialisation): the same file for the same config and seed.
-    Integer buffers keep their values."""
-    generator = torch.Generator().manual_seed(seed)
-    state = module.state_dict()
-    out = {}
-    for key in sorted(state):
-        tensor = state[key]
-        if not tensor.is_floating_point():
-            out[key] = tensor.clone()
-            continue
-        noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32)
-        if key.endswith("bias"):
-            value = 0.1 * noise
-        elif tensor.ndim == 1:  # norm weights (and MERT's unused masked_spec_embed)
-            value = 1.0 + 0.1 * noise
-        elif key.endswith("original0"):  # weight norm's magnitude g
-            value = 1.0 + 0.1 * noise.abs()
-        else:  # variance-preserving: std 1/sqrt(fan-in)
-            value = noise / math.sqrt(max(1, tensor[0].numel()))
-        out[key] = value.to(tensor.dtype)
-    return out
+    """:func:`~humanclap.backbones.random_weights.seeded_state_dict`, with weight norm's magnitude g
+    (``original0``) at 1 + 0.1|n|."""
+    return seeded_state_dict(
+        module, seed, rules=(("original0", lambda noise: 1.0 + 0.1 * noise.abs()),)
+    )
 
 
 def train_tokenizer() -> Any:

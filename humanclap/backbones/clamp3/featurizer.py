@@ -25,13 +25,18 @@ import torch
 
 from humanclap.backbones.clamp3.model import segments
 from humanclap.backbones.embedder import Waveform
-from humanclap.backbones.featurizer import as_mono_array, batch_tensor
+from humanclap.backbones.featurizer import (
+    WaveformFeaturizer,
+    as_mono_array,
+    batch_tensor,
+    check_texts,
+)
 
 NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
 
 
-class Clamp3Featurizer:
-    """Picklable (loader workers run it); holds the tokenizer, no weights."""
+class Clamp3Featurizer(WaveformFeaturizer):
+    """A clip's normalised 5 s chunks at ``sample_rate`` and XLM-R token segments."""
 
     def __init__(
         self,
@@ -41,15 +46,9 @@ class Clamp3Featurizer:
         chunk_samples: int,
         min_chunk_samples: int,
     ) -> None:
-        self.tokenizer = tokenizer
-        self.max_text_tokens = int(max_text_tokens)
-        self._sample_rate = int(sample_rate)
+        super().__init__(tokenizer, sample_rate, max_text_tokens)
         self.chunk_samples = int(chunk_samples)
         self.min_chunk_samples = int(min_chunk_samples)
-
-    @property
-    def sample_rate(self) -> int:
-        return self._sample_rate
 
     def describe(self) -> dict[str, Any]:
         """What a clip's features depend on besides the clip (the feature cache's key)."""
@@ -100,16 +99,6 @@ class Clamp3Featurizer:
             np.copyto(counts[row, :n], clip["chunk_lengths"])
         return {"input_features": waves, "chunk_lengths": lengths}
 
-    def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
-        if len(waves) == 0:
-            raise ValueError("featurize: no waveforms given")
-        return self.collate(
-            [
-                self.clip(wave, what=f"waveform {i}")
-                for i, wave in enumerate(waves, start=first_index)
-            ]
-        )
-
     def token_ids(self, text: str) -> list[int]:
         """A text's ids as ``extract_clamp3.py:105-112`` makes them (lines deduplicated in order)."""
         lines = [line for line in dict.fromkeys(text.split("\n")) if len(line) > 0]
@@ -119,11 +108,7 @@ class Clamp3Featurizer:
     def text(self, texts: Sequence[str], first_index: int = 0) -> dict[str, torch.Tensor]:
         """``input_ids``/``attention_mask`` (B, segments, max_text_tokens), always padded to the
         segment length as upstream pads them, and ``segment_weights`` (B, segments)."""
-        if len(texts) == 0:
-            raise ValueError("tokenize: no texts given")
-        for index, text in enumerate(texts, start=first_index):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {index}: expected a non-empty string, got {text!r}")
+        check_texts(texts, first_index)
         size = self.max_text_tokens
         ids = [self.token_ids(text) for text in texts]
         plans = [segments(len(row), size) for row in ids]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import tempfile
 from pathlib import Path
@@ -37,6 +36,7 @@ from humanclap.backbones.checkpoint_safety import (
 )
 from humanclap.backbones.msclap.featurizer import MsClapFeaturizer
 from humanclap.backbones.msclap.model import VERSIONS, MsClapConfig, MsClapModel, small_config
+from humanclap.backbones.random_weights import seeded_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -318,35 +318,18 @@ SIZES = ("full", "small")
 
 
 def random_state_dict(model: MsClapModel, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weights for every tensor of ``model`` from one seeded generator, in sorted key order and by
-    shape alone (not the modules' own initialisation): the same file for the same config and seed.
-    Front-end constants (STFT kernels, mel matrix), index buffers and masks keep their values."""
-    generator = torch.Generator().manual_seed(seed)
-    state = model.state_dict()
-    fixed = ("melW", "conv_real.weight", "conv_imag.weight", "attn_mask", "logit_scale")
-    out = {}
-    for key in sorted(state):
-        tensor = state[key]
-        if not tensor.is_floating_point() or key.endswith(fixed):
-            out[key] = tensor.clone()
-            continue
-        noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32)
-        if key.endswith(
-            "bn0.running_mean"
-        ):  # log-mels in dB: centre and scale them to about N(0, 1)
-            value = -30.0 + noise
-        elif key.endswith("bn0.running_var"):
-            value = 400.0 + noise.abs()
-        elif key.endswith("running_var"):
-            value = 1.0 + 0.1 * noise.abs()
-        elif key.endswith("running_mean") or key.endswith("bias"):
-            value = 0.1 * noise
-        elif tensor.ndim == 1:  # norm weights
-            value = 1.0 + 0.1 * noise
-        else:  # variance-preserving: std 1/sqrt(fan-in)
-            value = noise / math.sqrt(max(1, tensor[0].numel()))
-        out[key] = value.to(tensor.dtype)
-    return out
+    """:func:`~humanclap.backbones.random_weights.seeded_state_dict`; the front-end constants (STFT
+    kernels, mel matrix), attention masks and the temperature keep their values, and the input
+    BatchNorm centres and scales log-mels in dB to about N(0, 1)."""
+    return seeded_state_dict(
+        model,
+        seed,
+        keep=("melW", "conv_real.weight", "conv_imag.weight", "attn_mask", "logit_scale"),
+        rules=(
+            ("bn0.running_mean", lambda noise: -30.0 + noise),
+            ("bn0.running_var", lambda noise: 400.0 + noise.abs()),
+        ),
+    )
 
 
 def build_random_msclap(

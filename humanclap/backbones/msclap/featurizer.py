@@ -17,29 +17,28 @@ import numpy as np
 import torch
 
 from humanclap.backbones.embedder import Waveform
-from humanclap.backbones.featurizer import as_mono_array, batch_tensor
+from humanclap.backbones.featurizer import (
+    WaveformFeaturizer,
+    as_mono_array,
+    batch_tensor,
+    check_texts,
+)
 
 _CROP_SEED = 0
 GPT2_END = " <|endoftext|>"
 
 
-class MsClapFeaturizer:
-    """Picklable (loader workers run it); holds the tokenizer, no weights."""
+class MsClapFeaturizer(WaveformFeaturizer):
+    """Fixed-length waveforms at ``sample_rate`` and msclap's token ids."""
 
     def __init__(
         self, tokenizer: Any, text_kind: str, text_len: int, sample_rate: int, duration: float
     ) -> None:
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer, sample_rate, text_len)
         self.text_kind = text_kind
-        self.max_text_tokens = int(text_len)
-        self._sample_rate = int(sample_rate)
         self.duration = float(duration)
         if text_kind == "gpt2" and tokenizer.pad_token is None:
             tokenizer.add_special_tokens({"pad_token": "!"})  # as CLAPWrapper.load_clap
-
-    @property
-    def sample_rate(self) -> int:
-        return self._sample_rate
 
     @property
     def clip_samples(self) -> int:
@@ -73,22 +72,8 @@ class MsClapFeaturizer:
             np.copyto(rows[row], clip["input_features"])
         return {"input_features": waves}
 
-    def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
-        if len(waves) == 0:
-            raise ValueError("featurize: no waveforms given")
-        return self.collate(
-            [
-                self.clip(wave, what=f"waveform {i}")
-                for i, wave in enumerate(waves, start=first_index)
-            ]
-        )
-
     def text(self, texts: Sequence[str], first_index: int = 0) -> dict[str, torch.Tensor]:
-        if len(texts) == 0:
-            raise ValueError("tokenize: no texts given")
-        for index, text in enumerate(texts, start=first_index):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {index}: expected a non-empty string, got {text!r}")
+        check_texts(texts, first_index)
         if self.text_kind == "gpt2":
             texts = [text + GPT2_END for text in texts]
         tokens = self.tokenizer(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import re
 import tempfile
 from pathlib import Path
@@ -47,6 +46,7 @@ from humanclap.backbones.muq.model import (
     MuqMulanConfig,
     small_config,
 )
+from humanclap.backbones.random_weights import seeded_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -391,28 +391,9 @@ SIZES = ("full", "small")
 
 
 def random_state_dict(model: MuQMuLan, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weights for every tensor of ``model`` from one seeded generator, in sorted key order and by
-    shape alone (not the modules' own initialisation): the same file for the same config and seed.
-    The rotary frequencies, BatchNorm counters and the temperature keep their values."""
-    generator = torch.Generator().manual_seed(seed)
-    state = model.state_dict()
-    out = {}
-    for key in sorted(state):
-        tensor = state[key]
-        if not tensor.is_floating_point() or key.endswith(("inv_freq", "contrast.temperatures")):
-            out[key] = tensor.clone()
-            continue
-        noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32)
-        if key.endswith("running_var"):
-            value = 1.0 + 0.1 * noise.abs()
-        elif key.endswith("running_mean") or key.endswith("bias"):
-            value = 0.1 * noise
-        elif tensor.ndim == 1:  # norm weights, q/k scales, learned gammas, the cls token
-            value = 1.0 + 0.1 * noise
-        else:  # variance-preserving: std 1/sqrt(fan-in)
-            value = noise / math.sqrt(max(1, tensor[0].numel()))
-        out[key] = value.to(tensor.dtype)
-    return out
+    """:func:`~humanclap.backbones.random_weights.seeded_state_dict`; the rotary frequencies and the
+    temperature keep their values."""
+    return seeded_state_dict(model, seed, keep=("inv_freq", "contrast.temperatures"))
 
 
 def random_backbone(size: str = "small", seed: int = 0) -> MuqMulanBackbone:

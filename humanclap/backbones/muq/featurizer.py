@@ -20,7 +20,12 @@ import numpy as np
 import torch
 
 from humanclap.backbones.embedder import Waveform
-from humanclap.backbones.featurizer import as_mono_array, batch_tensor
+from humanclap.backbones.featurizer import (
+    WaveformFeaturizer,
+    as_mono_array,
+    batch_tensor,
+    check_texts,
+)
 
 
 def all_clips(wave: np.ndarray, delta: int) -> np.ndarray:
@@ -37,20 +42,14 @@ def all_clips(wave: np.ndarray, delta: int) -> np.ndarray:
     return np.stack(clips)
 
 
-class MuqMulanFeaturizer:
-    """Picklable (loader workers run it); holds the tokenizer, no weights."""
+class MuqMulanFeaturizer(WaveformFeaturizer):
+    """A file's 10 s clips at ``sample_rate`` and XLM-R token ids."""
 
     def __init__(
         self, tokenizer: Any, sample_rate: int, clip_samples: int, max_text_tokens: int
     ) -> None:
-        self.tokenizer = tokenizer
-        self._sample_rate = int(sample_rate)
+        super().__init__(tokenizer, sample_rate, max_text_tokens)
         self.clip_samples = int(clip_samples)
-        self.max_text_tokens = int(max_text_tokens)
-
-    @property
-    def sample_rate(self) -> int:
-        return self._sample_rate
 
     def describe(self) -> dict[str, Any]:
         """What a clip's features depend on besides the clip (the feature cache's key)."""
@@ -80,22 +79,8 @@ class MuqMulanFeaturizer:
             mask[row, :count] = True
         return {"input_values": waves, "clip_mask": mask}
 
-    def audio(self, waves: Sequence[Waveform], first_index: int = 0) -> dict[str, torch.Tensor]:
-        if len(waves) == 0:
-            raise ValueError("featurize: no waveforms given")
-        return self.collate(
-            [
-                self.clip(wave, what=f"waveform {i}")
-                for i, wave in enumerate(waves, start=first_index)
-            ]
-        )
-
     def text(self, texts: Sequence[str], first_index: int = 0) -> dict[str, torch.Tensor]:
-        if len(texts) == 0:
-            raise ValueError("tokenize: no texts given")
-        for index, text in enumerate(texts, start=first_index):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {index}: expected a non-empty string, got {text!r}")
+        check_texts(texts, first_index)
         tokens = self.tokenizer(
             list(texts),
             padding=True,
