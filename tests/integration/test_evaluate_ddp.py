@@ -1,5 +1,5 @@
 """A 2-process (gloo) evaluation gives the same metrics as a 1-process one, and only rank 0 writes;
-for each model family (the tiny ClapModel and the tiny MS-CLAP)."""
+for each model family (the tiny ClapModel, MS-CLAP, MuQ-MuLan and CLaMP 3)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 OVERRIDES = [
-    "models=[tiny,msclap_tiny]",
+    "models=[tiny,msclap_tiny,muq_mulan_tiny,clamp3_tiny]",
     "data.pairs.n_sounds=25",
     "data.pairs.texts_per_sound=3",
     "batch_size=2",
@@ -62,7 +62,11 @@ def test_two_process_evaluation_equals_one_process(compose_evaluate, tmp_path):
     assert document["world_size"] == 2
     for rank in (0, 1):
         results = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert results.keys() == single.keys() == {"tiny", "msclap_tiny"}
+        assert (
+            results.keys()
+            == single.keys()
+            == {"tiny", "msclap_tiny", "muq_mulan_tiny", "clamp3_tiny"}
+        )
         for model, probes in single.items():
             for probe, metrics in probes.items():
                 assert results[model][probe].keys() == metrics.keys()
