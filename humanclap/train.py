@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import sys
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -195,6 +196,21 @@ def build_trainer(cfg: DictConfig, probes: ProbeCallback, backbone: Backbone) ->
     return trainer
 
 
+def check_stage_arguments(argv: list[str]) -> None:
+    """Refuse a stages list on the command line (``stages=[{...}]``), which Hydra would take for a
+    preset name of the ``stages`` group and fail on with a TypeError, with how to give one."""
+    for arg in argv:
+        name, _, value = arg.lstrip("+").partition("=")
+        if name == "stages" and value.lstrip()[:1] in ("[", "{"):
+            raise SystemExit(
+                f"'{arg}': stages= names a preset of recipes/stages/ (stages=clamp3; one value of "
+                f"it: stages.0.epochs=3). For a list of your own, write it into a preset file, e.g. "
+                f"my_configs/stages/mine.yaml holding '# @package _global_' and 'stages: [...]', and "
+                f"run: python -m humanclap.train 'hydra.searchpath=[file://my_configs]' stages=mine "
+                f"(docs/training.md#training-stages)"
+            )
+
+
 @hydra.main(version_base="1.3", config_path=str(RECIPES), config_name="train")
 @report_user_errors
 def main(cfg: DictConfig) -> float | None:
@@ -205,4 +221,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_stage_arguments(sys.argv)
     main()

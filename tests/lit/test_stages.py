@@ -363,3 +363,31 @@ def test_the_config_reaches_the_run(compose_train, caplog):
     ]
     rows = next((Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")).read_text()
     assert "train/stage" in rows.splitlines()[0]
+
+
+def test_a_stages_list_on_the_command_line_says_how_to_give_one(tmp_path):
+    """``stages=[...]`` would end in Hydra's TypeError (``stages`` is a preset group): one sentence
+    instead, whose command works as printed with the preset file it describes."""
+    import subprocess
+    import sys
+
+    from cli import _env
+
+    def train(*args):
+        return subprocess.run([sys.executable, "-m", "humanclap.train", *args], cwd=tmp_path,
+                              env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    refused = train("stages=[{epochs: null, audio: false}]")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    command = "'hydra.searchpath=[file://my_configs]' stages=mine"
+    assert f"run: python -m humanclap.train {command}" in refused.stderr
+    preset = tmp_path / "my_configs" / "stages" / "mine.yaml"
+    preset.parent.mkdir(parents=True)
+    preset.write_text(
+        "# @package _global_\n"
+        "stages:\n"
+        "  - {epochs: null, audio: false, text: true, projections: true, temperature: true}\n"
+    )
+    composed = train("hydra.searchpath=[file://my_configs]", "stages=mine", "--cfg", "job")
+    assert composed.returncode == 0, composed.stderr[-2000:]
+    assert "stages:\n- epochs: null\n  audio: false\n" in composed.stdout
