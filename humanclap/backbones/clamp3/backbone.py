@@ -56,7 +56,7 @@ from humanclap.backbones.clamp3.model import (
     mert_features,
     small_config,
 )
-from humanclap.backbones.random_weights import seeded_state_dict
+from humanclap.backbones.random_weights import cached_random_export, seeded_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -528,21 +528,13 @@ def clamp3_random(
 ) -> Clamp3Backbone:
     """Build (once, cached by its recipe) and load a random CLaMP 3 through the export path.
     NOT pretrained: for tests, smoke runs and benchmarks."""
-    from humanclap.backbones.tiny import build_once, recipe_directory
-
-    if directory is None:
-        recipe = {"version": RANDOM_VERSION, "clamp3": "saas", "size": size, "seed": seed}
-        directory = str(recipe_directory(f"clamp3-{size}-random", recipe))
-    path = Path(directory)
-
-    def build(scratch: Path) -> None:
-        log.info("Writing a random CLaMP 3 (%s size, seed %d) to %s", size, seed, path)
-        build_random_clamp3(scratch, size=size, seed=seed)
-
-    build_once(path, build, marker=CONFIG_FILE)
-    if size == "full":
-        log.warning(
-            "clamp3-random: random weights in CLaMP 3's architecture, NOT pretrained (scores mean "
-            "nothing; for smoke tests and benchmarks). For the real model use model=clamp3."
-        )
+    path = cached_random_export(
+        "CLaMP 3",
+        {"version": RANDOM_VERSION, "size": size, "seed": seed},
+        lambda scratch: build_random_clamp3(scratch, size=size, seed=seed),
+        CONFIG_FILE,
+        real_model="clamp3",
+        full_size=size == "full",
+        directory=directory,
+    )
     return from_clamp3(str(path))

@@ -36,7 +36,7 @@ from humanclap.backbones.checkpoint_safety import (
 )
 from humanclap.backbones.msclap.featurizer import MsClapFeaturizer
 from humanclap.backbones.msclap.model import VERSIONS, MsClapConfig, MsClapModel, small_config
-from humanclap.backbones.random_weights import seeded_state_dict
+from humanclap.backbones.random_weights import cached_random_export, seeded_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -398,25 +398,16 @@ def msclap_random(
 ) -> MsClapBackbone:
     """Build (once, cached by its recipe) and load a random MS-CLAP through the export path.
     NOT pretrained: for tests, smoke runs and benchmarks."""
-    from humanclap.backbones.tiny import build_once, recipe_directory
-
     version = str(version)
     if version not in VERSIONS:
         raise ValueError(f"MS-CLAP version must be one of {sorted(VERSIONS)}, got {version!r}")
-    if directory is None:
-        recipe = {"version": RANDOM_VERSION, "msclap": version, "size": size, "seed": seed}
-        directory = str(recipe_directory(f"msclap-{version}-{size}-random", recipe))
-    path = Path(directory)
-
-    def build(scratch: Path) -> None:
-        log.info("Writing a random MS-CLAP %s (%s size, seed %d) to %s", version, size, seed, path)
-        build_random_msclap(scratch, version=version, size=size, seed=seed)
-
-    build_once(path, build, marker=CONFIG_FILE)
-    if size == "full":
-        log.warning(
-            "msclap-%s-random: random weights in MS-CLAP %s's architecture, NOT pretrained (scores mean "
-            "nothing; for smoke tests and benchmarks). For the real model use model=msclap_%s.",
-            version, version, version,
-        )  # fmt: skip
+    path = cached_random_export(
+        f"MS-CLAP {version}",
+        {"version": RANDOM_VERSION, "size": size, "seed": seed},
+        lambda scratch: build_random_msclap(scratch, version=version, size=size, seed=seed),
+        CONFIG_FILE,
+        real_model=f"msclap_{version}",
+        full_size=size == "full",
+        directory=directory,
+    )
     return from_msclap(str(path))

@@ -46,7 +46,7 @@ from humanclap.backbones.muq.model import (
     MuqMulanConfig,
     small_config,
 )
-from humanclap.backbones.random_weights import seeded_state_dict
+from humanclap.backbones.random_weights import cached_random_export, seeded_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -446,23 +446,15 @@ def muq_mulan_random(
 ) -> MuqMulanBackbone:
     """Build (once, cached by its recipe) and load a random MuQ-MuLan through the export path.
     NOT pretrained: for tests, smoke runs and benchmarks."""
-    from humanclap.backbones.tiny import build_once, recipe_directory
-
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-    if directory is None:
-        recipe = {"version": RANDOM_VERSION, "size": size, "seed": seed}
-        directory = str(recipe_directory(f"muq-mulan-{size}-random", recipe))
-    path = Path(directory)
-
-    def build(scratch: Path) -> None:
-        log.info("Writing a random MuQ-MuLan (%s size, seed %d) to %s", size, seed, path)
-        build_random_muq_mulan(scratch, size=size, seed=seed)
-
-    build_once(path, build, marker=CONFIG_FILE)
-    if size == "full":
-        log.warning(
-            "muq-mulan-random: random weights in MuQ-MuLan's architecture, NOT pretrained (scores "
-            "mean nothing; for smoke tests and benchmarks). For the real model use model=muq_mulan."
-        )
+    path = cached_random_export(
+        "MuQ-MuLan",
+        {"version": RANDOM_VERSION, "size": size, "seed": seed},
+        lambda scratch: build_random_muq_mulan(scratch, size=size, seed=seed),
+        CONFIG_FILE,
+        real_model="muq_mulan",
+        full_size=size == "full",
+        directory=directory,
+    )
     return from_muq_mulan(str(path))
