@@ -42,6 +42,13 @@ class Backbone(nn.Module):
     featurizer: Any
     name: str
 
+    def __init__(self, model: nn.Module, featurizer: Any, name: str) -> None:
+        """``model``: the towers (the family's own module, whose state dict is its checkpoint format)."""
+        super().__init__()
+        self.model = model
+        self.featurizer = featurizer
+        self.name = name
+
     # -- what a model says about itself -------------------------------------------------------
     @property
     def sample_rate(self) -> int:

@@ -29,10 +29,7 @@ class ClapBackbone(Backbone):
     """Audio and text towers of a transformers ``ClapModel`` with their projections."""
 
     def __init__(self, model: ClapModel, featurizer: ClapFeaturizer, name: str = "clap") -> None:
-        super().__init__()
-        self.model = model
-        self.featurizer = featurizer
-        self.name = name
+        super().__init__(model, featurizer, name)
         self.train(model.training)  # from_pretrained gives eval mode; keep the wrapper consistent
 
     # -- properties ---------------------------------------------------------------------------

@@ -120,11 +120,8 @@ class Clamp3Backbone(Backbone):
         name: str = "clamp3",
         logit_scale: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model, featurizer, name)
         self.mert = mert.requires_grad_(False)
-        self.featurizer = featurizer
-        self.name = name
         self.temperature = nn.Parameter(torch.tensor(float(logit_scale)))
         self.train(model.training)
 

@@ -82,10 +82,7 @@ class MsClapBackbone(Backbone):
     def __init__(
         self, model: MsClapModel, featurizer: MsClapFeaturizer, name: str = "msclap"
     ) -> None:
-        super().__init__()
-        self.model = model
-        self.featurizer = featurizer
-        self.name = name
+        super().__init__(model, featurizer, name)
         self.train(model.training)
 
     @property

@@ -99,10 +99,7 @@ class MuqMulanBackbone(Backbone):
     def __init__(
         self, model: MuQMuLan, featurizer: MuqMulanFeaturizer, name: str = "muq-mulan"
     ) -> None:
-        super().__init__()
-        self.model = model
-        self.featurizer = featurizer
-        self.name = name
+        super().__init__(model, featurizer, name)
         self.train(model.training)
 
     @property
