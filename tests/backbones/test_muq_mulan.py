@@ -92,6 +92,7 @@ def test_the_full_size_layout_is_the_releases():
 
 def test_the_front_end_is_torchaudios():
     import torchaudio  # a core dependency
+
     from humanclap.backbones.muq.frontend import MelSTFT
 
     waves = torch.from_numpy(np.stack([w[:48_000] for w in _waves((2.0, 2.0))]))
